@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test suite (the README's test command runs this).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"

@@ -1,0 +1,27 @@
+"""Shared fixtures: where the real corpora live, and an isolated Ray/MLflow environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("PROFNER_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The staged corpora root (holds profner/ and meddoprof/); skips when it is absent."""
+    root = data_root()
+    if not (root / "profner").is_dir():
+        pytest.skip(f"real corpora not found at {root} (set PROFNER_DATA_DIR)")
+    return root
