@@ -1,0 +1,67 @@
+"""One entry point for every layout: ProfNER root, MEDDOPROF root, brat folder, .txt folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from profner_models.corpus.brat import read_brat_dir, read_text_dir
+from profner_models.corpus.meddoprof import read_meddoprof_set
+from profner_models.corpus.profner import read_profner
+from profner_models.corpus.report import CorpusError, CorpusReport
+from profner_models.documents import Document
+
+LAYOUTS = ("profner", "meddoprof", "meddoprof_set", "brat", "text")
+
+
+def detect_layout(path: Path | str) -> str:
+    """``profner`` (holds subtask-1/ or subtask-2/), ``meddoprof`` (holds meddoprof-*-set/),
+    ``meddoprof_set`` (holds task1/), ``brat`` (.ann files) or ``text`` (.txt files only)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CorpusError("not a corpus folder", path)
+    if (path / "subtask-1").is_dir() or (path / "subtask-2").is_dir():
+        return "profner"
+    if any(p.is_dir() for p in path.glob("meddoprof-*-set")):
+        return "meddoprof"
+    if (path / "task1").is_dir():
+        return "meddoprof_set"
+    if any(path.glob("*.ann")):
+        return "brat"
+    if any(path.glob("*.txt")):
+        return "text"
+    subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
+    hint = f" (pick one of its folders: {', '.join(subdirs)})" if subdirs else ""
+    raise CorpusError(f"cannot tell the corpus layout{hint}", path)
+
+
+def meddoprof_set_dir(root: Path, split: str) -> Path:
+    """``train`` -> ``meddoprof-training-set``, any other split -> ``meddoprof-<split>-set``."""
+    set_dir = root / f"meddoprof-{'training' if split == 'train' else split}-set"
+    if not set_dir.is_dir():
+        found = sorted(p.name for p in root.glob("meddoprof-*-set"))
+        raise CorpusError(f"no {set_dir.name} for split {split!r} (found: {found})", root)
+    return set_dir
+
+
+def load_corpus(path: Path | str, split: str = "train", lenient: bool = False) -> tuple[list[Document], CorpusReport]:
+    """Read any supported layout; ``split`` picks the ProfNER/MEDDOPROF split (ignored otherwise).
+
+    Strict (default): the first problem raises :class:`CorpusError` naming file and line.
+    Lenient: problems are counted in the report and only the bad item is skipped.
+    """
+    path = Path(path)
+    layout = detect_layout(path)
+    report = CorpusReport(path=str(path), layout=layout, lenient=lenient)
+    if layout == "profner":
+        docs = read_profner(path, split, report)
+    elif layout == "meddoprof":
+        docs = read_meddoprof_set(meddoprof_set_dir(path, split), report)
+    elif layout == "meddoprof_set":
+        docs = read_meddoprof_set(path, report)
+    elif layout == "brat":
+        docs = read_brat_dir(path, report)
+    else:
+        docs = read_text_dir(path, report)
+    report.documents = len(docs)
+    report.spans = sum(len(doc.spans) for doc in docs)
+    return docs, report
