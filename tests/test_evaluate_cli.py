@@ -67,10 +67,48 @@ def test_meddoprof_brat_and_norm(tmp_path, capsys):
     header = '"filename"\t"text"\t"span"\t"code"\n'
     gold = _write(tmp_path / "gold.tsv", header + '"c1"\t"enfermera"\t"13 22"\t"2221.1"\n'
                   '"c1"\t"agricultor"\t"34 44"\t"6111.1"\n')
-    pred = _write(tmp_path / "pred.tsv", header + '"c1"\t"enfermera"\t"13 22"\t"2221.1"\n')
-    code, out, _ = _run(capsys, "--task", "meddoprof-norm", "--gold", str(gold), "--pred", str(pred), "--json")
+    # M5/M7 (meddoprof-evaluation-library src/main.py): predicted codes are stripped, then
+    # codes not in the valid list are dropped (not false positives).
+    pred = _write(tmp_path / "pred.tsv", header + '"c1"\t"enfermera"\t"13 22"\t" 2221.1 "\n'
+                  '"c1"\t"agricultor"\t"34 44"\t"9999.9"\n')
+    codes = _write(tmp_path / "codes.tsv", '"code"\t"label"\t"alternative_label"\n'
+                   '"2221.1"\t"enfermera"\t""\n"6111.1"\t"agricultor"\t""\n')
+    code, out, err = _run(capsys, "--task", "meddoprof-norm", "--gold", str(gold), "--pred", str(pred),
+                          "--valid-codes", str(codes), "--json")
     result = json.loads(out)
-    assert code == 0 and (result["precision"], result["recall"]) == (1.0, 0.5)
+    assert code == 0 and (result["precision"], result["recall"], result["invalid_codes"]) == (1.0, 0.5, 1)
+    assert "1 predicted codes are not in the valid codes file" in err
+    code, out, err = _run(capsys, "--task", "meddoprof-norm", "--gold", str(gold), "--pred", str(pred), "--json")
+    assert code == 0 and json.loads(out)["fp"] == 1 and "no --valid-codes" in err
+
+
+def test_meddoprof_brat_parsed_by_official_rules(tmp_path, capsys):
+    # M7 (TeMU-BSC/meddoprof-evaluation-library src/ann_parsing.py): only .ann files are read
+    # (no .txt needed); a file with a line of other than 3 tab fields (a blank line too) is
+    # skipped whole; T-lines that are arguments of an R-line are dropped; labels outside the
+    # NER set are not parsed. M4 (src/main.py): an empty gold .ann is a gold document.
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    _write(gold / "a.ann", "T1\tPROFESION 0 5\tcura\nT2\tACTIVIDAD 10 15\tcorre\n")
+    _write(gold / "b.ann", "T1\tSITUACION_LABORAL 3 8\tparado\n")
+    _write(gold / "empty.ann", "")
+    _write(pred / "a.ann", "T1\tPROFESION 0 5\tcura\nT2\tACTIVIDAD 10 15\tcorre\n"
+                           "T3\tPROFESION 20 25\tx\nR1\tRel Arg1:T3 Arg2:T4\t\nT4\tFIGURATIVA 30 35\ty\n")
+    _write(pred / "b.ann", "T1\tSITUACION_LABORAL 3 8\tparado\n\n")  # blank line: file skipped
+    _write(pred / "empty.ann", "T1\tPROFESION 1 2\tz\n")
+    _write(pred / "not_gold.ann", "T1\tPROFESION 1 2\tz\n")
+    code, out, err = _run(capsys, "--task", "meddoprof-ner", "--gold", str(gold), "--pred", str(pred), "--json")
+    result = json.loads(out)
+    assert code == 0 and (result["tp"], result["fp"], result["fn"]) == (2, 1, 1)
+    assert result["ignored_ids"] == 1 and result["skipped"] == [
+        f"{pred / 'b.ann'}:2: not 'ID<TAB>LABEL start end<TAB>text' or discontinuous;"
+        " the official scorer skips this whole file"]
+    assert "skips this whole file" in err
+    _write(pred / "b.ann", "T1\tSITUACION_LABORAL 3 5;6 8\tpa do\n")  # discontinuous: skipped
+    _, out, _ = _run(capsys, "--task", "meddoprof-ner", "--gold", str(gold), "--pred", str(pred), "--json")
+    assert json.loads(out)["fn"] == 1
+    _write(pred / "b.ann", "T1\tSITUACION_LABORAL 3 x\tparado\n")
+    code, _, err = _run(capsys, "--task", "meddoprof-ner", "--gold", str(gold), "--pred", str(pred))
+    assert code == 1 and f"{pred / 'b.ann'}:1" in err
 
 
 def test_bad_input_is_reported(tmp_path, capsys):
@@ -80,6 +118,20 @@ def test_bad_input_is_reported(tmp_path, capsys):
     assert code == 1 and "bad.tsv:2" in err
     code, _, err = _run(capsys, "--task", "7a", "--gold", str(gold), "--pred", str(tmp_path / "none.tsv"))
     assert code == 1 and "none.tsv" in err
+
+
+@pytest.mark.realdata
+def test_real_meddoprof_gold_against_itself(real_data_dir, capsys):
+    root = real_data_dir / "meddoprof"
+    train = root / "meddoprof-training-set"
+    for task, folder, extra in (("meddoprof-ner", train / "task1", []), ("meddoprof-class", train / "task2", []),
+                                ("meddoprof-norm", train / "meddoprof-norm-train.tsv",
+                                 ["--valid-codes", str(root / "meddoprof_valid_codes.tsv")])):
+        code, out, _ = _run(capsys, "--task", task, "--gold", str(folder), "--pred", str(folder), "--json", *extra)
+        result = json.loads(out)
+        # 2,778 mentions in every view, no duplicate keys, no skipped file, all codes valid
+        assert code == 0 and (result["f1"], result["tp"], result["fp"]) == (1.0, 2778, 0), task
+        assert result["skipped"] == [] and result["duplicate_predictions"] == 0
 
 
 @pytest.mark.realdata

@@ -81,6 +81,7 @@ def test_7a_documents_label_or_spans():
 
 
 def test_meddoprof_ner_class_norm():
+    # M2: NER key has the type, CLASS the class, NORM the code (src/compute_metrics.py)
     gold = {"doc": [Span(0, 7, P, cls="PACIENTE", code="2211.1"),
                     Span(20, 30, S, cls="FAMILIAR", code="SCTID: 73438004")]}
     same_spans = {"doc": [Span(0, 7, P, cls="SANITARIO", code="2211.1"),
@@ -96,3 +97,73 @@ def test_meddoprof_ner_class_norm():
     assert norm["per_type"]["SCTID"]["fn"] == 1 and norm["per_type"]["ESCO"]["tp"] == 1
     assert score_meddoprof_ner(gold, gold)["f1"] == 1.0
     assert score_meddoprof_norm(gold, {})["recall"] == 0.0
+
+
+# ---- official MEDDOPROF rules (TeMU-BSC/meddoprof-evaluation-library, src/compute_metrics.py
+# and src/main.py; rule numbers as in the profner_models.metrics docstring) -----------------
+A, B = Span(0, 7, P, cls="PACIENTE", code="2211.1"), Span(20, 30, S, cls="OTROS", code="SCTID: 73438004")
+
+
+def test_meddoprof_duplicates_count_each_matching_pair():
+    # M6 (src/compute_metrics.py): positives are distinct (doc, offset, label) keys, TP comes
+    # from merging the raw rows, so a duplicated matching prediction is two true positives.
+    twice = score_meddoprof_ner({"d": [A]}, {"d": [A, A]})
+    assert (twice["tp"], twice["precision"], twice["recall"]) == (2, 2.0, 2.0)
+    assert twice["duplicate_predictions"] == 1
+    gold_twice = score_meddoprof_ner({"d": [A, A, B]}, {"d": [A]})
+    assert (gold_twice["tp"], gold_twice["precision"], gold_twice["recall"]) == (2, 2.0, 1.0)
+    # a duplicated wrong prediction is one false positive (distinct predicted keys)
+    wrong = score_meddoprof_ner({"d": [A]}, {"d": [A, B, B]})
+    assert (wrong["tp"], wrong["fp"], wrong["precision"]) == (1, 1, 0.5)
+    # the same holds for CLASS and NORM
+    assert score_meddoprof_class({"d": [A]}, {"d": [A, A]})["tp"] == 2
+    assert score_meddoprof_norm({"d": [A]}, {"d": [A, A]})["tp"] == 2
+
+
+def test_meddoprof_ner_scores_only_the_official_labels():
+    # M3 (src/main.py): NER parses ACTIVIDAD, PROFESION, SITUACION_LABORAL only; others vanish.
+    gold = {"d": [A, Span(40, 45, "ACTIVIDAD"), Span(50, 55, "FIGURATIVA")]}
+    pred = {"d": [A, Span(40, 45, "ACTIVIDAD"), Span(60, 65, "OTRA")]}
+    result = score_meddoprof_ner(gold, pred)
+    assert (result["tp"], result["fp"], result["fn"]) == (2, 0, 0)
+    assert set(result["per_type"]) == {P, "ACTIVIDAD"}
+
+
+def test_meddoprof_class_is_span_and_class_only():
+    # M2 (src/compute_metrics.py + task2 brat): the key is (doc, offset, class); the NER type
+    # plays no part. M3: only SANITARIO, PACIENTE, FAMILIAR, OTROS are parsed.
+    pred = {"d": [Span(0, 7, "ACTIVIDAD", cls="PACIENTE"), Span(20, 30, S, cls="PROFESION"),
+                  Span(20, 30, S, cls=None)]}
+    result = score_meddoprof_class({"d": [A, B]}, pred)
+    assert (result["tp"], result["fp"], result["fn"]) == (1, 0, 1)
+    assert result["per_type"]["OTROS"]["fn"] == 1 and "PROFESION" not in result["per_type"]
+
+
+def test_meddoprof_norm_drops_invalid_codes_and_unknown_documents():
+    # M5 (src/main.py): predicted codes outside meddoprof_valid_codes.tsv are removed before
+    # scoring, so they are not false positives. M4: documents not in the gold TSV are dropped.
+    valid = {"2211.1", "SCTID: 73438004", "9999"}
+    pred = {"d": [A, Span(20, 30, S, code="not-a-code"), Span(60, 70, S, code="9999")],
+            "other": [Span(0, 7, P, code="2211.1")]}
+    result = score_meddoprof_norm({"d": [A, B]}, pred, valid_codes=valid)
+    assert (result["tp"], result["fp"], result["fn"]) == (1, 1, 1)
+    assert (result["invalid_codes"], result["ignored_ids"]) == (1, 1)
+    # without the list the invalid code is one more false positive
+    assert score_meddoprof_norm({"d": [A, B]}, pred)["fp"] == 2
+    # the key is (doc, offset, code): type and class do not matter
+    other_type = {"d": [Span(0, 7, "ACTIVIDAD", cls="FAMILIAR", code="2211.1")]}
+    assert score_meddoprof_norm({"d": [A]}, other_type)["f1"] == 1.0
+
+
+def test_meddoprof_micro_average_not_per_document_mean():
+    # M1 (src/compute_metrics.py): P = TP / predicted positives over all documents.
+    gold = {"d1": [A], "d2": [Span(i, i + 1, P) for i in range(9)]}
+    pred = {"d1": [A], "d2": [Span(i, i + 1, P) for i in range(0, 18, 2)]}
+    result = score_meddoprof_ner(gold, pred)
+    assert (result["tp"], result["precision"]) == (6, 0.6)  # a mean of per-document precision: 0.78
+
+
+def test_7b_duplicates_count_once_unlike_meddoprof():
+    # ProfNER 7b scorer source not found (see metrics docstring): set semantics kept.
+    result = score_7b({"t": [Span(0, 7, P)]}, {"t": [Span(0, 7, P), Span(0, 7, P)]})
+    assert (result["tp"], result["precision"], result["duplicate_predictions"]) == (1, 1.0, 1)

@@ -1,10 +1,13 @@
 """``profner evaluate``: official-style scores of a prediction file against the gold file.
 
-Inputs, read with the corpus readers:
+Inputs:
 - ``7a``: subtask-1 TSVs (``tweet_id  label``, with header);
 - ``7b``: subtask-2 TSVs (``tweet_id begin end type extraction``; ``id - - - -`` rows skipped);
-- ``meddoprof-ner``: brat folders (task1 layout); ``meddoprof-class``: brat folders (task2
-  layout, the brat type is the class); ``meddoprof-norm``: NORM TSVs.
+- ``meddoprof-ner`` / ``meddoprof-class``: brat folders (task1 / task2 layout; in task2 the brat
+  label is the class). Only the ``.ann`` files are read, by the official parsing rules (M7 in
+  :mod:`profner_models.metrics`): a file with a malformed line is skipped with a warning.
+- ``meddoprof-norm``: NORM TSVs and the valid codes TSV (``--valid-codes``; the official scorer
+  always applies one, so leaving it out prints a warning).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 TASKS = ("7a", "7b", "meddoprof-ner", "meddoprof-class", "meddoprof-norm")
@@ -23,43 +25,98 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--gold", required=True, type=Path, help="gold TSV or brat folder")
     parser.add_argument("--pred", required=True, type=Path, help="predicted TSV or brat folder")
+    parser.add_argument("--valid-codes", type=Path,
+                        help="meddoprof-norm: meddoprof_valid_codes.tsv; predicted codes not in it "
+                             "are dropped, as the official scorer does (without it: a warning)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=run)
 
 
-def _norm_spans(path: Path) -> dict:
+def read_ann_folder(folder: Path, labels: tuple[str, ...], as_class: bool,
+                    warnings: list[str]) -> dict:
+    """``doc id -> spans`` of every ``<id>.ann`` in ``folder``, parsed as the official MEDDOPROF
+    scorer parses them (TeMU-BSC/meddoprof-evaluation-library, src/ann_parsing.py): a file
+    with a line that does not have exactly 3 tab-separated fields, or with a discontinuous
+    span, is skipped (one message in ``warnings``). T-lines that are arguments of an R-line
+    are dropped, and so are labels outside ``labels``. ``as_class`` puts the label in
+    ``Span.cls``."""
+    from profner_models.corpus import CorpusError
+    from profner_models.documents import Span
+
+    if not folder.is_dir():
+        raise CorpusError("brat folder not found", folder)
+    out: dict = {}
+    for path in sorted(folder.glob("*.ann")):
+        try:
+            content = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CorpusError(f"not UTF-8 at byte {error.start}", path) from error
+        lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines[-1] == "":  # as readlines(): a final newline ends the last line
+            lines.pop()
+        rows = [line.split("\t") for line in lines]
+        bad = next((n for n, fields in enumerate(rows, start=1) if len(fields) != 3
+                    or (fields[0].startswith("T") and ";" in fields[1].partition(" ")[2])), None)
+        out[path.stem] = []
+        if bad is not None:
+            warnings.append(f"{path}:{bad}: not 'ID<TAB>LABEL start end<TAB>text' or discontinuous;"
+                            " the official scorer skips this whole file")
+            continue
+        related = {arg.split(":", 1)[-1] for fields in rows if fields[0].startswith("R")
+                   for arg in fields[1].split(" ")[1:3]}
+        for number, (mark, middle, text) in enumerate(rows, start=1):
+            label, *offsets = middle.split(" ")
+            if not mark.startswith("T") or mark in related or label not in labels:
+                continue
+            if len(offsets) != 2 or not all(o.isdigit() for o in offsets):
+                raise CorpusError(f"offsets {' '.join(offsets)!r} are not 'start end'", path, number)
+            span = Span(int(offsets[0]), int(offsets[1]), "" if as_class else label, text.strip(),
+                        cls=label if as_class else None)
+            out[path.stem].append(span)
+    return out
+
+
+def _norm_spans(path: Path, strip: bool) -> dict:
+    """``filename -> spans`` of a NORM TSV; ``strip`` trims filename and code (the official
+    scorer does this to the predictions only)."""
     from profner_models.corpus import read_norm_tsv
     from profner_models.documents import Span
 
-    spans: dict[str, list[Span]] = {}
+    spans: dict = {}
     for row in read_norm_tsv(path):
-        spans.setdefault(row.filename, []).append(Span(row.start, row.end, "", row.text, code=row.code))
+        name, code = (row.filename.strip(), row.code.strip()) if strip else (row.filename, row.code)
+        spans.setdefault(name, []).append(Span(row.start, row.end, "", row.text, code=code))
     return spans
 
 
-def _brat_spans(path: Path, as_class: bool) -> dict:
-    from profner_models.corpus import read_brat_dir
+def score(task: str, gold: Path, pred: Path, valid_codes: Path | None = None) -> dict:
+    """Read both inputs for ``task`` and score them (see :mod:`profner_models.metrics`).
 
-    return {doc.id: [replace(s, cls=s.type) if as_class else s for s in doc.spans]
-            for doc in read_brat_dir(path)}
-
-
-def score(task: str, gold: Path, pred: Path) -> dict:
-    """Read both files for ``task`` and score them (see :mod:`profner_models.metrics`)."""
+    ``"skipped"`` lists what the official scorer would skip or check that this run did not."""
     from profner_models import metrics
-    from profner_models.corpus import read_7a_tsv, read_7b_tsv
+    from profner_models.corpus import read_7a_tsv, read_7b_tsv, read_valid_codes
 
+    skipped: list[str] = []
     if task == "7a":
-        return metrics.score_7a(read_7a_tsv(gold), read_7a_tsv(pred))
-    if task == "7b":
-        return metrics.score_7b(read_7b_tsv(gold), read_7b_tsv(pred))
-    if task == "meddoprof-ner":
-        return metrics.score_meddoprof_ner(_brat_spans(gold, False), _brat_spans(pred, False))
-    if task == "meddoprof-class":
-        return metrics.score_meddoprof_class(_brat_spans(gold, True), _brat_spans(pred, True))
-    if task == "meddoprof-norm":
-        return metrics.score_meddoprof_norm(_norm_spans(gold), _norm_spans(pred))
-    raise ValueError(f"unknown task {task!r}")
+        result = metrics.score_7a(read_7a_tsv(gold), read_7a_tsv(pred))
+    elif task == "7b":
+        result = metrics.score_7b(read_7b_tsv(gold), read_7b_tsv(pred))
+    elif task in ("meddoprof-ner", "meddoprof-class"):
+        as_class = task == "meddoprof-class"
+        labels = metrics.MEDDOPROF_CLASS_LABELS if as_class else metrics.MEDDOPROF_NER_LABELS
+        scorer = metrics.score_meddoprof_class if as_class else metrics.score_meddoprof_ner
+        result = scorer(read_ann_folder(gold, labels, as_class, skipped),
+                        read_ann_folder(pred, labels, as_class, skipped))
+    elif task == "meddoprof-norm":
+        if valid_codes is None:
+            skipped.append("no --valid-codes: predicted codes were not checked against "
+                           "meddoprof_valid_codes.tsv (the official scorer drops the others)")
+        codes = None if valid_codes is None else read_valid_codes(valid_codes)
+        result = metrics.score_meddoprof_norm(_norm_spans(gold, False), _norm_spans(pred, True),
+                                              valid_codes=codes)
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    return {**result, "skipped": skipped}
 
 
 def format_table(task: str, result: dict) -> str:
@@ -72,20 +129,32 @@ def format_table(task: str, result: dict) -> str:
     return "\n".join(lines)
 
 
+def _warnings(result: dict) -> list[str]:
+    out = [f"warning: {message}" for message in result["skipped"]]
+    if result["ignored_ids"]:
+        out.append(f"warning: {result['ignored_ids']} predicted ids are not in the gold file and were left out")
+    if result.get("invalid_codes"):
+        out.append(f"warning: {result['invalid_codes']} predicted codes are not in the valid codes "
+                   "file and were left out")
+    if result.get("duplicate_predictions"):
+        out.append(f"warning: {result['duplicate_predictions']} predicted spans repeat another one"
+                   " (MEDDOPROF counts each copy of a matching span as a true positive)")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from profner_models.corpus import CorpusError
 
-    for path in (args.gold, args.pred):
-        if not path.exists():
+    for path in (args.gold, args.pred, args.valid_codes):
+        if path is not None and not path.exists():
             print(f"profner evaluate: {path}: no such file or folder", file=sys.stderr)
             return 1
     try:
-        result = score(args.task, args.gold, args.pred)
+        result = score(args.task, args.gold, args.pred, args.valid_codes)
     except CorpusError as error:
         print(f"profner evaluate: {error}", file=sys.stderr)
         return 1
     print(json.dumps({"task": args.task, **result}, indent=2) if args.json else format_table(args.task, result))
-    if result["ignored_ids"]:
-        print(f"warning: {result['ignored_ids']} predicted ids are not in the gold file and were left out",
-              file=sys.stderr)
+    for line in _warnings(result):
+        print(line, file=sys.stderr)
     return 0

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job on the bundled sample corpus: a small TPE + ASHA sweep (every trial in MLflow),
+# export of the best trial, prediction on the sample's valid split, and the official scores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PROFNER=.venv/bin/profner
+OUT=${DEMO_OUT:-runs/demo}
+SAMPLE=$(.venv/bin/python -c "from profner_models.sample import PROFNER_SAMPLE; print(PROFNER_SAMPLE)")
+mkdir -p "$OUT"
+
+$PROFNER data stats "$SAMPLE"
+$PROFNER tune smoke --num-samples 4 --max-concurrent 2 --name demo --storage "$PWD/$OUT/ray_results" \
+  --tracking-uri "sqlite:///$PWD/$OUT/mlflow.db" --export "$OUT/best-model"
+$PROFNER predict --model "$OUT/best-model" --input "$SAMPLE/subtask-2/brat/valid" \
+  --out-7a "$OUT/pred-7a.tsv" --out-7b "$OUT/pred-7b.tsv"
+$PROFNER evaluate --task 7a --gold "$SAMPLE/subtask-1/valid.tsv" --pred "$OUT/pred-7a.tsv"
+$PROFNER evaluate --task 7b --gold "$SAMPLE/subtask-2/tsv/valid.tsv" --pred "$OUT/pred-7b.tsv"
+echo "MLflow runs: $OUT/mlflow.db  (profner ui --tracking-uri sqlite:///$PWD/$OUT/mlflow.db)"
+echo "Serve the best model: $PROFNER serve $OUT/best-model"
