@@ -1,0 +1,104 @@
+"""Inference speed of a saved model: latency one text at a time, throughput batched.
+
+    python bench/inference.py --model MODEL_DIR [--texts DIR] [--threads 2] [--quick] [--json]
+
+Texts: the ``.txt`` files of DIR (default: the ProfNER train tweets under the data root, else
+the bundled sample). Latency is ``Predictor.predict([text])`` end to end (tokenizer, gazetteer,
+model, CRF decoding), after a warm-up; ``tokenize_ms_p50`` is the tokenizer's share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from profner_models.corpus import read_text_dir
+from profner_models.predict import Predictor
+from profner_models.tokenize import tokenize
+from profner_models.vectors import data_root
+
+
+def default_texts() -> Path:
+    real = data_root() / "profner" / "subtask-2" / "brat" / "train"
+    if real.is_dir():
+        return real
+    from profner_models.sample import SAMPLE_DIR
+
+    return next(p.parent for p in sorted(Path(SAMPLE_DIR).rglob("*.txt")))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: int,
+        batch_size: int) -> dict:
+    torch.set_num_threads(threads)
+    texts = [d.text for d in read_text_dir(texts_dir)]
+    if not texts:
+        raise SystemExit(f"{texts_dir}: no .txt files")
+    started = time.perf_counter()
+    predictor = Predictor(model_dir, batch_size=batch_size)
+    load_s = time.perf_counter() - started
+    single = (texts * (n_single // len(texts) + 1))[:n_single]
+    for text in single[:20]:
+        predictor.predict([text])
+    latencies, tok = [], []
+    for text in single:
+        t0 = time.perf_counter()
+        predictor.predict([text])
+        latencies.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        tokenize(text)
+        tok.append((time.perf_counter() - t0) * 1000)
+    batch = (texts * (n_batch // len(texts) + 1))[:n_batch]
+    t0 = time.perf_counter()
+    predictor.predict(batch)
+    batched_s = time.perf_counter() - t0
+    return {
+        "model": str(model_dir),
+        "texts": str(texts_dir),
+        "threads": torch.get_num_threads(),
+        "parameters": predictor.model.num_parameters,
+        "load_s": round(load_s, 3),
+        "n_single": len(single),
+        "latency_ms_p50": round(statistics.median(latencies), 3),
+        "latency_ms_p95": round(percentile(latencies, 95), 3),
+        "latency_ms_mean": round(statistics.fmean(latencies), 3),
+        "tokenize_ms_p50": round(statistics.median(tok), 3),
+        "n_batch": len(batch),
+        "batch_size": batch_size,
+        "throughput_per_s": round(len(batch) / batched_s, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--texts", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="fewer texts (well under 2 minutes)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    n_single, n_batch = (300, 1000) if args.quick else (2000, 6000)
+    result = run(args.model, args.texts or default_texts(), args.threads, n_single, n_batch,
+                 args.batch_size)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(map(len, result))
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

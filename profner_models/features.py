@@ -1,0 +1,107 @@
+"""Vocabularies, character ids and length-bucketed batching.
+
+Backbone-independent pieces: a ``Vocab`` (JSON on disk, id 0 padding, 1 unknown), the
+per-word character id tensor an RNN backbone needs, and ``bucket_batches`` which groups
+documents of similar length so padding stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+class Vocab:
+    """A word or character vocabulary: ``PAD`` is id 0, ``UNK`` id 1."""
+
+    def __init__(self, items: Iterable[str]) -> None:
+        self.items: list[str] = [PAD, UNK]
+        self._ids: dict[str, int] = {PAD: 0, UNK: 1}
+        for item in items:
+            if item not in self._ids:
+                self._ids[item] = len(self.items)
+                self.items.append(item)
+
+    @classmethod
+    def build(cls, sequences: Iterable[Iterable[str]], min_count: int = 1,
+              extra: Iterable[str] = ()) -> "Vocab":
+        """Items seen ``min_count`` times (most frequent first), then ``extra`` ones."""
+        counts = Counter(item for seq in sequences for item in seq)
+        frequent = [item for item, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                    if n >= min_count]
+        return cls([*frequent, *extra])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._ids
+
+    def id(self, item: str) -> int:
+        return self._ids.get(item, 1)
+
+    def ids(self, items: Iterable[str]) -> list[int]:
+        return [self._ids.get(item, 1) for item in items]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.items[2:], ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocab":
+        items = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"{path}: a vocabulary must be a JSON list of strings")
+        return cls(items)
+
+
+def pad_ids(rows: Sequence[Sequence[int]], value: int = 0) -> torch.Tensor:
+    """Long ``[len(rows), longest]`` padded with ``value``."""
+    width = max((len(r) for r in rows), default=0)
+    out = torch.full((len(rows), max(width, 1)), value, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+    return out
+
+
+def char_ids(words: Sequence[Sequence[str]], vocab: Vocab, lowercase: bool = True,
+             max_chars: int = 20) -> torch.Tensor:
+    """Long ``[B, W, C]`` character ids per word (words cut to ``max_chars``; 0 = padding)."""
+    width = max(len(doc) for doc in words)
+    longest = min(max_chars, max((len(w) for doc in words for w in doc), default=1))
+    out = torch.zeros((len(words), width, max(longest, 1)), dtype=torch.long)
+    for b, doc in enumerate(words):
+        for i, word in enumerate(doc):
+            chars = (word.lower() if lowercase else word)[:max_chars]
+            out[b, i, : len(chars)] = torch.as_tensor(vocab.ids(chars), dtype=torch.long)
+    return out
+
+
+def bucket_batches(lengths: Sequence[int], batch_size: int, shuffle: bool,
+                   rng: random.Random | None = None) -> list[list[int]]:
+    """Indices grouped into batches of similar length.
+
+    Shuffled: indices are shuffled, cut into pools of 50 batches, each pool sorted by length
+    and cut into batches, and the batches shuffled (randomness from ``rng``, so seeded runs
+    repeat). Not shuffled: sorted by length (fewest pad positions, for evaluation).
+    """
+    order = list(range(len(lengths)))
+    if not shuffle:
+        order.sort(key=lambda i: lengths[i])
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng = rng or random.Random()
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches

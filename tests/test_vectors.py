@@ -1,0 +1,105 @@
+"""Word vectors: word2vec text/binary and fastText .vec loading, gensim training, the cache."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from gensim.models import KeyedVectors
+
+from profner_models.architectures import BackboneContext, backbones
+from profner_models.vectors import VectorsError, WordVectors, load_vectors, train_vectors
+
+TEXTS = [
+    "Los médicos y las enfermeras trabajan en el hospital.",
+    "La enfermera atiende al paciente en el hospital de día.",
+    "El médico de familia y el policía local ayudan.",
+    "Los sanitarios aplauden a los médicos y a las enfermeras.",
+] * 5
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "texts"
+    (folder / "sub").mkdir(parents=True)
+    for i, text in enumerate(TEXTS):
+        (folder / ("sub" if i % 2 else "") / f"{i}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+def small_kv() -> KeyedVectors:
+    kv = KeyedVectors(vector_size=4)
+    kv.add_vectors(["médico", "enfermera", "😷"], np.arange(12, dtype=np.float32).reshape(3, 4))
+    return kv
+
+
+def test_word2vec_text_binary_and_fasttext_vec_load(tmp_path):
+    kv = small_kv()
+    kv.save_word2vec_format(str(tmp_path / "w.txt"), binary=False)
+    kv.save_word2vec_format(str(tmp_path / "w.bin"), binary=True)
+    (tmp_path / "cc.es.vec").write_text(
+        "3 4\nmédico 0 1 2 3\nenfermera 4 5 6 7 \n😷 8 9 10 11\n", encoding="utf-8")
+    for name, fmt in (("w.txt", "auto"), ("w.bin", "auto"), ("cc.es.vec", "auto"), ("w.bin", "binary")):
+        vectors = load_vectors(tmp_path / name, fmt)
+        assert vectors.words == ["médico", "enfermera", "😷"], name
+        np.testing.assert_array_equal(vectors.matrix, kv.vectors)
+    renamed = tmp_path / "binary_without_suffix"
+    renamed.write_bytes((tmp_path / "w.bin").read_bytes())
+    assert load_vectors(renamed).words == ["médico", "enfermera", "😷"]
+
+
+def test_bad_vectors_files_name_the_file(tmp_path):
+    with pytest.raises(VectorsError, match="missing.vec"):
+        load_vectors(tmp_path / "missing.vec")
+    bad = tmp_path / "bad.vec"
+    bad.write_text("not a header\nfoo bar\n", encoding="utf-8")
+    with pytest.raises(VectorsError, match="bad.vec"):
+        load_vectors(bad)
+
+
+@pytest.mark.parametrize("algorithm", ["skipgram", "cbow"])
+def test_train_from_folder_and_file_then_cache_hit(tmp_path, corpus, caplog, algorithm):
+    lines = tmp_path / "gaz.tsv"
+    lines.write_text("médico de familia\tmédico de familia\npolicía local\tpolicía local\n", encoding="utf-8")
+    settings = dict(algorithm=algorithm, dim=8, window=2, min_count=1, epochs=2,
+                    cache_dir=tmp_path / "cache")
+    vectors = train_vectors([corpus, lines], **settings)
+    assert {"médicos", "enfermera", "hospital", "familia", "local"} <= set(vectors.words)
+    assert vectors.matrix.shape == (len(vectors.words), 8)
+    assert len(list((tmp_path / "cache").glob("*.bin"))) == 1
+    with caplog.at_level(logging.INFO, logger="profner_models.vectors"):
+        again = train_vectors([corpus, lines], **settings)
+    assert "cache hit" in caplog.text
+    assert again.words == vectors.words
+    np.testing.assert_allclose(again.matrix, vectors.matrix)
+    other = train_vectors([corpus], **{**settings, "window": 3})  # other settings: other key
+    assert len(list((tmp_path / "cache").glob("*.bin"))) == 2
+    assert other.dim == 8
+
+
+def test_train_words_source_and_empty_sources(tmp_path):
+    words = [["el", "médico", "trabaja"], ["la", "médica", "trabaja"]] * 5
+    vectors = train_vectors(["@train"], train_words=words, dim=4, min_count=1, epochs=1,
+                            cache_dir=tmp_path)
+    assert set(vectors.words) == {"el", "médico", "trabaja", "la", "médica"}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VectorsError, match="no text"):
+        train_vectors([tmp_path / "empty"], dim=4, cache_dir=tmp_path)
+    with pytest.raises(VectorsError, match="nowhere"):
+        train_vectors([tmp_path / "nowhere"], dim=4, cache_dir=tmp_path)
+
+
+def test_rnn_backbone_starts_from_the_vectors_and_freezes_them(tmp_path):
+    kv = small_kv()
+    kv.save_word2vec_format(str(tmp_path / "w.vec"), binary=False)
+    block = {"name": "rnn", "words": {"lowercase": True, "trainable": False,
+                                      "vectors": {"path": str(tmp_path / "w.vec")}},
+             "chars": None, "encoder": {"hidden": 4}}
+    backbone = backbones.build(block, context=BackboneContext(train_words=[["Médico", "hoy"]]))
+    emb = backbone.word_embedding.weight
+    assert emb.shape[1] == 4 and block["words"]["dim"] == 4  # the real dim is recorded
+    assert not emb.requires_grad
+    for word, row in (("médico", 0), ("😷", 2)):  # a vectors-only word joins the vocab
+        np.testing.assert_array_equal(emb[backbone.words.id(word)].numpy(), kv.vectors[row])
+    assert isinstance(load_vectors(tmp_path / "w.vec"), WordVectors)
