@@ -1,0 +1,135 @@
+"""``profner serve MODEL_REF``: put a trained model behind a Ray Serve HTTP endpoint.
+
+Blocking by default (Ctrl-C or SIGTERM shuts Serve and Ray down); ``--detach`` returns once the
+server answers and prints its URL; ``profner serve --stop [--port P]`` stops detached (or
+foreground) servers started on this machine by this user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEFAULT_PORT = 8000
+
+# (flag, type, default, help): the serving options, also replayed to a --detach child.
+_OPTIONS: list[tuple[str, type, object, str]] = [
+    ("--host", str, "127.0.0.1", "interface to bind (default 127.0.0.1: this machine only)"),
+    ("--port", int, None, f"HTTP port (default {DEFAULT_PORT}; with --stop: only this one)"),
+    ("--replicas", int, 1, "model replicas"),
+    ("--num-cpus", float, 1.0, "CPUs reserved per replica"),
+    ("--num-gpus", float, 0.0, "GPUs per replica (> 0 predicts on cuda)"),
+    ("--max-batch-size", int, 16, "most texts per model call (1 turns server batching off)"),
+    ("--batch-wait-ms", float, 5.0, "how long a batch waits for more texts"),
+    ("--max-texts", int, 64, "most texts per request (more: 413)"),
+    ("--max-chars", int, 10_000, "most characters per text (more: 413)"),
+    ("--tracking-uri", str, None, "MLflow tracking URI for runs:/ and models:/ references"),
+    ("--ray-temp-dir", str, None, "Ray temp dir of the local instance "
+                                  "(default <tmp>/profner-serve-<port>)"),
+    ("--ray-address", str, None, "deploy onto this running Ray cluster instead of a new local "
+                                 "one (if Serve already runs there, its HTTP host/port apply)"),
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve a trained model over HTTP with Ray Serve",
+        description="Serve MODEL_REF (a model dir, runs:/<run_id>/<path> or "
+                    "models:/<name>/<version>) at POST /predict, GET /health, GET /model "
+                    "(OpenAPI docs at /docs).")
+    parser.add_argument("model_ref", nargs="?", metavar="MODEL_REF")
+    for flag, kind, default, text in _OPTIONS:
+        parser.add_argument(flag, type=kind, default=default, help=text)
+    parser.add_argument("--detach", action="store_true",
+                        help="run in the background; return once ready and print the URL")
+    parser.add_argument("--stop", action="store_true",
+                        help="stop servers started by profner serve (all, or --port's)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from serve import runner
+
+    if args.stop:
+        return _stop(args.port)
+    if not args.model_ref:
+        print("profner serve: MODEL_REF is required (or --stop)", file=sys.stderr)
+        return 2
+    port = args.port or DEFAULT_PORT
+    if args.detach:  # the child checks MODEL_REF; its error comes back with its log
+        try:
+            entry = runner.spawn_detached(_replay(args, port), port)
+        except (RuntimeError, TimeoutError) as error:
+            print(f"profner serve: {error}", file=sys.stderr)
+            return 1
+        print(f"profner serve: running in the background (pid {entry.pid}, log {entry.log}); "
+              f"`profner serve --stop --port {port}` stops it", file=sys.stderr)
+        print(entry.url, flush=True)
+        return 0
+    try:
+        settings = _settings(args)
+    except (ValueError, OSError) as error:
+        print(f"profner serve: {error}", file=sys.stderr)
+        return 2
+    try:
+        return runner.serve_forever(settings, args.host, port, args.ray_temp_dir, args.ray_address)
+    except (OSError, TimeoutError, RuntimeError) as error:
+        print(f"profner serve: {error}", file=sys.stderr)
+        return 1
+
+
+def _settings(args: argparse.Namespace):
+    """Resolve MODEL_REF and load the model once here, so a bad reference fails in seconds
+    with the file at fault instead of in a replica that Serve keeps restarting."""
+    from pydantic import ValidationError
+
+    from profner_models.artifacts import load
+    from serve.resolve import resolve
+    from serve.schemas import ServeSettings
+
+    resolved = resolve(args.model_ref, args.tracking_uri)
+    load(resolved.model_dir)
+    if args.num_gpus > 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--num-gpus {args.num_gpus}: torch sees no CUDA device here")
+    try:
+        return ServeSettings(
+            model=str(resolved.model_dir), source=resolved.source, tracking_uri=args.tracking_uri,
+            max_texts=args.max_texts, max_chars=args.max_chars,
+            max_batch_size=args.max_batch_size, batch_wait_ms=args.batch_wait_ms,
+            replicas=args.replicas, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+    except ValidationError as error:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                             for e in error.errors())
+        raise ValueError(problems) from None
+
+
+def _replay(args: argparse.Namespace, port: int) -> list[str]:
+    """The same serve command without --detach, for the background child."""
+    argv = ["serve", args.model_ref]
+    for flag, _kind, _default, _text in _OPTIONS:
+        value = port if flag == "--port" else getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _stop(port: int | None) -> int:
+    from serve import runner
+
+    servers = runner.running(port)
+    if not servers:
+        where = f" on port {port}" if port else ""
+        print(f"profner serve --stop: no running server{where}")
+        return 0
+    status = 0
+    for entry in servers:
+        if runner.stop_running(entry):
+            print(f"stopped {entry.url} (pid {entry.pid}, {entry.model})")
+        else:
+            print(f"profner serve --stop: pid {entry.pid} at {entry.url} did not stop within "
+                  f"{runner.STOP_TIMEOUT_S:.0f} s", file=sys.stderr)
+            status = 1
+    return status

@@ -1,0 +1,113 @@
+"""``MODEL_REF`` -> a local model dir plus where it came from (shown by ``GET /model``).
+
+Accepted references:
+
+* a model dir (``TrainedModel.save`` output): used in place;
+* ``runs:/<run_id>/<artifact_path>``: a model dir logged as artifacts of an MLflow run;
+* ``models:/<name>/<version>`` (or ``models:/<name>@<alias>``): a registered model version.
+
+MLflow references are fetched with ``mlflow.artifacts.download_artifacts`` (a local artifact
+store is read in place; a remote one is copied to a fresh temporary dir). The tracking URI is
+the argument, else ``MLFLOW_TRACKING_URI``, else MLflow's default. A new reference form (the
+best trial of a sweep) is one more entry in ``_SCHEMES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+class ModelRefError(ValueError):
+    """A model reference that names nothing loadable; the message says what was tried."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    model_dir: Path
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(ref: str, tracking_uri: str | None = None) -> ResolvedModel:
+    """Where ``ref`` lives on this machine (fetching MLflow artifacts when needed)."""
+    for prefix, resolver in _SCHEMES.items():
+        if ref.startswith(prefix):
+            return resolver(ref, tracking_uri)
+    if "://" in ref or ref.startswith(("runs:", "models:")):
+        raise ModelRefError(f"model reference {ref!r}: unsupported form; expected a model dir, "
+                            f"runs:/<run_id>/<path> or models:/<name>/<version>")
+    path = Path(ref).expanduser()
+    if not path.is_dir():
+        what = "is a file, not a model dir" if path.exists() else "does not exist"
+        raise ModelRefError(f"model reference {ref!r}: {path} {what} (expected a model dir, "
+                            f"runs:/<run_id>/<path> or models:/<name>/<version>)")
+    return ResolvedModel(path.resolve(), {"kind": "dir", "ref": ref})
+
+
+def _from_run(ref: str, tracking_uri: str | None) -> ResolvedModel:
+    run_id, _, artifact_path = ref[len("runs:/"):].partition("/")
+    if not run_id:
+        raise ModelRefError(f"model reference {ref!r}: expected runs:/<run_id>/<artifact_path>")
+    client = _client(tracking_uri)
+    run = _mlflow_call(ref, lambda: client.get_run(run_id))
+    source = {"kind": "mlflow-run", "ref": ref, "run_id": run_id, "artifact_path": artifact_path,
+              "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,
+              "tracking_uri": client.tracking_uri, "tags": _public_tags(run.data.tags)}
+    return ResolvedModel(_download(ref, client.tracking_uri), source)
+
+
+def _from_registry(ref: str, tracking_uri: str | None) -> ResolvedModel:
+    name_part = ref[len("models:/"):].split("/", 1)[0]
+    rest = ref[len("models:/") + len(name_part):].strip("/")
+    client = _client(tracking_uri)
+    if "@" in name_part:
+        name, alias = name_part.split("@", 1)
+        version = _mlflow_call(ref, lambda: client.get_model_version_by_alias(name, alias))
+    elif rest.split("/", 1)[0].isdigit():
+        name, number = name_part, rest.split("/", 1)[0]
+        version = _mlflow_call(ref, lambda: client.get_model_version(name, number))
+    else:
+        raise ModelRefError(f"model reference {ref!r}: expected models:/<name>/<version> or "
+                            f"models:/<name>@<alias>")
+    source = {"kind": "mlflow-model", "ref": ref, "name": version.name,
+              "version": str(version.version), "run_id": version.run_id,
+              "model_source": version.source, "tracking_uri": client.tracking_uri}
+    return ResolvedModel(_download(ref, client.tracking_uri), source)
+
+
+_SCHEMES: dict[str, Callable[[str, str | None], ResolvedModel]] = {
+    "runs:/": _from_run,
+    "models:/": _from_registry,
+}
+
+
+def _client(tracking_uri: str | None):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _download(ref: str, tracking_uri: str) -> Path:
+    import mlflow.artifacts
+
+    local = _mlflow_call(ref, lambda: mlflow.artifacts.download_artifacts(
+        artifact_uri=ref, tracking_uri=tracking_uri))
+    path = Path(local)
+    if not path.is_dir():
+        raise ModelRefError(f"model reference {ref!r} is the file {path.name}, not a model dir")
+    return path
+
+
+def _mlflow_call(ref: str, call: Callable[[], Any]) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return call()
+    except (MlflowException, OSError) as error:
+        raise ModelRefError(f"model reference {ref!r}: {error}") from error
+
+
+def _public_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The run's own tags (trial name/id, ...), without MLflow's ``mlflow.*`` bookkeeping."""
+    return {key: value for key, value in tags.items() if not key.startswith("mlflow.")}
