@@ -1,0 +1,21 @@
+"""Search spaces for `profner tune`: one YAML file per study, loaded by :mod:`search_spaces.loader`."""
+
+from search_spaces.loader import (
+    SearchSpace,
+    SearchSpaceError,
+    deep_merge,
+    flatten,
+    load,
+    save,
+    shipped_spaces,
+)
+
+__all__ = [
+    "SearchSpace",
+    "SearchSpaceError",
+    "deep_merge",
+    "flatten",
+    "load",
+    "save",
+    "shipped_spaces",
+]

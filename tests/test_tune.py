@@ -1,0 +1,162 @@
+"""A real smoke sweep (local Ray, 2 CPUs, bundled sample) and what it leaves behind:
+Tune trials, MLflow parent + child runs, the exported best model, the report, the narrowed
+space and a refit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search_spaces import load
+from tune_support import all_runs, client, kill_ray_under, short_temp_dir
+
+pytestmark = pytest.mark.slow
+NUM_SAMPLES = 4
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The smoke sweep, run in-process on a private local Ray (2 CPUs) shared with the refit."""
+    import contextlib
+    import io
+
+    import ray
+
+    from trainables.runner import SweepOptions, run_sweep
+
+    tmp = tmp_path_factory.mktemp("sweep")
+    ray_tmp = short_temp_dir("rt-tune-")
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            result = run_sweep(SweepOptions(
+                space="smoke", num_samples=NUM_SAMPLES, max_concurrent=2, num_cpus=2,
+                name="sweep", storage=str(tmp / "runs"), ray_temp_dir=str(ray_tmp),
+                tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", export=str(tmp / "best_model")))
+        yield tmp, result
+    finally:
+        ray.shutdown()
+        kill_ray_under(ray_tmp)
+
+
+def test_every_trial_ran_or_was_stopped(sweep) -> None:
+    tmp, _ = sweep
+    state = json.loads((tmp / "runs" / "sweep" / "profner_sweep.json").read_text())
+    assert state["status"] == "finished"
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(tmp / "runs" / "sweep"))
+    assert len(analysis.trials) == NUM_SAMPLES
+    from trainables.runner import max_epochs as asha_max_t
+
+    max_epochs = asha_max_t(load("smoke"))
+    assert max_epochs == 3
+    for trial in analysis.trials:
+        assert trial.status == "TERMINATED"
+        epochs = trial.last_result["epoch"]
+        # Completed trials ran every epoch; ASHA-stopped ones stopped at a rung (1, 2).
+        assert epochs == max_epochs or (not trial.last_result.get("done") and epochs in (1, 2))
+
+
+def test_mlflow_has_one_parent_and_a_child_per_trial(sweep) -> None:
+    tmp, _ = sweep
+    runs = all_runs(tmp)
+    parents = [r for r in runs if r.data.tags.get("profner.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("profner.kind") == "trial"]
+    assert len(parents) == 1 and len(children) == NUM_SAMPLES
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["num_trials"] == NUM_SAMPLES
+    assert parent.data.tags["study"] == "smoke"
+    c = client(tmp)
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == "FINISHED"
+        tags = child.data.tags
+        assert tags["study"] == "smoke" and tags["search_space"].endswith("smoke.yaml")
+        assert tags["seed"] == "13" and tags["git_commit"] and tags["node_id"]
+        assert tags["profner.stopped_by"] in ("completed", "scheduler")
+        params = child.data.params
+        assert "training.lr" in params and "model.backbone.encoder.cell" in params
+        assert 0.01 <= float(params["training.lr"]) <= 0.08
+        history = c.get_metric_history(child.info.run_id, "f1_7b")
+        assert [m.step for m in history] == list(range(1, int(tags["profner.epochs_run"]) + 1))
+        assert child.data.metrics["best_f1_7b"] == max(m.value for m in history)
+    # Parent: best metric, search space, report plots and the best model dir as artifacts.
+    best = max(child.data.metrics["best_f1_7b"] for child in children)
+    assert parent.data.metrics["best_f1_7b"] == pytest.approx(best)
+    artifacts = {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert {"search_space", "report", "best_model"} <= artifacts
+    report = {Path(a.path).name for a in c.list_artifacts(parent.info.run_id, "report")}
+    assert report == {"hyperparameters.png", "parallel_coordinates.png", "learning_curves.png"}
+    versions = c.search_model_versions("name='profner-smoke'")
+    assert len(versions) == 1 and versions[0].tags["trial_id"] == parent.data.tags["best_trial_id"]
+
+
+def test_best_checkpoint_loads_and_predicts(sweep) -> None:
+    from profner_models.artifacts import load as load_model
+    from profner_models.predict import Predictor
+
+    tmp, _ = sweep
+    state = json.loads((tmp / "runs" / "sweep" / "profner_sweep.json").read_text())
+    checkpoint = Path(state["best_checkpoint"])
+    model = load_model(checkpoint)
+    # The kept checkpoint is the trial's best epoch, not its last one.
+    assert model.metrics["f1_7b"] == pytest.approx(state["best_value"])
+    exported = tmp / "best_model"
+    meta = json.loads((exported / "meta.json").read_text())
+    assert meta["source_run"]["trial_id"] == state["best_trial_id"]
+    predictions = Predictor(exported).predict(["Trabajo de enfermera en el hospital.", "Hola"])
+    assert len(predictions) == 2
+    for prediction in predictions:
+        out = prediction.to_dict()
+        assert out["label"] in (0, 1) and 0.0 <= out["probability"] <= 1.0
+
+
+def test_report_plots_are_pngs(sweep) -> None:
+    tmp, result = sweep
+    names = {"hyperparameters.png", "parallel_coordinates.png", "learning_curves.png"}
+    assert {p.name for p in result.report_files} == names
+    for name in names:
+        path = tmp / "runs" / "sweep" / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_narrow_from_a_finished_sweep_writes_a_loadable_space(sweep) -> None:
+    from trainables.narrow import narrow_from_run
+
+    tmp, _ = sweep
+    parent = [r for r in all_runs(tmp) if r.data.tags.get("profner.kind") == "sweep"][0]
+    out = narrow_from_run(parent.info.run_id, out=tmp / "smoke_narrow.yaml",
+                          tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", top_fraction=0.4)
+    narrowed = load(out)
+    raw = yaml.safe_load(out.read_text())
+    assert narrowed.study == "smoke_narrow" and raw["narrowed_from"] == parent.info.run_id
+    wide = {d.path: d for d in load("smoke").distributions()}
+    lr = raw["space"]["training"]["lr"]
+    if isinstance(lr, dict):  # a range inside the wide one
+        assert wide["training.lr"].args["low"] <= lr["low"] < lr["high"] <= wide["training.lr"].args["high"]
+    for seed in range(5):
+        assert narrowed.trial_config(narrowed.sample(seed))["model"]["backbone"]["encoder"]["cell"] in ("gru", "lstm")
+
+
+def test_refit_seed_sweep_then_train_plus_dev(sweep) -> None:
+    from trainables.refit import RefitOptions, refit
+
+    tmp, _ = sweep
+    result = refit(RefitOptions(run=str(tmp / "runs" / "sweep"), seeds=2,
+                                out=str(tmp / "refit_model"), storage=str(tmp / "runs")))
+    assert set(result.per_seed) == {13, 14} and result.seed in (13, 14)
+    assert 1 <= result.epochs <= 3
+    meta = json.loads((tmp / "refit_model" / "meta.json").read_text())
+    assert meta["source_run"]["trained_on"] == "train+dev"
+    assert set(meta["source_run"]["seed_sweep"]) == {"13", "14"}
+    refits = [r for r in all_runs(tmp) if r.data.tags.get("profner.kind") == "refit"]
+    assert len(refits) == 1 and refits[0].info.status == "FINISHED"
+    assert refits[0].data.metrics["f1_7b_mean"] == pytest.approx(
+        sum(result.per_seed.values()) / 2)
+    seeds = [r for r in all_runs(tmp) if r.data.tags.get("mlflow.parentRunId") == refits[0].info.run_id]
+    assert sorted(r.data.tags["seed"] for r in seeds) == ["13", "14"]

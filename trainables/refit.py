@@ -1,0 +1,145 @@
+"""``profner refit``: seed sweep of a sweep's best config, then a final fit on train+dev.
+
+1. The best trial's sampled config (from the sweep's info or its MLflow child runs) is run with
+   ``seeds`` seeds as a Tune grid (same trainable, same MLflow wiring: a ``refit`` parent run
+   with one child per seed), which measures how much of the sweep's best score was luck.
+2. The config is trained once more on train+dev with the best seed, for the median of the
+   seeds' best epochs (no dev left to pick an epoch on), and saved as a model dir like
+   ``profner train`` writes; it is logged to the refit parent run and registered as a version.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from search_spaces import loader
+from search_spaces.loader import deep_merge
+
+
+@dataclass
+class RefitOptions:
+    run: str
+    out: str
+    seeds: int = 5
+    data_dir: str | None = None
+    tracking_uri: str | None = None
+    storage: str = "ray_results"
+    address: str | None = None
+    num_cpus: int | None = None
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    ray_temp_dir: str | None = None
+
+
+@dataclass
+class RefitResult:
+    metric: str
+    per_seed: dict[int, float]
+    best_epochs: dict[int, int]
+    mean: float
+    std: float
+    seed: int
+    epochs: int
+    model_dir: Path
+    parent_run_id: str
+    model_version: str | None
+
+
+def best_config(info: dict[str, Any]) -> dict[str, Any]:
+    """The sampled config of the sweep's best trial (sweep info, else its MLflow child runs)."""
+    from trainables import tracking
+
+    if info.get("best_config"):
+        return info["best_config"]
+    metric, mode = info["metric"], info.get("mode", "max")
+    runs = [r for r in tracking.child_runs(info["tracking_uri"], info["experiment_id"],
+                                           info["parent_run_id"])
+            if r.info.status == "FINISHED" and f"best_{metric}" in r.data.metrics]
+    if not runs:
+        raise LookupError(f"sweep {info['parent_run_id']}: no finished trial with best_{metric}")
+    pick = max if mode == "max" else min
+    best = pick(runs, key=lambda r: r.data.metrics[f"best_{metric}"])
+    return json.loads(best.data.tags[tracking.CONFIG_TAG])
+
+
+def refit(options: RefitOptions) -> RefitResult:
+    from ray import tune
+
+    from profner_models.training import fit, load_task_data
+    from trainables import runner, tracking
+
+    info = runner.find_sweep(options.run, options.tracking_uri, options.storage)
+    space = loader.load(info["space_path"])
+    metric, mode = info["metric"], info.get("mode", "max")
+    sampled = best_config(info)
+    base = space.base_config()
+    data_dir = options.data_dir or info.get("data_dir")
+    first_seed = int(deep_merge(base, sampled).get("training", {}).get("seed", 13))
+    seeds = [first_seed + i for i in range(options.seeds)]
+
+    tracking_uri = info["tracking_uri"]
+    experiment_id = info["experiment_id"]
+    tags = {"study": space.study, "search_space": str(space.path), "base_config": space.base,
+            "git_commit": tracking.git_commit(), "refit_of": info["parent_run_id"]}
+    parent = tracking.start_parent_run(tracking_uri, experiment_id, f"refit-{space.study}",
+                                       tags, {"seeds": seeds, "metric": metric, "config": sampled},
+                                       kind="refit")
+    tracker = tracking.TrialTracker(tracking_uri, experiment_id, parent, tags, metric, mode,
+                                    first_seed)
+    runner.init_ray(options.address, options.num_cpus, options.ray_temp_dir)
+    param_space = deep_merge(sampled, {"training": {"seed": tune.grid_search(seeds)}})
+    storage = Path(options.storage).expanduser().resolve()
+    tuner = tune.Tuner(
+        runner.make_trainable(base, data_dir, metric, options.cpus_per_trial,
+                              options.gpus_per_trial),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode,
+                                    max_concurrent_trials=options.max_concurrent),
+        run_config=tune.RunConfig(name=f"refit-{parent[:8]}", storage_path=str(storage),
+                                  callbacks=[tracker],
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                  verbose=1))
+    results = tuner.fit()
+    per_seed, best_epochs = {}, {}
+    for result in results:
+        if result.error or result.metrics_dataframe is None:
+            continue
+        history = result.metrics_dataframe
+        row = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
+        seed = int(result.config["training"]["seed"])
+        per_seed[seed] = float(row[metric])
+        best_epochs[seed] = int(row["epoch"])
+    if not per_seed:
+        raise LookupError("refit: every seed run failed")
+    values = list(per_seed.values())
+    best_seed = (max if mode == "max" else min)(per_seed, key=per_seed.get)
+    epochs = int(round(statistics.median(best_epochs.values())))
+
+    config = deep_merge(base, sampled)
+    config["training"].update(seed=best_seed, epochs=epochs, early_stopping_patience=None)
+    config["training"].pop("fail_at_epoch", None)
+    train, dev = load_task_data(config, data_dir)
+    final = fit(config, [*train, *dev], dev, progress=True)
+    model_dir = Path(options.out)
+    final.model.save(model_dir, extra_meta={"source_run": {
+        "sweep_run_id": info["parent_run_id"], "refit_run_id": parent, "study": space.study,
+        "tracking_uri": tracking_uri, "trained_on": "train+dev", "seed": best_seed,
+        "epochs": epochs, "seed_sweep": {str(k): v for k, v in per_seed.items()}}})
+
+    client = tracking.client(tracking_uri)
+    mean = statistics.mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    client.log_metric(parent, f"{metric}_mean", mean)
+    client.log_metric(parent, f"{metric}_std", std)
+    client.log_metric(parent, "refit_epochs", epochs)
+    version = runner.register_model_dir(client, parent, model_dir, f"profner-{space.study}",
+                                        {"study": space.study, "refit_of": info["parent_run_id"],
+                                         "trained_on": "train+dev"})
+    client.set_terminated(parent, "FINISHED")
+    return RefitResult(metric, per_seed, best_epochs, mean, std, best_seed, epochs, model_dir,
+                       parent, version)

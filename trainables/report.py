@@ -1,0 +1,178 @@
+"""HPO report plots for one sweep (matplotlib, Agg), saved in the sweep dir.
+
+- ``hyperparameters.png``: one panel per hyperparameter, each trial a point at its value
+  (x; log scale for log distributions) against its best metric (y), coloured by the metric,
+  as the paper's Figure 1. Categorical values sit at their option's position.
+- ``parallel_coordinates.png``: each trial a line across the hyperparameters (each axis scaled
+  to its range), coloured by the metric.
+- ``learning_curves.png``: the metric per epoch of every trial; a cross marks where ASHA stopped
+  a trial, a circle a trial that ran to the end, a red x an errored trial.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from search_spaces.loader import LOG_SCALE, SearchSpace, config_key, flatten  # noqa: E402
+
+
+@dataclass
+class TrialSummary:
+    trial_id: str
+    params: dict[str, Any]
+    best: float
+    epochs: list[int]
+    values: list[float]
+    status: str  # completed | stopped | error
+
+
+def summarise(results, metric: str, mode: str) -> list[TrialSummary]:
+    """One summary per trial of a Tune ``ResultGrid``."""
+    trials = []
+    for result in results:
+        history = result.metrics_dataframe
+        if history is None or metric not in getattr(history, "columns", ()):
+            epochs, values = [], []
+        else:
+            history = history.dropna(subset=[metric])
+            epochs = [int(e) for e in history.get("epoch", history["training_iteration"])]
+            values = [float(v) for v in history[metric]]
+        best = (max(values) if mode == "max" else min(values)) if values else math.nan
+        if result.error:
+            status = "error"
+        else:
+            status = "completed" if result.metrics.get("done") else "stopped"
+        trials.append(TrialSummary(str(result.metrics.get("trial_id", Path(result.path).name)),
+                                   flatten(result.config or {}), best, epochs, values, status))
+    return trials
+
+
+def write_report(results, space: SearchSpace, metric: str, mode: str, out_dir: Path) -> list[Path]:
+    """Write the three PNGs into ``out_dir``; returns their paths."""
+    trials = summarise(results, metric, mode)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        plot_hyperparameters(trials, space, metric, out_dir / "hyperparameters.png"),
+        plot_parallel(trials, space, metric, out_dir / "parallel_coordinates.png"),
+        plot_curves(trials, metric, out_dir / "learning_curves.png"),
+    ]
+
+
+def _sampled_keys(trials: list[TrialSummary]) -> list[str]:
+    """Config keys whose value differs between trials (the hyperparameters that were searched)."""
+    keys = sorted({k for t in trials for k in t.params})
+    return [k for k in keys if len({repr(t.params.get(k)) for t in trials}) > 1]
+
+
+def _log_keys(space: SearchSpace) -> set[str]:
+    """Flattened config keys drawn from a log-scale distribution (branch options included)."""
+    return {config_key(d.path) for d in space.distributions() if d.kind in LOG_SCALE}
+
+
+def _axis_values(trials: list[TrialSummary], key: str):
+    """Numeric positions for a key; categorical values get their option index and tick labels."""
+    raw = [t.params.get(key) for t in trials]
+    present = [v for v in raw if v is not None]
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return [math.nan if v is None else float(v) for v in raw], None
+    labels = sorted({repr(v) for v in raw})
+    return [float(labels.index(repr(v))) for v in raw], labels
+
+
+def _colour(trials: list[TrialSummary]):
+    values = np.array([t.best for t in trials], dtype=float)
+    finite = values[np.isfinite(values)]
+    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    norm = matplotlib.colors.Normalize(vmin=low, vmax=high if high > low else low + 1e-9)
+    return values, norm, plt.get_cmap("viridis")
+
+
+def plot_hyperparameters(trials: list[TrialSummary], space: SearchSpace, metric: str,
+                         path: Path) -> Path:
+    keys = _sampled_keys(trials) or ["(none)"]
+    log_keys = _log_keys(space)
+    cols = min(4, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols + 1, 3.2 * rows + 0.6), squeeze=False,
+                             layout="constrained")
+    values, norm, cmap = _colour(trials)
+    for ax, key in zip(axes.flat, keys):
+        xs, labels = _axis_values(trials, key) if key != "(none)" else ([0.0] * len(trials), None)
+        ax.scatter(xs, values, c=values, cmap=cmap, norm=norm, edgecolors="k", linewidths=0.4)
+        ax.set_title(key, fontsize=9)
+        ax.set_ylabel(metric, fontsize=8)
+        if labels is not None:
+            ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=20)
+        elif key in log_keys:
+            ax.set_xscale("log")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label=metric)
+    fig.suptitle(f"{space.study}: {len(trials)} trials, best {metric} per trial")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_parallel(trials: list[TrialSummary], space: SearchSpace, metric: str, path: Path) -> Path:
+    keys = _sampled_keys(trials)
+    log_keys = _log_keys(space)
+    columns = []
+    for key in keys:
+        xs, _ = _axis_values(trials, key)
+        xs = np.array(xs, dtype=float)
+        if key in log_keys:
+            xs = np.log10(np.where(xs > 0, xs, np.nan))
+        low, high = np.nanmin(xs), np.nanmax(xs)
+        columns.append((xs - low) / (high - low) if high > low else np.full_like(xs, 0.5))
+    values, norm, cmap = _colour(trials)
+    columns.append(np.array([norm(v) for v in values], dtype=float))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(columns)), 4))
+    matrix = np.vstack(columns) if columns else np.zeros((1, len(trials)))
+    for i, value in enumerate(values):
+        ax.plot(range(matrix.shape[0]), matrix[:, i], color=cmap(norm(value)) if np.isfinite(value)
+                else "lightgrey", alpha=0.8)
+    ax.set_xticks(range(len(keys) + 1), [*keys, metric], rotation=30, ha="right", fontsize=7)
+    ax.set_yticks([])
+    for x in range(matrix.shape[0]):
+        ax.axvline(x, color="grey", linewidth=0.5)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
+    ax.set_title(f"{space.study}: parallel coordinates")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(trials: list[TrialSummary], metric: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    markers = {"stopped": ("x", "ASHA stopped"), "completed": ("o", "completed"),
+               "error": ("X", "error")}
+    seen = set()
+    for trial in trials:
+        if not trial.epochs:
+            continue
+        line, = ax.plot(trial.epochs, trial.values, alpha=0.7)
+        marker, label = markers[trial.status]
+        colour = "red" if trial.status == "error" else line.get_color()
+        ax.scatter(trial.epochs[-1:], trial.values[-1:], marker=marker, color=colour, s=50,
+                   label=None if trial.status in seen else label, zorder=3)
+        seen.add(trial.status)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per epoch ({len(trials)} trials)")
+    if seen:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,490 @@
+"""Run a sweep: Ray Tune ``Tuner`` + HyperOptSearch (TPE) + ASHA, every trial in MLflow.
+
+``run_sweep(SweepOptions(...))`` is what ``profner tune`` calls. A sweep lives in
+``<storage>/<name>/`` (Tune's experiment dir) with ``profner_sweep.json`` beside Tune's state:
+the study, the search-space file, the MLflow parent run, and after the sweep the best trial.
+``--resume`` restores the Tuner from that dir (finished trials kept, the searcher's TPE history
+restored, unfinished trials restarted from their latest checkpoint) and reuses the parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from search_spaces import loader
+from search_spaces.loader import SearchSpace
+
+log = logging.getLogger(__name__)
+
+SWEEP_FILE = "profner_sweep.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class SweepOptions:
+    """The knobs of ``profner tune`` (see trainables/cli.py for their help)."""
+
+    space: str
+    data_dir: str | None = None
+    num_samples: int = 8
+    max_concurrent: int = 2
+    address: str | None = None
+    num_cpus: int | None = None          # local Ray only; None: all cores
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: float = 1.0
+    metric: str | None = None            # default: the space's metric
+    mode: str | None = None
+    grace_period: int = 1
+    reduction_factor: int = 2
+    n_initial_points: int | None = None  # default: scaled to num_samples (initial_points())
+    seed: int = 13
+    resume: bool = False
+    name: str | None = None
+    storage: str = "ray_results"
+    tracking_uri: str | None = None
+    experiment: str | None = None        # MLflow experiment; default profner-<study>
+    export: str | None = None
+    register_as: str | None = None       # registered model name; default profner-<study>
+    report: bool = True
+    ray_temp_dir: str | None = None
+    scheduler: str = "asha"              # asha | fifo (every trial runs all its epochs)
+    # Replay these sampled configs instead of searching (benchmarks, reruns); num_samples is
+    # then their count.
+    fixed_configs: list[dict[str, Any]] | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    parent_run_id: str
+    tracking_uri: str
+    experiment_id: str
+    metric: str
+    mode: str
+    best_trial_id: str | None
+    best_value: float | None
+    best_config: dict[str, Any] | None
+    best_checkpoint: Path | None
+    trial_states: dict[str, str]
+    exported: Path | None = None
+    model_version: str | None = None
+    report_files: list[Path] = field(default_factory=list)
+    num_errors: int = 0
+    trial_epochs: dict[str, int] = field(default_factory=dict)  # epochs each trial ran
+
+
+def initial_points(num_samples: int) -> int:
+    """Random trials before TPE takes over: a quarter of the budget, between 3 and 20.
+
+    HyperOptSearch's default of 20 would keep any sweep of 20 trials or fewer purely random.
+    """
+    return max(3, min(20, num_samples // 4))
+
+
+def max_epochs(space: SearchSpace) -> int:
+    """The largest ``training.epochs`` a trial can have (ASHA's ``max_t``)."""
+    base_epochs = int(space.base_config().get("training", {}).get("epochs", 10))
+    epochs = [d for d in space.distributions() if d.path.endswith("training.epochs")]
+    node = space.spec.get("training", {}).get("epochs")
+    if not epochs:
+        return int(node) if isinstance(node, (int, float)) else base_epochs
+    dist = epochs[0]
+    if dist.kind in ("choice",):
+        return int(max(dist.args["options"]))
+    if dist.kind == "randint":
+        return int(dist.args["high"]) - 1
+    return int(dist.args["high"])
+
+
+def sweep_dir_for(options: SweepOptions, study: str) -> Path:
+    storage = Path(options.storage).expanduser().resolve()
+    if options.name:
+        return storage / options.name
+    if options.resume:
+        candidates = sorted(storage.glob(f"{study}-*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise FileNotFoundError(f"--resume: no sweep of study {study!r} under {storage}")
+        return candidates[-1].parent
+    return storage / f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def read_sweep_file(sweep_dir: Path) -> dict[str, Any]:
+    path = Path(sweep_dir) / SWEEP_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a profner sweep dir (no {SWEEP_FILE})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def find_sweep(run: str, tracking_uri: str | None, storage: str) -> dict[str, Any]:
+    """The sweep info of ``run``: a sweep dir, a sweep name under ``storage``, or an MLflow
+    parent run id (its sweep dir's info when reachable, else what the run's tags hold)."""
+    from trainables import tracking
+
+    for candidate in (Path(run), Path(storage) / run):
+        if (candidate / SWEEP_FILE).exists():
+            info = read_sweep_file(candidate)
+            if tracking_uri:
+                info["tracking_uri"] = tracking_uri
+            return info
+    uri = tracking_uri or tracking.default_tracking_uri()
+    try:
+        parent = tracking.client(uri).get_run(run)
+    except Exception as error:  # mlflow raises its own exception types per store
+        raise LookupError(f"{run}: neither a sweep dir nor an MLflow run in {uri} ({error})") from None
+    tags = parent.data.tags
+    sweep_dir = tags.get("sweep_dir")
+    if sweep_dir and (Path(sweep_dir) / SWEEP_FILE).exists():
+        info = read_sweep_file(Path(sweep_dir))
+        info["tracking_uri"] = uri
+        return info
+    params = parent.data.params
+    return {"study": tags.get("study"), "space_path": tags.get("search_space"),
+            "metric": params.get("metric", "f1_7b"), "mode": params.get("mode", "max"),
+            "tracking_uri": uri, "experiment_id": parent.info.experiment_id,
+            "parent_run_id": run, "data_dir": None if params.get("data_dir") == "bundled sample"
+            else params.get("data_dir"), "base": tags.get("base_config")}
+
+
+def write_sweep_file(sweep_dir: Path, info: dict[str, Any]) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / SWEEP_FILE).write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
+
+
+def init_ray(address: str | None, num_cpus: int | None, temp_dir: str | None = None) -> None:
+    """Connect to ``address`` or start a private local Ray (never another developer's)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+           "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+           "TOKENIZERS_PARALLELISM": "false"}
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PROFNER_DATA_DIR"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": True,
+                              "configure_logging": False}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # "local": a new private instance even when `ray start` clusters run on this machine.
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 _temp_dir=temp_dir, **kwargs)
+
+
+class FixedConfigs(Searcher):
+    """A Tune searcher that hands out given configs in order (replays, benchmarks)."""
+
+    def __init__(self, configs: list[dict[str, Any]], metric: str, mode: str) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.configs = [dict(c) for c in configs]
+        self.given = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str:
+        if self.given >= len(self.configs):
+            return Searcher.FINISHED
+        self.given += 1
+        return self.configs[self.given - 1]
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps({"given": self.given}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.given = json.loads(Path(checkpoint_path).read_text())["given"]
+
+
+def make_trainable(base_config: dict[str, Any], data_dir: str | None, metric: str,
+                   cpus: float, gpus: float):
+    """``train_trial`` with its data path and base config bound, and its resources."""
+    from ray import tune
+
+    from trainables.trainable import train_trial
+
+    return tune.with_resources(
+        tune.with_parameters(train_trial, base_config=base_config, data_dir=data_dir,
+                             metric=metric),
+        {"cpu": cpus, "gpu": gpus})
+
+
+def build_tuner(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metric: str,
+                mode: str, tracker, resume: bool):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    trainable = make_trainable(space.base_config(), options.data_dir, metric,
+                               options.cpus_per_trial, options.gpus_per_trial)
+    if resume:
+        from ray.tune import Tuner
+
+        return Tuner.restore(str(sweep_dir), trainable=trainable, resume_unfinished=True,
+                             resume_errored=False, restart_errored=False)
+    if options.fixed_configs:
+        num_samples = len(options.fixed_configs)
+        searcher = FixedConfigs(options.fixed_configs, metric=metric, mode=mode)
+    else:
+        num_samples = options.num_samples
+        searcher = HyperOptSearch(
+            space=space.to_hyperopt(), metric=metric, mode=mode,
+            n_initial_points=options.n_initial_points or initial_points(options.num_samples),
+            random_state_seed=options.seed)
+    search_alg = ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent)
+    if options.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=max_epochs(space),
+                                  grace_period=options.grace_period,
+                                  reduction_factor=options.reduction_factor)
+    elif options.scheduler == "fifo":
+        scheduler = None
+    else:
+        raise ValueError(f"unknown scheduler {options.scheduler!r} (asha | fifo)")
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=metric, mode=mode, num_samples=num_samples, search_alg=search_alg,
+            scheduler=scheduler, max_concurrent_trials=options.max_concurrent,
+            reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=sweep_dir.name, storage_path=str(sweep_dir.parent), callbacks=[tracker],
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode),
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            verbose=1),
+    )
+
+
+def run_sweep(options: SweepOptions) -> SweepResult:
+    """Run (or resume) one sweep; returns where everything went."""
+    from trainables import tracking
+    from trainables.tracking import TrialTracker
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Snapshot Tune's experiment state every second (default: >= 10 s), so a killed driver
+    # loses at most the last second of trial bookkeeping.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    space_path = loader.resolve_space_path(options.space)
+    space = loader.load(space_path)
+    sweep_dir = sweep_dir_for(options, space.study)
+    if options.resume:
+        info = read_sweep_file(sweep_dir)
+        space = loader.load(info["space_path"])
+    elif sweep_dir.exists():
+        raise FileExistsError(f"{sweep_dir} exists: pass --resume to continue it, or another --name")
+    metric = options.metric or (info["metric"] if options.resume else space.metric) or "f1_7b"
+    mode = options.mode or (info["mode"] if options.resume else space.mode) or "max"
+
+    tracking_uri = options.tracking_uri or (info["tracking_uri"] if options.resume
+                                            else tracking.default_tracking_uri())
+    experiment_name = options.experiment or (info["experiment"] if options.resume
+                                             else f"profner-{space.study}")
+    experiment_id = tracking.ensure_experiment(tracking_uri, experiment_name)
+    base_seed = space.base_config().get("training", {}).get("seed")
+    tags = {"study": space.study, "search_space": str(space.path), "git_commit": tracking.git_commit(),
+            "base_config": space.base, **options.extra_tags}
+    if options.resume:
+        parent_run_id = info["parent_run_id"]
+    else:
+        parent_run_id = tracking.start_parent_run(
+            tracking_uri, experiment_id, sweep_dir.name, {**tags, "sweep_dir": str(sweep_dir)},
+            {"num_samples": options.num_samples, "max_concurrent": options.max_concurrent,
+             "metric": metric, "mode": mode, "grace_period": options.grace_period,
+             "reduction_factor": options.reduction_factor, "searcher_seed": options.seed,
+             "n_initial_points": options.n_initial_points or initial_points(options.num_samples),
+             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
+             "data_dir": options.data_dir or "bundled sample"})
+        info = {"study": space.study, "space_path": str(space.path), "metric": metric,
+                "mode": mode, "tracking_uri": tracking_uri, "experiment_id": experiment_id,
+                "experiment": experiment_name, "parent_run_id": parent_run_id,
+                "data_dir": options.data_dir, "base": space.base,
+                "options": asdict(options), "status": "running"}
+        write_sweep_file(sweep_dir, info)
+        tracking.client(tracking_uri).log_artifact(parent_run_id, str(space.path), "search_space")
+
+    tracker = TrialTracker(tracking_uri, experiment_id, parent_run_id, tags, metric, mode, base_seed)
+    init_ray(options.address, options.num_cpus, options.ray_temp_dir)
+    tuner = build_tuner(options, space, sweep_dir, metric, mode, tracker, options.resume)
+    if options.resume:
+        known = set(snapshot_statuses(sweep_dir))
+        counts = tracking.reconcile_after_crash(tracking_uri, experiment_id, parent_run_id, known)
+        log.info("resume: MLflow runs marked KILLED: %d, orphans deleted: %d",
+                 counts["killed"], counts["deleted"])
+        tracking.client(tracking_uri).update_run(parent_run_id, status="RUNNING")
+    results = tuner.fit()
+    statuses = snapshot_statuses(sweep_dir)
+    unfinished = [t for t, status in statuses.items() if status not in ("TERMINATED", "ERROR")]
+    expected = (len(info["options"]["fixed_configs"]) if info["options"].get("fixed_configs")
+                else int(info["options"]["num_samples"]))
+    if unfinished or len(statuses) < expected:  # Ctrl-C: Tune saved its state, returned early
+        interrupted(info, sweep_dir, set(statuses))
+        raise SweepInterrupted(
+            f"sweep interrupted ({len(statuses) - len(unfinished)} of {expected} trials "
+            f"finished); continue it with: profner tune {space.path} --resume "
+            f"--name {sweep_dir.name} --storage {sweep_dir.parent}")
+    return finish_sweep(results, options, space, sweep_dir, info, metric, mode)
+
+
+class SweepInterrupted(RuntimeError):
+    """The sweep stopped before its trials finished (Ctrl-C); ``--resume`` continues it."""
+
+
+def interrupted(info: dict[str, Any], sweep_dir: Path, trial_ids: set[str]) -> None:
+    """Mark the trial runs Tune left unfinished and the parent run KILLED until a resume."""
+    from trainables import tracking
+
+    tracking.reconcile_after_crash(info["tracking_uri"], info["experiment_id"],
+                                   info["parent_run_id"], trial_ids)
+    tracking.client(info["tracking_uri"]).set_terminated(info["parent_run_id"], status="KILLED")
+    info["status"] = "interrupted"
+    write_sweep_file(sweep_dir, info)
+
+
+def snapshot_statuses(sweep_dir: Path) -> dict[str, str]:
+    """Trial id -> status in Tune's experiment snapshots (``experiment_state-*.json``; the
+    newest snapshot wins). Tune writes one last snapshot before stopping on Ctrl-C, so trials
+    it interrupted read RUNNING there, whereas its in-memory trials read TERMINATED."""
+    statuses: dict[str, str] = {}
+    for state in sorted(sweep_dir.glob("experiment_state-*.json")):  # names hold the start time
+        data = json.loads(state.read_text(encoding="utf-8"))
+        for entry in data.get("trial_data", []):
+            trial_json = entry[0] if isinstance(entry, list) else entry
+            trial = json.loads(trial_json) if isinstance(trial_json, str) else trial_json
+            if isinstance(trial, dict) and trial.get("trial_id"):
+                statuses[trial["trial_id"]] = str(trial.get("status"))
+    return statuses
+
+
+def _best_value(result, metric: str, mode: str) -> float | None:
+    history = result.metrics_dataframe
+    if history is None or metric not in history.columns or history[metric].dropna().empty:
+        return None
+    values = history[metric].dropna()
+    return float(values.max() if mode == "max" else values.min())
+
+
+def best_result(results, metric: str, mode: str):
+    """The trial with the best epoch among trials that did not error (None: no such trial).
+
+    An errored trial's early epochs may score well, but a crashing config is no winner.
+    """
+    scored = [(value, result) for result in results if not result.error
+              for value in [_best_value(result, metric, mode)] if value is not None]
+    if not scored:
+        return None
+    pick = max if mode == "max" else min
+    return pick(scored, key=lambda vr: vr[0])[1]
+
+
+def finish_sweep(results, options: SweepOptions, space: SearchSpace, sweep_dir: Path,
+                 info: dict[str, Any], metric: str, mode: str) -> SweepResult:
+    """Best trial -> export + MLflow artifact + model version; report plots; parent run done."""
+    from trainables import report, tracking
+
+    tracking_uri, parent_run_id = info["tracking_uri"], info["parent_run_id"]
+    mlflow_client = tracking.client(tracking_uri)
+    states, epochs = {}, {}
+    for result in results:
+        trial_id = result.metrics.get("trial_id") or Path(result.path).name
+        states[trial_id] = "ERROR" if result.error else "TERMINATED"
+        epochs[trial_id] = int(result.metrics.get("epoch", 0))
+    best_id = best_value = best_config = best_ckpt = None
+    best = best_result(results, metric, mode)
+    if best is not None:
+        checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
+        best_id = best.metrics.get("trial_id")
+        best_value = _best_value(best, metric, mode)
+        best_config = best.config
+        best_ckpt = Path(checkpoint.path) if checkpoint is not None else None
+    out = SweepResult(sweep_dir=sweep_dir, parent_run_id=parent_run_id, tracking_uri=tracking_uri,
+                      experiment_id=info["experiment_id"], metric=metric, mode=mode,
+                      best_trial_id=best_id, best_value=best_value, best_config=best_config,
+                      best_checkpoint=best_ckpt, trial_states=states,
+                      num_errors=sum(1 for s in states.values() if s == "ERROR"),
+                      trial_epochs=epochs)
+    if options.report:
+        out.report_files = report.write_report(results, space, metric, mode, sweep_dir)
+        for path in out.report_files:
+            mlflow_client.log_artifact(parent_run_id, str(path), "report")
+    if best_ckpt is not None:
+        out.model_version = log_best_model(mlflow_client, info, best_ckpt, best_id,
+                                           options.register_as or f"profner-{space.study}")
+        if options.export:
+            out.exported = export_model(best_ckpt, Path(options.export), info, best_id)
+        mlflow_client.log_metric(parent_run_id, f"best_{metric}", best_value)
+        mlflow_client.set_tag(parent_run_id, "best_trial_id", best_id)
+    mlflow_client.log_metric(parent_run_id, "num_trials", len(states))
+    mlflow_client.log_metric(parent_run_id, "num_errors", out.num_errors)
+    mlflow_client.set_terminated(parent_run_id, status="FINISHED")
+    info.update(status="finished", best_trial_id=best_id, best_value=best_value,
+                best_checkpoint=str(best_ckpt) if best_ckpt else None, best_config=best_config,
+                model_version=out.model_version, exported=str(out.exported) if out.exported else None)
+    write_sweep_file(sweep_dir, info)
+    return out
+
+
+def trial_run_id(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str) -> str | None:
+    from trainables import tracking
+
+    runs = tracking.client(tracking_uri).search_runs(
+        [experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}' and "
+                                       f"tags.`{tracking.TRIAL_TAG}` = '{trial_id}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def log_best_model(mlflow_client, info: dict[str, Any], checkpoint: Path, trial_id: str,
+                   registered_name: str) -> str:
+    """Log the best trial's model dir to its run and the parent; register a model version."""
+    parent = info["parent_run_id"]
+    run_id = trial_run_id(info["tracking_uri"], info["experiment_id"], parent, trial_id) or parent
+    if run_id != parent:
+        mlflow_client.log_artifacts(parent, str(checkpoint), "best_model")
+    return register_model_dir(mlflow_client, run_id, checkpoint, registered_name,
+                              {"study": info["study"], "trial_id": trial_id, "sweep_run_id": parent})
+
+
+def register_model_dir(mlflow_client, run_id: str, model_dir: Path, registered_name: str,
+                       tags: dict[str, str]) -> str:
+    """Log ``model_dir`` as the run's ``model`` artifact and register it as a new version.
+
+    A profner model dir is not an MLflow flavour (no MLmodel file), so the version is created
+    from the artifact URI with the client API rather than ``mlflow.register_model``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client.log_artifacts(run_id, str(model_dir), "model")
+    source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/model"
+    try:
+        mlflow_client.get_registered_model(registered_name)
+    except MlflowException:
+        mlflow_client.create_registered_model(
+            registered_name, description="profner model dirs (profner predict / serve)")
+    version = mlflow_client.create_model_version(registered_name, source=source, run_id=run_id,
+                                                 tags=tags)
+    return str(version.version)
+
+
+def export_model(checkpoint: Path, model_dir: Path, info: dict[str, Any], trial_id: str) -> Path:
+    """Copy the best checkpoint (a model dir) to ``model_dir``, noting its source in meta.json."""
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    shutil.copytree(checkpoint, model_dir)
+    meta_path = model_dir / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    meta["source_run"] = {"sweep_run_id": info["parent_run_id"], "trial_id": trial_id,
+                          "tracking_uri": info["tracking_uri"], "study": info["study"]}
+    meta_path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return model_dir

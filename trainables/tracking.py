@@ -1,0 +1,271 @@
+"""MLflow wiring for sweeps: one parent run per sweep, one child run per trial.
+
+Everything MLflow happens in the Tune driver (:class:`TrialTracker` is a Tune ``Callback``), so
+trial workers never open the store: no ``setup_mlflow`` race on a fresh sqlite DB (stack-notes)
+and remote nodes need no tracking credentials. Ray's ``MLflowLoggerCallback`` can nest runs
+(``tags={"mlflow.parentRunId": ...}``) but keys its runs by an in-memory ``Trial`` object and
+creates a second run for a trial restored after a driver crash; this callback keys each child
+run by a ``trial_id`` tag under its parent, so a resumed sweep reuses the run.
+
+Child run: params = the trial's sampled config flattened (``model.backbone.hidden``); metrics =
+every numeric value ``fit`` reports, per epoch (``step`` = epoch), plus ``best_<metric>`` for the
+best epoch's values at the end; tags = study, search-space file, seed, git commit, trial id,
+node/host/pid, the sampled config as JSON (``profner.config``, read by refit and narrow), and
+``profner.stopped_by`` (completed | scheduler | error).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from search_spaces.loader import flatten
+
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "trial_id"
+CONFIG_TAG = "profner.config"
+KIND_TAG = "profner.kind"  # sweep | trial
+STOPPED_TAG = "profner.stopped_by"
+PLACEMENT_KEYS = ("node_id", "host", "worker_pid")
+MAX_PARAM_LENGTH = 6000
+
+
+def default_tracking_uri(cwd: Path | None = None) -> str:
+    """``sqlite:///<cwd>/mlflow.db`` (absolute, so Ray workers and later commands agree)."""
+    return f"sqlite:///{(cwd or Path.cwd()).resolve() / 'mlflow.db'}"
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The checkout's HEAD commit (``+dirty`` when tracked files changed), or ``unknown``."""
+    repo = repo or Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", "HEAD"],
+                               capture_output=True, timeout=10).returncode != 0
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def ensure_experiment(tracking_uri: str, name: str) -> str:
+    """The experiment id, creating it (artifacts beside a sqlite DB) when missing.
+
+    Called in the driver before ``Tuner.fit`` so the store's schema and the experiment exist
+    before anything else touches them (stack-notes: fresh sqlite DB race).
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow_client = client(tracking_uri)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///"))
+        artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
+    experiment_id = mlflow_client.create_experiment(name, artifact_location=artifact_location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def start_parent_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str, str],
+                     params: dict[str, Any], kind: str = "sweep") -> str:
+    mlflow_client = client(tracking_uri)
+    run = mlflow_client.create_run(experiment_id, run_name=name, tags={**tags, KIND_TAG: kind})
+    log_params(mlflow_client, run.info.run_id, params)
+    return run.info.run_id
+
+
+def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, _param_value(v)) for k, v in flatten(params).items()]
+    for start in range(0, len(items), 100):
+        mlflow_client.log_batch(run_id, params=items[start:start + 100])
+
+
+def set_tags(mlflow_client, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    if tags:
+        mlflow_client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
+    return text[:MAX_PARAM_LENGTH]
+
+
+def child_runs(tracking_uri: str, experiment_id: str, parent_run_id: str) -> list:
+    """Every (non-deleted) trial run under a sweep's parent run."""
+    return client(tracking_uri).search_runs(
+        [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+        max_results=10000)
+
+
+def reconcile_after_crash(tracking_uri: str, experiment_id: str, parent_run_id: str,
+                          known_trial_ids: set[str]) -> dict[str, int]:
+    """Before resuming a sweep: child runs left RUNNING by a killed driver become KILLED
+    (a trial Tune resumes reopens its run), and runs of trials the restored Tune state never
+    heard of (created after its last snapshot; Tune will sample anew) are deleted, so the
+    resumed sweep has exactly one run per trial."""
+    mlflow_client = client(tracking_uri)
+    counts = {"killed": 0, "deleted": 0}
+    for run in child_runs(tracking_uri, experiment_id, parent_run_id):
+        trial_id = run.data.tags.get(TRIAL_TAG, "")
+        if trial_id not in known_trial_ids:
+            mlflow_client.set_tag(run.info.run_id, "profner.orphan", "true")
+            mlflow_client.delete_run(run.info.run_id)
+            counts["deleted"] += 1
+        elif run.info.status == "RUNNING":
+            mlflow_client.set_tag(run.info.run_id, "profner.killed_at", _now())
+            mlflow_client.set_terminated(run.info.run_id, status="KILLED")
+            counts["killed"] += 1
+    return counts
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _numeric(result: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in result.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+
+
+class TrialTracker(tune.Callback):
+    """Tune callback: a child MLflow run per trial, nested under the sweep's parent run.
+
+    ``metric_keys``: the result keys logged as metrics (what ``fit`` reports); Tune's own
+    bookkeeping (time_this_iter_s, ...) stays out of MLflow except ``time_total_s``.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
+                 tags: dict[str, str], metric: str, mode: str, base_seed: int | None) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.tags = dict(tags)
+        self.metric, self.mode = metric, mode
+        self.base_seed = base_seed
+        self._client = None
+        self._runs: dict[str, str] = {}
+        self._best: dict[str, dict[str, float]] = {}
+
+    # Tune pickles run_config (with its callbacks) for Tuner.restore: no client in the pickle.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_client=None, _runs={}, _best={})
+        return state
+
+    @property
+    def mlflow(self):
+        if self._client is None:
+            self._client = client(self.tracking_uri)
+        return self._client
+
+    def run_id(self, trial) -> str:
+        """The trial's run: the cached one, one found by tag (a resumed sweep), or a new one."""
+        trial_id = trial.trial_id
+        if trial_id in self._runs:
+            return self._runs[trial_id]
+        found = self.mlflow.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and "
+                          f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=2)
+        if found:
+            run_id = found[0].info.run_id
+            self.mlflow.update_run(run_id, status="RUNNING")
+            self.mlflow.set_tag(run_id, "profner.resumed", "true")
+        else:
+            config = trial.config
+            seed = config.get("training", {}).get("seed", self.base_seed)
+            tags = {**self.tags, PARENT_TAG: self.parent_run_id, TRIAL_TAG: trial_id,
+                    "trial_name": str(trial), KIND_TAG: "trial", "seed": str(seed),
+                    CONFIG_TAG: json.dumps(config, sort_keys=True)[:8000]}
+            run = self.mlflow.create_run(self.experiment_id, run_name=str(trial), tags=tags)
+            run_id = run.info.run_id
+            log_params(self.mlflow, run_id, config)
+        self._runs[trial_id] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        from mlflow.entities import Metric
+
+        run_id = self.run_id(trial)
+        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        values = {k: v for k, v in _numeric(result).items() if k in self._metric_keys(result)}
+        stamp = int(time.time() * 1000)
+        self.mlflow.log_batch(run_id, metrics=[Metric(k, v, stamp, epoch) for k, v in values.items()])
+        if epoch == 1 or trial.trial_id not in self._best:
+            set_tags(self.mlflow, run_id, {k: str(result[k]) for k in PLACEMENT_KEYS if k in result})
+        best = self._best.get(trial.trial_id)
+        value = values.get(self.metric)
+        if value is not None and (best is None or self._better(value, best[self.metric])):
+            self._best[trial.trial_id] = values
+
+    def _metric_keys(self, result: dict[str, Any]) -> set[str]:
+        from ray.tune.result import AUTO_RESULT_KEYS
+
+        return (set(result) - set(AUTO_RESULT_KEYS) - set(PLACEMENT_KEYS)
+                - {"done", "checkpoint_dir_name", "should_checkpoint"}) | {"time_total_s"}
+
+    def _better(self, value: float, than: float) -> bool:
+        return value > than if self.mode == "max" else value < than
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial, "FAILED")
+
+    def _finish(self, trial, status: str) -> None:
+        run_id = self.run_id(trial)
+        best = self._best.get(trial.trial_id) or {}
+        # Tune's own per-trial summary survives a driver restart; this callback's cache does
+        # not, so a resumed trial whose best epoch came before the crash keeps that value.
+        overall = trial.metric_analysis.get(self.metric, {}).get(self.mode)
+        if overall is not None and best.get(self.metric) != overall:
+            best = {self.metric: overall}
+        if best:
+            stamp = int(time.time() * 1000)
+            from mlflow.entities import Metric
+
+            metrics = [Metric(f"best_{k}", v, stamp, 0) for k, v in best.items() if v is not None]
+            self.mlflow.log_batch(run_id, metrics=metrics)
+        last = trial.last_result or {}
+        if status == "FAILED":
+            stopped_by = "error"
+            error = _error_text(trial)
+            if error:
+                self.mlflow.set_tag(run_id, "profner.error", error[-5000:])
+        else:
+            stopped_by = "completed" if last.get("done") else "scheduler"
+        set_tags(self.mlflow, run_id, {STOPPED_TAG: stopped_by,
+                                      "profner.epochs_run": str(last.get("epoch", 0))})
+        self.mlflow.set_terminated(run_id, status=status)
+
+
+def _error_text(trial) -> str:
+    path = getattr(trial, "error_file", None) or ""
+    try:
+        return Path(path).read_text(encoding="utf-8") if path else ""
+    except OSError:
+        return ""

@@ -1,0 +1,126 @@
+"""The Tune function trainable: one trial = one ``profner_models.training.fit`` call.
+
+The trainable is architecture-blind: the sampled config is merged over the study's base config
+and handed to ``fit``, which builds the model through the registries, so adding an architecture
+never changes this file. After every epoch it reports the dev metrics with
+``tune.report(metrics, checkpoint=...)``; the checkpoint is a saved model dir (the one
+``profner predict`` / ``profner serve`` take); the runner keeps each trial's best one (and
+Tune its latest, to resume from), so ASHA can stop a trial at any report and the best epoch is
+restored from its checkpoint.
+
+Fault-injection hook (documented, used by tests/test_tune_faults.py): a config key
+``training.fail_at_epoch: N`` makes the trial raise :class:`InjectedFault` at the end of
+epoch ``N``, after that epoch was reported. The key is removed before ``fit`` sees the config.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from search_spaces.loader import deep_merge
+
+FAULT_KEY = "fail_at_epoch"
+TUNE_META = "tune"  # key of the trial's provenance in the checkpoint's meta.json
+
+
+class InjectedFault(RuntimeError):
+    """Raised by a trial whose config sets ``training.fail_at_epoch`` (fault injection)."""
+
+
+def train_trial(config: dict[str, Any], *, base_config: dict[str, Any], data_dir: str | None,
+                metric: str) -> None:
+    """Tune function trainable: fit ``config`` (merged over ``base_config``) on ``data_dir``.
+
+    ``data_dir`` is a corpus path (None: the bundled sample), read inside the worker, so no
+    dataset is pickled into the trial config. Bind the keyword arguments with
+    ``tune.with_parameters``.
+    """
+    from profner_models.training import fit
+
+    full = deep_merge(base_config, config)
+    fail_at = full.get("training", {}).pop(FAULT_KEY, None)
+    train, dev = task_data(full, data_dir)
+    reporter = EpochReporter(metric=metric, fail_at=fail_at, resume_epoch=_restored_epoch())
+    fit(full, train, dev, callbacks=[reporter], progress=False)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_task_data(task: str, data_json: str, data_dir: str | None):
+    from profner_models.training import load_task_data
+
+    return load_task_data({"task": task, "data": json.loads(data_json)}, data_dir)
+
+
+def task_data(config: dict[str, Any], data_dir: str | None):
+    """(train, dev) for a trial; cached per worker process (reused actors read the corpus once)."""
+    data = json.dumps(config.get("data", {}), sort_keys=True, default=str)
+    return _cached_task_data(config.get("task", "profner"), data,
+                             None if data_dir is None else str(data_dir))
+
+
+class EpochReporter:
+    """A ``fit`` callback that reports each epoch to Tune with the epoch's model dir."""
+
+    def __init__(self, metric: str, fail_at: int | None = None, resume_epoch: int = 0) -> None:
+        self.metric = metric
+        self.fail_at = None if fail_at is None else int(fail_at)
+        self.resume_epoch = resume_epoch
+        self.where = _placement()
+
+    def __call__(self, event) -> bool:
+        metrics = {k: float(v) for k, v in event.metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        metrics["epoch"] = event.epoch
+        if self.metric not in metrics:
+            raise KeyError(f"metric {self.metric!r} is not reported by fit ({', '.join(metrics)})")
+        # A trial restarted after a driver crash replays its reported epochs silently (fit is
+        # deterministic for a seed), so Tune and MLflow never see an epoch twice.
+        if event.epoch > self.resume_epoch:
+            with tempfile.TemporaryDirectory(prefix="profner-ckpt-") as tmp:
+                event.model.save(tmp, extra_meta={"metrics": metrics, TUNE_META: {
+                    "epoch": event.epoch, "trial_id": _trial_id(), **self.where}})
+                tune.report({**metrics, **self.where},
+                            checkpoint=tune.Checkpoint.from_directory(tmp))
+        if self.fail_at is not None and event.epoch >= self.fail_at:
+            raise InjectedFault(f"training.{FAULT_KEY}={self.fail_at}: injected failure "
+                                f"after epoch {event.epoch}")
+        return False
+
+
+def _restored_epoch() -> int:
+    """The epoch of the checkpoint Tune restored this trial from (0: a fresh trial)."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as directory:
+        meta_path = Path(directory) / "meta.json"
+        if not meta_path.exists():
+            return 0
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    return int(meta.get(TUNE_META, {}).get("epoch", 0))
+
+
+def _trial_id() -> str:
+    try:
+        return tune.get_context().get_trial_id()
+    except Exception:  # outside a Tune session (a plain call in a test or the bench)
+        return ""
+
+
+def _placement() -> dict[str, str | int]:
+    """Where this trial runs: Ray node id, host and pid (string tags in MLflow)."""
+    try:
+        import ray
+
+        node_id = ray.get_runtime_context().get_node_id()
+    except Exception:
+        node_id = ""
+    return {"node_id": node_id, "host": socket.gethostname(), "worker_pid": os.getpid()}
