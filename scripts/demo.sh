@@ -10,7 +10,7 @@ SAMPLE=$(.venv/bin/python -c "from profner_models.sample import PROFNER_SAMPLE; 
 mkdir -p "$OUT"
 
 $PROFNER data stats "$SAMPLE"
-$PROFNER tune smoke --num-samples 4 --max-concurrent 2 --name demo --storage "$PWD/$OUT/ray_results" \
+$PROFNER tune demo --num-samples 4 --max-concurrent 2 --name demo --storage "$PWD/$OUT/ray_results" \
   --tracking-uri "sqlite:///$PWD/$OUT/mlflow.db" --export "$OUT/best-model"
 $PROFNER predict --model "$OUT/best-model" --input "$SAMPLE/subtask-2/brat/valid" \
   --out-7a "$OUT/pred-7a.tsv" --out-7b "$OUT/pred-7b.tsv"
