@@ -5,12 +5,16 @@
 Texts: the ``.txt`` files of DIR (default: the ProfNER train tweets under the data root, else
 the bundled sample). Latency is ``Predictor.predict([text])`` end to end (tokenizer, gazetteer,
 model, CRF decoding), after a warm-up; ``tokenize_ms_p50`` is the tokenizer's share.
+``cpu_ms_*`` is the calling thread's CPU time per text (``time.thread_time``): on a shared
+machine it stays close to the uncontended latency when the wall clock does not (see
+``load_avg_1min``; with threads > 1 it misses the helper threads' share).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -50,11 +54,12 @@ def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: 
     single = (texts * (n_single // len(texts) + 1))[:n_single]
     for text in single[:20]:
         predictor.predict([text])
-    latencies, tok = [], []
+    latencies, cpu, tok = [], [], []
     for text in single:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         predictor.predict([text])
         latencies.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.thread_time() - c0) * 1000)
         t0 = time.perf_counter()
         tokenize(text)
         tok.append((time.perf_counter() - t0) * 1000)
@@ -72,10 +77,13 @@ def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: 
         "latency_ms_p50": round(statistics.median(latencies), 3),
         "latency_ms_p95": round(percentile(latencies, 95), 3),
         "latency_ms_mean": round(statistics.fmean(latencies), 3),
+        "cpu_ms_p50": round(statistics.median(cpu), 3),
+        "cpu_ms_p95": round(percentile(cpu, 95), 3),
         "tokenize_ms_p50": round(statistics.median(tok), 3),
         "n_batch": len(batch),
         "batch_size": batch_size,
         "throughput_per_s": round(len(batch) / batched_s, 1),
+        "load_avg_1min": round(os.getloadavg()[0], 2),
     }
 
 

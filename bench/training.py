@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": result.model.num_parameters,
         "epochs_run": len(result.history),
         "epoch_seconds_mean": round(sum(seconds) / len(seconds), 2),
+        "epoch_cpu_seconds_mean": round(
+            sum(row["epoch_cpu_seconds"] for row in result.history) / len(seconds), 2),
         "fit_seconds": round(total, 1),
         "load_seconds": round(fit_started - started, 1),
         "best_epoch": result.best_epoch,
@@ -62,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{'epoch':>5} {'sec':>6} {'loss':>7} {'f1_7a':>6} {'f1_7b':>6} {'f1_mean':>7}")
+        print(f"{'epoch':>5} {'sec':>6} {'cpu_s':>6} {'loss':>7} {'f1_7a':>6} {'f1_7b':>6} {'f1_mean':>7}")
         for row in result.history:
-            print(f"{row['epoch']:>5} {row['epoch_seconds']:>6.1f} {row['loss']:>7.3f} "
+            print(f"{row['epoch']:>5} {row['epoch_seconds']:>6.1f} {row['epoch_cpu_seconds']:>6.1f} "
+                  f"{row['loss']:>7.3f} "
                   f"{row['f1_7a']:>6.3f} {row['f1_7b']:>6.3f} {row['f1_mean']:>7.3f}")
         width = max(map(len, report))
         for key, value in report.items():

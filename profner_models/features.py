@@ -64,24 +64,24 @@ class Vocab:
 
 def pad_ids(rows: Sequence[Sequence[int]], value: int = 0) -> torch.Tensor:
     """Long ``[len(rows), longest]`` padded with ``value``."""
-    width = max((len(r) for r in rows), default=0)
-    out = torch.full((len(rows), max(width, 1)), value, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-    return out
+    width = max(1, max((len(r) for r in rows), default=0))
+    return torch.tensor([[*r, *[value] * (width - len(r))] for r in rows], dtype=torch.long)
 
 
 def char_ids(words: Sequence[Sequence[str]], vocab: Vocab, lowercase: bool = True,
              max_chars: int = 20) -> torch.Tensor:
     """Long ``[B, W, C]`` character ids per word (words cut to ``max_chars``; 0 = padding)."""
     width = max(len(doc) for doc in words)
-    longest = min(max_chars, max((len(w) for doc in words for w in doc), default=1))
-    out = torch.zeros((len(words), width, max(longest, 1)), dtype=torch.long)
-    for b, doc in enumerate(words):
-        for i, word in enumerate(doc):
-            chars = (word.lower() if lowercase else word)[:max_chars]
-            out[b, i, : len(chars)] = torch.as_tensor(vocab.ids(chars), dtype=torch.long)
-    return out
+    longest = max(1, min(max_chars, max((len(w) for doc in words for w in doc), default=1)))
+    empty = [0] * longest
+    rows = []
+    for doc in words:
+        row = []
+        for word in doc:
+            ids = vocab.ids((word.lower() if lowercase else word)[:longest])
+            row.append(ids + empty[len(ids):])
+        rows.append(row + [empty] * (width - len(doc)))
+    return torch.tensor(rows, dtype=torch.long)
 
 
 def bucket_batches(lengths: Sequence[int], batch_size: int, shuffle: bool,

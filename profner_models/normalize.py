@@ -200,7 +200,7 @@ class NormIndex:
             mention_votes[string_key(text, **fold)][code] += 1
         description_votes: dict[str, Counter] = defaultdict(Counter)
         for code, forms in valid_codes.items():
-            for form in set(forms):
+            for form in dict.fromkeys(forms):
                 # several codes share a label (ESCO levels 01/011/0110): the one used most in
                 # training wins
                 description_votes[string_key(form, **fold)][code] = 1 + prior[code]

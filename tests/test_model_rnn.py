@@ -41,7 +41,7 @@ def valid(tags: list[str], scheme: str) -> bool:
 
 def test_registries_know_the_system2_parts_and_name_the_unknown():
     assert "rnn" in backbones.names()
-    assert {"rnn_pooler", "sentence_linear", "crf"} <= set(task_heads.names())
+    assert {"rnn_pooler", "pooled_linear", "sentence_linear", "crf"} <= set(task_heads.names())
     with pytest.raises(KeyError, match="unknown backbone 'nope'.*rnn"):
         backbones.build({"name": "nope"}, context=BackboneContext())
 
@@ -62,6 +62,22 @@ def test_backbone_gives_one_vector_per_word_independent_of_batch_partners():
     assert unknown.tolist() == [[1]]  # UNK
     with pytest.raises(ValueError, match="gazetteer"):
         backbone.featurize(WORDS, None)
+
+
+@pytest.mark.parametrize("name", ["rnn_pooler", "pooled_linear"])
+def test_document_heads_ignore_padding(name):
+    torch.manual_seed(0)
+    head = task_heads.build({"name": name, "cell": "gru", "hidden": 4},
+                            context=HeadContext(word_dim=6, sentence_dim=0, labels=["0", "1"]))
+    head.eval()
+    words = torch.randn(2, 5, 6)
+    mask = torch.tensor([[True] * 3 + [False] * 2, [True] * 5])
+    scores = head(BackboneOutput(words, mask))
+    assert scores.shape == (2, 2)
+    changed = words.clone()
+    changed[0, 3:] = 100.0  # padding content must not matter
+    torch.testing.assert_close(head(BackboneOutput(changed, mask)), scores)
+    torch.testing.assert_close(head(BackboneOutput(words[:1, :3], mask[:1, :3])), scores[:1])
 
 
 @pytest.mark.parametrize("scheme,labels", [("BIO", BIO), ("BILOU", BILOU)])

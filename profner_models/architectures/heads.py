@@ -1,8 +1,9 @@
-"""Task heads: ``rnn_pooler`` and ``sentence_linear`` (7a), ``crf`` (7b).
+"""Task heads: ``rnn_pooler``, ``pooled_linear`` and ``sentence_linear`` (7a), ``crf`` (7b).
 
 Config blocks (defaults: the paper's Table 3)::
 
     classify: {name: rnn_pooler, cell: lstm, hidden: 64, dropout: 0.3}
+    classify: {name: pooled_linear, dropout: 0.3}        # max+mean pooling, no recurrence
     classify: {name: sentence_linear, dropout: 0.1}      # needs a backbone sentence vector
     tag: {name: crf, layers: 1, size: 128, activation: relu, dropout: 0.3}
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 from torchcrf import CRF
 
 from profner_models.architectures.base import (
@@ -21,7 +21,7 @@ from profner_models.architectures.base import (
     WordHead,
     task_heads,
 )
-from profner_models.architectures.rnn import rnn_cell
+from profner_models.architectures.rnn import rnn_cell, run_rnn
 from profner_models.tags import allowed_end_tags, allowed_start_tags, allowed_transitions
 
 FORBIDDEN = -10000.0
@@ -40,12 +40,28 @@ class RNNPooler(DocumentHead):
         self.linear = nn.Linear(2 * hidden, len(context.labels))
 
     def forward(self, output: BackboneOutput) -> torch.Tensor:
-        lengths = output.mask.sum(-1).cpu()
-        packed = pack_padded_sequence(output.words, lengths, batch_first=True,
-                                      enforce_sorted=False)
-        _, state = self.rnn(packed)
+        _, state = run_rnn(self.rnn, output.words, output.mask.sum(-1))
         h = state[0] if isinstance(state, tuple) else state  # LSTM gives (h, c)
         return self.linear(self.dropout(torch.cat([h[-2], h[-1]], dim=-1)))
+
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(scores, targets)
+
+
+class PooledLinear(DocumentHead):
+    """Max and mean of the word vectors over real words -> linear: no recurrence, so about a
+    millisecond cheaper per tweet on CPU than ``rnn_pooler`` (the latency option)."""
+
+    def __init__(self, block: dict, context: HeadContext) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(float(block.get("dropout", 0.3)))
+        self.linear = nn.Linear(2 * context.word_dim, len(context.labels))
+
+    def forward(self, output: BackboneOutput) -> torch.Tensor:
+        mask = output.mask.unsqueeze(-1)
+        largest = output.words.masked_fill(~mask, float("-inf")).amax(dim=1)
+        mean = (output.words * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        return self.linear(self.dropout(torch.cat([largest, mean], dim=-1)))
 
     def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(scores, targets)
@@ -123,6 +139,11 @@ class CRFTagger(WordHead):
 @task_heads.register("rnn_pooler")
 def build_rnn_pooler(block: dict, *, context: HeadContext) -> RNNPooler:
     return RNNPooler(block, context)
+
+
+@task_heads.register("pooled_linear")
+def build_pooled_linear(block: dict, *, context: HeadContext) -> PooledLinear:
+    return PooledLinear(block, context)
 
 
 @task_heads.register("sentence_linear")

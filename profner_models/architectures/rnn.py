@@ -40,6 +40,17 @@ CHAR_DEFAULTS = {"dim": 64, "hidden": 64, "max_chars": 20}
 ENCODER_DEFAULTS = {"cell": "gru", "layers": 1, "hidden": 512, "dropout": 0.5}
 
 
+def run_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
+    """``rnn`` over the padded batch ``x`` (batch first): packed when rows differ in length,
+    as is when none is padded (one tweet at a time: packing would only cost time)."""
+    if bool((lengths == x.shape[1]).all()):
+        return rnn(x)
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, state = rnn(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out, state
+
+
 def rnn_cell(cell: str) -> type[nn.RNNBase]:
     try:
         return CELLS[cell.lower()]
@@ -118,9 +129,7 @@ class RNNBackbone(Backbone):
         if self.gazetteer_size:
             parts.append(self.gazetteer_embedding(features["gazetteer"]))
         x = self.dropout(torch.cat(parts, dim=-1))
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.encoder(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=word_ids.shape[1])
+        out, _ = run_rnn(self.encoder, x, lengths)
         return BackboneOutput(words=self.output_dropout(out), mask=mask)
 
     def _char_states(self, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

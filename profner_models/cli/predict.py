@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         counts = write_outputs(docs, args.out_dir)
         print(f"profner predict: {counts['documents']} documents, {counts['task1']} entities, "
               f"{counts['task2']} classes, {counts['norm']} codes -> {args.out_dir}")
+        if args.out_7a is None and args.out_7b is None:
+            return 0
     for path, write in ((args.out_7a, write_7a_tsv), (args.out_7b, write_7b_tsv)):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

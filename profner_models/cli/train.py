@@ -55,7 +55,9 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from profner_models.corpus import CorpusError
+    from profner_models.gazetteer import GazetteerError
     from profner_models.training import fit, load_task_data
+    from profner_models.vectors import VectorsError
 
     try:
         config = apply_overrides(load_config(args.config), args.set)
@@ -63,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, CorpusError) as error:
         print(f"profner train: {error}", file=sys.stderr)
         return 1
-    result = fit(config, train, dev, progress=not args.no_progress)
+    try:
+        result = fit(config, train, dev, progress=not args.no_progress)
+    except (VectorsError, GazetteerError) as error:
+        print(f"profner train: {error}", file=sys.stderr)
+        return 1
     source = {"config": args.config, "overrides": args.set,
               "data": str(args.data) if args.data else "bundled sample",
               "train_docs": len(train), "dev_docs": len(dev)}
