@@ -3,7 +3,8 @@
 ``fit`` is architecture-blind: it builds a ``JointModel`` through the registries, trains it with
 AdamW (no weight decay on biases, norms and CRF transitions), linear warm-up then linear decay,
 gradient clipping and length-bucketed batches, evaluates on dev after each epoch with the
-official strict metrics, and keeps the best epoch's weights (``training.select`` metric).
+official strict metrics, and keeps the best epoch's weights (``training.select`` metric, or
+``last`` for a refit with a fixed number of epochs).
 Same config + seed -> same metrics on CPU.
 """
 
@@ -40,7 +41,8 @@ TRAINING_DEFAULTS = {
     "max_steps": None, "threads": None,
 }
 DATA_DEFAULTS = {"dev_fraction": 0.2, "dev_seed": 13, "scheme": "BIO",
-                 "types": ["PROFESION", "SITUACION_LABORAL"], "gazetteer": None}
+                 "types": ["PROFESION", "SITUACION_LABORAL"], "gazetteer": None,
+                 "train_on_dev": False}
 
 
 @dataclass
@@ -74,7 +76,8 @@ def with_defaults(config: dict) -> dict:
 def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[list[Document], list[Document]]:
     """(train, dev): the corpus's ``valid`` split as dev when it has one, else a seeded
     ``data.dev_fraction`` of train (``data.dev_seed``). ``data_dir`` None: the bundled sample
-    of the config's ``task``."""
+    of the config's ``task``. ``data.train_on_dev`` (the final refit of a tuned config) trains
+    on train+dev; dev is still returned, so its scores are then on seen data."""
     config = with_defaults(config)
     data = config["data"]
     if data_dir is None:
@@ -85,10 +88,15 @@ def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[li
     train, _ = load_corpus(data_dir, "train")
     if _has_split(data_dir, "valid"):
         dev, _ = load_corpus(data_dir, "valid")
-        return train, dev
+    else:
+        train, dev = _split_dev(train, float(data["dev_fraction"]), int(data["dev_seed"]))
+    return ([*train, *dev] if data["train_on_dev"] else train), dev
+
+
+def _split_dev(train: list[Document], fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
     order = list(range(len(train)))
-    random.Random(data["dev_seed"]).shuffle(order)
-    n_dev = max(1, round(len(train) * float(data["dev_fraction"])))
+    random.Random(seed).shuffle(order)
+    n_dev = max(1, round(len(train) * fraction))
     dev_ids = set(order[:n_dev])
     return ([d for i, d in enumerate(train) if i not in dev_ids],
             [d for i, d in enumerate(train) if i in dev_ids])
@@ -186,14 +194,14 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
                        epoch_seconds=train_seconds, epoch_cpu_seconds=train_cpu_seconds,
                        train_docs=len(encoded), dev_docs=len(dev_gold))
         history.append({"epoch": epoch, **metrics})
-        if select not in metrics:
+        if select != "last" and select not in metrics:
             raise KeyError(f"training.select {select!r} is not a metric ({', '.join(metrics)})")
         if progress:
             tqdm.write(f"epoch {epoch}: " + " ".join(
                 f"{k}={metrics[k]:.4f}" for k in ("loss", "f1_7a", "f1_7b", "f1_ner", "f1_class",
                                                   "f1_norm", "f1_mean") if k in metrics)
                 + f" ({train_seconds:.0f}s)")
-        if best_state is None or metrics[select] > best_metrics[select]:
+        if best_state is None or select == "last" or metrics[select] > best_metrics[select]:
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
             best_epoch, best_metrics, stale = epoch, metrics, 0
         else:

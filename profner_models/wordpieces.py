@@ -4,7 +4,7 @@ Every word keeps at least one piece: a word the tokenizer reduces to nothing ("\
 zero-width space, some emoji in some vocabularies) is replaced by a placeholder word (the
 tokenizer's unk token unless told otherwise) and listed in ``WordPieces.replaced``.
 A sequence longer than ``max_length`` pieces is cut at a word boundary (``truncated``,
-``n_words``); :func:`word_windows` covers all words with overlapping windows instead.
+``n_words``); ``profner_models.windows`` plans overlapping windows over long texts instead.
 """
 
 from __future__ import annotations
@@ -89,25 +89,3 @@ def _encode(tokenizer, words: list[str], truncated: bool, replaced: tuple[int, .
             first[word] = index
     return WordPieces(list(encoding["input_ids"]), word_ids, first, len(words), truncated,
                       tuple(i for i in replaced if i < len(words)))
-
-
-def word_windows(tokenizer, words: Sequence[str], max_length: int | None = None, overlap: int = 0,
-                 placeholder: str | None = None) -> list[tuple[int, WordPieces]]:
-    """Cover all ``words`` with windows of at most ``max_length`` pieces each, consecutive windows
-    sharing ``overlap`` words; returns (index of the window's first word, its pieces).
-    ``WordPieces`` word indices are relative to the window; ``replaced`` too."""
-    words, counts, replaced = piece_counts(tokenizer, words, placeholder)
-    budget = _max_length(tokenizer, max_length) - tokenizer.num_special_tokens_to_add(pair=False)
-    if counts and max(counts) > budget:
-        raise ValueError(f"a word has {max(counts)} pieces, more than the {budget} a window holds")
-    windows, start = [], 0
-    while True:
-        end, used = start, 0
-        while end < len(words) and used + counts[end] <= budget:
-            used += counts[end]
-            end += 1
-        local = tuple(i - start for i in replaced if start <= i < end)
-        windows.append((start, _encode(tokenizer, words[start:end], end < len(words), local)))
-        if end >= len(words):
-            return windows
-        start = max(end - overlap, start + 1)

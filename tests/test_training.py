@@ -75,3 +75,14 @@ def test_unknown_selection_metric_is_named():
     train, dev = sample_data()
     with pytest.raises(KeyError, match="f1_nope"):
         fit(smoke_config(epochs=1, max_steps=1, select="f1_nope"), list(train), list(dev), progress=False)
+
+
+def test_refit_trains_on_train_plus_dev_and_keeps_the_last_epoch():
+    config = smoke_config(epochs=2, select="last")
+    config["data"]["train_on_dev"] = True
+    train, dev = load_task_data(config, None)
+    plain_train, plain_dev = sample_data()
+    assert len(train) == len(plain_train) + len(plain_dev) and list(dev) == list(plain_dev)
+    result = fit(config, train, dev, progress=False)
+    assert result.best_epoch == len(result.history) == 2
+    assert result.history[0]["train_docs"] == len(train)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from profner_models.tokenize import tokenize
-from profner_models.wordpieces import encode_words, word_windows
+from profner_models.wordpieces import encode_words
 from tiny_models import build_tiny_bert
 
 TWEET = "La enfermera 👩🏽‍⚕️ del hospital\u200b trabaja hoy #YoMeQuedoEnCasa @sanidadgob https://t.co/abc"
@@ -93,20 +93,3 @@ def test_truncation_cuts_at_a_word_boundary(which, request):
     assert full.input_ids[: full.first_piece[pieces.n_words]] == pieces.input_ids[:-1]  # same pieces, cut
 
 
-def test_windows_cover_every_word(tiny_tokenizer):
-    words = [t.text for t in tokenize(TWEET * 4)]
-    windows = word_windows(tiny_tokenizer, words, max_length=20, overlap=2)
-    assert len(windows) > 2
-    covered = set()
-    previous_end = None
-    for start, pieces in windows:
-        _check(tiny_tokenizer, words, pieces)
-        assert len(pieces.input_ids) <= 20
-        if previous_end is not None:
-            assert start == previous_end - 2  # two words shared with the previous window
-        covered.update(range(start, start + pieces.n_words))
-        previous_end = start + pieces.n_words
-    assert covered == set(range(len(words)))
-    assert not windows[-1][1].truncated and all(p.truncated for _, p in windows[:-1])
-    with pytest.raises(ValueError, match="more than"):
-        word_windows(tiny_tokenizer, ["hospitalenfermeratrabaja"], max_length=3)  # 1 piece fits
