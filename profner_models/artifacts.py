@@ -7,6 +7,7 @@ A model dir holds::
     model.safetensors  the weights
     vocab/...          the backbone's vocabularies (and gazetteer.txt when one is used)
     tokenizer/...      a transformer backbone's tokenizer files, if any
+    norm/...           task resources (``Task.save_resources``): MEDDOPROF's NORM index
     meta.json          format, package and torch versions, metrics, source; written last, so a
                        dir whose save was cut short has none and is refused
 
@@ -28,6 +29,7 @@ from profner_models.gazetteer import FILE_NAME as GAZETTEER_FILE
 from profner_models.gazetteer import SIZE as GAZETTEER_SIZE
 from profner_models.gazetteer import Gazetteer
 from profner_models.model import JointModel
+from profner_models.tasks import task_of
 
 FORMAT = 1
 CONFIG, LABELS, WEIGHTS, META = "config.json", "labels.json", "model.safetensors", "meta.json"
@@ -48,7 +50,9 @@ class TrainedModel:
         self.network = network
         self.gazetteer = gazetteer
         self.metrics = dict(metrics or {})
-        self.norm = None  # MEDDOPROF NORM index (profner_models.normalize.NormIndex), in norm/
+        # MEDDOPROF NORM index (profner_models.normalize.NormIndex), in norm/: the meddoprof
+        # task's resource (Task.build_resources / save_resources / load_resources)
+        self.norm = None
 
     @property
     def num_parameters(self) -> int:
@@ -67,10 +71,7 @@ class TrainedModel:
             (model_dir / GAZETTEER).parent.mkdir(parents=True, exist_ok=True)
             self.gazetteer.save(model_dir / GAZETTEER)
             files.append(GAZETTEER)
-        if self.norm is not None:
-            from profner_models.meddoprof import save_norm
-
-            files += save_norm(self.norm, model_dir)
+        files += task_of(self.config).save_resources(self, model_dir)  # MEDDOPROF: norm/
         state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
         save_file(state, str(model_dir / WEIGHTS), metadata={"format": str(FORMAT)})
         meta = {
@@ -109,6 +110,10 @@ def load(model_dir: str | Path) -> TrainedModel:
         if not (model_dir / name).is_file():
             raise ModelDirError(f"{model_dir / name}: missing from the model dir")
     config = _read_json(model_dir / CONFIG)
+    try:
+        task = task_of(config)
+    except KeyError as error:
+        raise ModelDirError(f"{model_dir / CONFIG}: {error.args[0]}") from error
     labels = _read_json(model_dir / LABELS)
     gazetteer = None
     if config.get("data", {}).get("gazetteer") is not None:
@@ -129,13 +134,7 @@ def load(model_dir: str | Path) -> TrainedModel:
         raise ModelDirError(f"{model_dir / WEIGHTS}: weights do not fit {CONFIG} ({error})") from error
     network.eval()
     model = TrainedModel(config, labels, network, gazetteer, meta.get("metrics"))
-    if config.get("task") == "meddoprof":
-        from profner_models.meddoprof import load_norm
-
-        try:
-            model.norm = load_norm(model_dir)
-        except (OSError, ValueError, KeyError) as error:
-            raise ModelDirError(f"{model_dir / 'norm'}: unreadable NORM index ({error})") from error
+    task.load_resources(model, model_dir)  # MEDDOPROF: the NORM index
     return model
 
 

@@ -28,6 +28,9 @@ the ``cls`` tags themselves say O).
 
 NORM (``profner_models.normalize``) is built from the training mentions at fit time and saved
 in the model dir under ``norm/``.
+
+``MeddoprofTask`` registers these functions as the ``meddoprof`` task (``profner_models.tasks``);
+sentence-transformers is only imported when a NORM index is built or used.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import torch
 
 from profner_models.documents import Document, Span
 from profner_models.tags import decode, encode, tag_set
+from profner_models.tasks import Task, tasks
 from profner_models.tokenize import Token
 from profner_models.windows import merge, plan_windows
 
@@ -360,6 +364,49 @@ def load_norm(model_dir: Path):
     if not directory.is_dir():
         return None
     return NormIndex.load(directory)
+
+
+# ---- the task ------------------------------------------------------------------------------
+@tasks.register("meddoprof")
+class MeddoprofTask(Task):
+    """The hooks of ``task: meddoprof``: the functions above."""
+
+    def sample_dir(self) -> Path:
+        from profner_models.sample import MEDDOPROF_SAMPLE
+
+        return MEDDOPROF_SAMPLE
+
+    def labels(self, config: dict) -> dict[str, list[str]]:
+        return labels_for(config)
+
+    def encode(self, doc: Document, config: dict, labels: dict[str, list[str]], gazetteer):
+        return encode_document(doc, config, labels, gazetteer)
+
+    def training_documents(self, docs: list[Document], config: dict) -> list[Document]:
+        return training_windows(docs, config)
+
+    def build_resources(self, model, train: Sequence[Document]) -> None:
+        model.norm = build_norm(model.config, train)
+
+    def save_resources(self, model, model_dir: Path) -> list[str]:
+        return [] if model.norm is None else save_norm(model.norm, model_dir)
+
+    def load_resources(self, model, model_dir: Path) -> None:
+        from profner_models.artifacts import ModelDirError
+
+        try:
+            model.norm = load_norm(model_dir)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelDirError(
+                f"{Path(model_dir) / NORM_DIR}: unreadable NORM index ({error})") from error
+
+    def evaluate(self, model, gold: Sequence[Document], encoded,
+                 batch_size: int = 128) -> dict[str, float]:
+        return evaluate(model, gold, batch_size)
+
+    def predict(self, model, texts: Sequence[str], batch_size: int = 64,
+                device: torch.device | None = None):
+        return predict(model, texts, batch_size, device)
 
 
 # ---- output files -------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """``JointModel``: one backbone plus task heads, assembled from the config by the registries.
 
-Roles of ``config["model"]["heads"]``: ``classify`` is a document head (7a, labels "0"/"1"),
-``tag`` a word head over the tag set of ``data.types`` in ``data.scheme`` (7b). The model
-never looks at architecture names: it only uses the ``base`` interfaces.
+The head roles of ``config["model"]["heads"]`` and their labels and targets are the task's
+(``profner_models.tasks``: ProfNER ``classify`` + ``tag``, MEDDOPROF ``tag`` + ``cls``). The
+model never looks at architecture or task names: it only uses the ``base`` and ``Task``
+interfaces.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -23,32 +23,17 @@ from profner_models.architectures import (
     backbones,
     task_heads,
 )
-from profner_models.documents import Document, Span
+from profner_models.documents import Document
 from profner_models.gazetteer import Gazetteer
-from profner_models.tags import encode, tag_set
+from profner_models.tasks import task_of
 from profner_models.tokenize import Token, tokenize
-
-log = logging.getLogger(__name__)
 
 PLACEHOLDER = "<empty>"  # the one word of a document with no token (heads need >= 1 word)
 
 
 def labels_for(config: dict) -> dict[str, list[str]]:
-    """The label list of each head role (saved as labels.json)."""
-    if config.get("task") == "meddoprof":  # roles tag + cls: profner_models.meddoprof
-        from profner_models.meddoprof import labels_for as meddoprof_labels
-
-        return meddoprof_labels(config)
-    data = config["data"]
-    labels = {}
-    for role in config["model"]["heads"]:
-        if role == "classify":
-            labels[role] = ["0", "1"]
-        elif role == "tag":
-            labels[role] = list(tag_set(data["types"], data["scheme"]))
-        else:
-            raise ValueError(f"unknown head role {role!r} in model.heads (classify | tag)")
-    return labels
+    """The label list of each head role (saved as labels.json): the task's (``tasks``)."""
+    return task_of(config).labels(config)
 
 
 class JointModel(nn.Module):
@@ -108,36 +93,8 @@ def encode_text(text: str, gazetteer: Gazetteer | None) -> Encoded:
 
 def encode_document(doc: Document, config: dict, labels: dict[str, list[str]],
                     gazetteer: Gazetteer | None) -> Encoded:
-    """``encode_text`` plus the training targets of each head role."""
-    if config.get("task") == "meddoprof":
-        from profner_models.meddoprof import encode_document as meddoprof_encode
-
-        return meddoprof_encode(doc, config, labels, gazetteer)
-    enc = encode_text(doc.text, gazetteer)
-    if "classify" in labels:
-        enc.targets["classify"] = int(doc.label or 0)
-    if "tag" in labels:
-        index = {tag: i for i, tag in enumerate(labels["tag"])}
-        tags = _flat_tags(enc.tokens, doc.spans, config["data"]["scheme"]) if enc.tokens else ["O"]
-        enc.targets["tag"] = [index[t] for t in tags]
-    return enc
-
-
-def _flat_tags(tokens: list[Token], spans: Sequence[Span], scheme: str) -> list[str]:
-    """Tags of the spans; spans sharing a token with an earlier (kept) one are left out, since
-    a flat scheme cannot hold both (rare after the span policy: two spans inside one token)."""
-    try:
-        return encode(tokens, spans, scheme)
-    except ValueError:
-        kept: list[Span] = []
-        for span in spans:
-            try:
-                encode(tokens, [*kept, span], scheme)
-            except ValueError:
-                log.warning("span %s shares a token with another span: not trained on", span)
-            else:
-                kept.append(span)
-        return encode(tokens, kept, scheme)
+    """``encode_text`` plus the training targets of each head role (the task's ``encode``)."""
+    return task_of(config).encode(doc, config, labels, gazetteer)
 
 
 def collate(model: JointModel, batch: Sequence[Encoded], with_targets: bool = True):

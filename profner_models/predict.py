@@ -1,5 +1,8 @@
 """``Predictor``: a trained model applied to raw texts, batched, under ``torch.inference_mode``.
 
+``Predictor.predict`` is the ``predict`` hook of the model's task (``profner_models.tasks``);
+``predict_encoded`` and ``decode_batch`` are the ProfNER path described here.
+
 7a rule (``model.label_from_entities`` in the config, default True): the label is 1 when the
 classifier head's probability is >= 0.5 *or* the tagger found an entity; ``probability`` is
 always the classifier head's. Why: the gold 7a label is 1 exactly when a tweet has an entity,
@@ -25,8 +28,9 @@ from profner_models.architectures import BackboneOutput
 from profner_models.artifacts import TrainedModel, load
 from profner_models.documents import Span
 from profner_models.features import bucket_batches
-from profner_models.model import Encoded, collate, encode_text
+from profner_models.model import Encoded, collate
 from profner_models.tags import decode
+from profner_models.tasks import task_of
 
 
 @dataclass
@@ -63,12 +67,8 @@ class Predictor:
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts, not one string")
-        if self.model.config.get("task") == "meddoprof":  # windows, CLASS and NORM codes
-            from profner_models.meddoprof import predict as meddoprof_predict
-
-            return meddoprof_predict(self.model, texts, self.batch_size, self.device)
-        encoded = [encode_text(text, self.model.gazetteer) for text in texts]
-        return predict_encoded(self.model, encoded, self.batch_size, self.device)
+        # the task's (MEDDOPROF: windows, CLASS and NORM codes)
+        return task_of(self.model.config).predict(self.model, texts, self.batch_size, self.device)
 
 
 def predict_encoded(model: TrainedModel, encoded: Sequence[Encoded], batch_size: int = 64,

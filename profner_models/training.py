@@ -3,8 +3,10 @@
 ``fit`` is architecture-blind: it builds a ``JointModel`` through the registries, trains it with
 AdamW (no weight decay on biases, norms and CRF transitions), linear warm-up then linear decay,
 gradient clipping and length-bucketed batches, evaluates on dev after each epoch with the
-official strict metrics, and keeps the best epoch's weights (``training.select`` metric, or
-``last`` for a refit with a fixed number of epochs).
+task's metrics, and keeps the best epoch's weights (``training.select`` metric, or ``last`` for
+a refit with a fixed number of epochs). It is task-blind too: labels, targets, training
+windows, resources such as MEDDOPROF's NORM index and the metrics are the hooks of the
+``config["task"]`` ``Task`` (``profner_models.tasks``).
 Same config + seed -> same metrics on CPU.
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from profner_models.architectures import BackboneContext, WordHead
+from profner_models.architectures import BackboneContext
 from profner_models.artifacts import TrainedModel
 from profner_models.corpus import apply_span_policy, load_corpus
 from profner_models.documents import Document
@@ -30,7 +32,7 @@ from profner_models.gazetteer import SIZE as GAZETTEER_SIZE
 from profner_models.gazetteer import gazetteer_from_config
 from profner_models.features import bucket_batches
 from profner_models.model import Encoded, JointModel, collate, encode_document, labels_for
-from profner_models.predict import Prediction, decode_batch
+from profner_models.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +82,7 @@ def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[li
     on train+dev; dev is still returned, so its scores are then on seen data."""
     config = with_defaults(config)
     data = config["data"]
-    if data_dir is None:
-        from profner_models.sample import MEDDOPROF_SAMPLE, PROFNER_SAMPLE
-
-        data_dir = MEDDOPROF_SAMPLE if config["task"] == "meddoprof" else PROFNER_SAMPLE
-    data_dir = Path(data_dir)
+    data_dir = Path(task_of(config).sample_dir() if data_dir is None else data_dir)
     train, _ = load_corpus(data_dir, "train")
     if _has_split(data_dir, "valid"):
         dev, _ = load_corpus(data_dir, "valid")
@@ -115,14 +113,12 @@ def seed_everything(seed: int) -> None:
 
 def build_model(config: dict, train: Sequence[Document]) -> tuple[TrainedModel, list[Encoded]]:
     """A fresh ``TrainedModel`` for ``config`` (vocab from ``train``) and the encoded train set."""
+    task = task_of(config)
     labels = labels_for(config)
     gazetteer = gazetteer_from_config(config["data"]["gazetteer"])
     docs, counts = apply_span_policy(train, types=config["data"]["types"], overlap="keep_outer")
     log.info("span policy on train: %s", counts)
-    if config["task"] == "meddoprof":  # long clinical cases -> windows (profner_models.meddoprof)
-        from profner_models.meddoprof import training_windows
-
-        docs = training_windows(docs, config)
+    docs = task.training_documents(docs, config)  # MEDDOPROF: long cases -> windows
     encoded = [encode_document(doc, config, labels, gazetteer) for doc in docs]
     context = BackboneContext(
         train_words=[e.words for e in encoded],
@@ -132,10 +128,7 @@ def build_model(config: dict, train: Sequence[Document]) -> tuple[TrainedModel, 
     )
     network = JointModel(config, labels, context)
     model = TrainedModel(config, labels, network, gazetteer)
-    if config["task"] == "meddoprof":
-        from profner_models.meddoprof import build_norm
-
-        model.norm = build_norm(config, train)
+    task.build_resources(model, train)  # MEDDOPROF: the NORM index
     return model, encoded
 
 
@@ -219,44 +212,9 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
 
 def evaluate(model: TrainedModel, gold: Sequence[Document], encoded: Sequence[Encoded],
              batch_size: int = 128) -> dict[str, float]:
-    """Dev loss and official strict 7a/7b scores (plus ``f1_7a_head``: the classifier alone)."""
-    if model.config.get("task") == "meddoprof":
-        from profner_models.meddoprof import evaluate as meddoprof_evaluate
-
-        return meddoprof_evaluate(model, gold, batch_size)
-    from profner_models.metrics import score_7a, score_7b
-
-    network = model.network
-    device = next(network.parameters()).device
-    network.eval()
-    predictions: list[Prediction | None] = [None] * len(encoded)
-    loss_sum = 0.0
-    with torch.inference_mode():
-        for batch in bucket_batches([len(e.words) for e in encoded], batch_size, False):
-            items = [encoded[i] for i in batch]
-            features, targets = collate(network, items)
-            features = {k: v.to(device) for k, v in features.items()}
-            output, scores = network(features)
-            for role, head in network.heads.items():
-                target = targets[role].to(device)
-                part = (head.loss(scores[role], target, output.mask) if isinstance(head, WordHead)
-                        else head.loss(scores[role], target))
-                loss_sum += network.loss_weights[role] * part.item() * len(batch)
-            for index, prediction in zip(batch, decode_batch(model, items, output, scores)):
-                predictions[index] = prediction
-    metrics = {"loss": loss_sum / max(1, len(encoded))}
-    types = model.config["data"]["types"]
-    pred_docs = [Document(d.id, d.text, p.entities, p.label) for d, p in zip(gold, predictions)]
-    head_docs = [Document(d.id, d.text, p.entities, p.head_label) for d, p in zip(gold, predictions)]
-    metrics.update(_prefixed(score_7a(gold, pred_docs), "7a"))
-    metrics["f1_7a_head"] = score_7a(gold, head_docs)["f1"]
-    metrics.update(_prefixed(score_7b(gold, pred_docs, types=types), "7b"))
-    metrics["f1_mean"] = (metrics["f1_7a"] + metrics["f1_7b"]) / 2
-    return metrics
-
-
-def _prefixed(scores: dict, task: str) -> dict[str, float]:
-    return {f"{k}_{task}": float(scores[k]) for k in ("precision", "recall", "f1")}
+    """The task's dev metrics (ProfNER: loss and official strict 7a/7b scores, plus
+    ``f1_7a_head``, the classifier alone; MEDDOPROF: strict NER / CLASS / NORM)."""
+    return task_of(model.config).evaluate(model, gold, encoded, batch_size)
 
 
 def _parameter_groups(network: torch.nn.Module, weight_decay: float) -> list[dict]:

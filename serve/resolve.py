@@ -4,16 +4,20 @@ Accepted references:
 
 * a model dir (``TrainedModel.save`` output): used in place;
 * ``runs:/<run_id>/<artifact_path>``: a model dir logged as artifacts of an MLflow run;
-* ``models:/<name>/<version>`` (or ``models:/<name>@<alias>``): a registered model version.
+* ``models:/<name>/<version>`` (or ``models:/<name>@<alias>``): a registered model version;
+* ``sweep:<name or dir>``: the best trial of a ``profner tune`` sweep (a sweep dir, or a sweep
+  name under ``./ray_results``), read from the ``profner_sweep.json`` the sweep writes, so the
+  server needs no Tune code.
 
 MLflow references are fetched with ``mlflow.artifacts.download_artifacts`` (a local artifact
 store is read in place; a remote one is copied to a fresh temporary dir). The tracking URI is
-the argument, else ``MLFLOW_TRACKING_URI``, else MLflow's default. A new reference form (the
-best trial of a sweep) is one more entry in ``_SCHEMES``.
+the argument, else ``MLFLOW_TRACKING_URI``, else MLflow's default. A new reference form is one
+more entry in ``_SCHEMES``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +40,7 @@ def resolve(ref: str, tracking_uri: str | None = None) -> ResolvedModel:
             return resolver(ref, tracking_uri)
     if "://" in ref or ref.startswith(("runs:", "models:")):
         raise ModelRefError(f"model reference {ref!r}: unsupported form; expected a model dir, "
-                            f"runs:/<run_id>/<path> or models:/<name>/<version>")
+                            f"runs:/<run_id>/<path>, models:/<name>/<version> or sweep:<name>")
     path = Path(ref).expanduser()
     if not path.is_dir():
         what = "is a file, not a model dir" if path.exists() else "does not exist"
@@ -76,9 +80,35 @@ def _from_registry(ref: str, tracking_uri: str | None) -> ResolvedModel:
     return ResolvedModel(_download(ref, client.tracking_uri), source)
 
 
+SWEEP_FILE = "profner_sweep.json"
+DEFAULT_SWEEP_STORAGE = Path("ray_results")
+
+
+def _from_sweep(ref: str, tracking_uri: str | None) -> ResolvedModel:
+    name = ref[len("sweep:"):]
+    candidates = [Path(name).expanduser(), DEFAULT_SWEEP_STORAGE / name]
+    sweep_dir = next((c for c in candidates if (c / SWEEP_FILE).is_file()), None)
+    if sweep_dir is None:
+        tried = ", ".join(str(c / SWEEP_FILE) for c in candidates)
+        raise ModelRefError(f"model reference {ref!r}: no sweep found (tried {tried})")
+    try:
+        info = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
+        checkpoint = Path(info["best_checkpoint"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelRefError(f"model reference {ref!r}: {sweep_dir / SWEEP_FILE} names no best "
+                            f"checkpoint ({error!r}); has the sweep finished a trial?") from None
+    if not checkpoint.is_dir():
+        raise ModelRefError(f"model reference {ref!r}: the best checkpoint {checkpoint} is gone")
+    source = {"kind": "sweep", "ref": ref, "sweep_dir": str(sweep_dir.resolve()),
+              "trial_id": info.get("best_trial_id"), "metric": info.get("metric"),
+              "value": info.get("best_value"), "parent_run_id": info.get("parent_run_id")}
+    return ResolvedModel(checkpoint.resolve(), source)
+
+
 _SCHEMES: dict[str, Callable[[str, str | None], ResolvedModel]] = {
     "runs:/": _from_run,
     "models:/": _from_registry,
+    "sweep:": _from_sweep,
 }
 
 

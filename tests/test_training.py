@@ -77,6 +77,15 @@ def test_unknown_selection_metric_is_named():
         fit(smoke_config(epochs=1, max_steps=1, select="f1_nope"), list(train), list(dev), progress=False)
 
 
+def test_unknown_task_is_named_with_the_registered_ones():
+    train, dev = sample_data()
+    config = {**smoke_config(epochs=1, max_steps=1), "task": "profnr"}
+    for call in (lambda: load_task_data(config),
+                 lambda: fit(config, list(train), list(dev), progress=False)):
+        with pytest.raises(KeyError, match=r"unknown task 'profnr' \(registered: meddoprof, profner\)"):
+            call()
+
+
 def test_refit_trains_on_train_plus_dev_and_keeps_the_last_epoch():
     config = smoke_config(epochs=2, select="last")
     config["data"]["train_on_dev"] = True

@@ -160,3 +160,16 @@ def test_refit_seed_sweep_then_train_plus_dev(sweep) -> None:
         sum(result.per_seed.values()) / 2)
     seeds = [r for r in all_runs(tmp) if r.data.tags.get("mlflow.parentRunId") == refits[0].info.run_id]
     assert sorted(r.data.tags["seed"] for r in seeds) == ["13", "14"]
+
+
+def test_serve_resolves_the_best_trial_of_a_sweep(sweep) -> None:
+    from serve.resolve import ModelRefError, resolve
+
+    tmp, _ = sweep
+    sweep_dir = tmp / "runs" / "sweep"
+    state = json.loads((sweep_dir / "profner_sweep.json").read_text())
+    resolved = resolve(f"sweep:{sweep_dir}")
+    assert resolved.model_dir == Path(state["best_checkpoint"]).resolve()
+    assert resolved.source["trial_id"] == state["best_trial_id"]
+    with pytest.raises(ModelRefError, match="no sweep found"):
+        resolve(f"sweep:{tmp / 'no-such-sweep'}")
