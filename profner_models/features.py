@@ -85,12 +85,14 @@ def char_ids(words: Sequence[Sequence[str]], vocab: Vocab, lowercase: bool = Tru
 
 
 def bucket_batches(lengths: Sequence[int], batch_size: int, shuffle: bool,
-                   rng: random.Random | None = None) -> list[list[int]]:
+                   rng: random.Random | None = None, bucketing: bool = True) -> list[list[int]]:
     """Indices grouped into batches of similar length.
 
     Shuffled: indices are shuffled, cut into pools of 50 batches, each pool sorted by length
     and cut into batches, and the batches shuffled (randomness from ``rng``, so seeded runs
     repeat). Not shuffled: sorted by length (fewest pad positions, for evaluation).
+    ``bucketing=False`` (shuffled only) gives plain random batches, the baseline that
+    ``bench/training.py --compare-bucketing`` measures against.
     """
     order = list(range(len(lengths)))
     if not shuffle:
@@ -98,7 +100,7 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, shuffle: bool,
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng = rng or random.Random()
     rng.shuffle(order)
-    pool = batch_size * 50
+    pool = batch_size * 50 if bucketing else batch_size
     batches = []
     for start in range(0, len(order), pool):
         chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 TRAINING_DEFAULTS = {
     "seed": 13, "epochs": 10, "batch_size": 32, "lr": 0.001, "weight_decay": 0.01,
-    "warmup_steps": 100, "grad_clip": 1.0, "early_stopping_patience": None,
+    "warmup_steps": 100, "grad_clip": 1.0, "early_stopping_patience": None, "bucketing": True,
     "loss_weights": {"classify": 1.0, "tag": 1.0}, "select": "f1_7b", "eval_batch_size": 128,
     "max_steps": None, "threads": None,
 }
@@ -163,7 +163,7 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         started, cpu_started = time.perf_counter(), time.process_time()
         network.train()
         network.backbone.on_epoch_start(epoch)
-        batches = bucket_batches(lengths, int(cfg["batch_size"]), True, rng)
+        batches = bucket_batches(lengths, int(cfg["batch_size"]), True, rng, bool(cfg["bucketing"]))
         losses = []
         bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
         for batch in bar:
