@@ -183,14 +183,12 @@ def _windows_of(tokens: Sequence[Token], settings: Settings):
 def predict(model, texts: Sequence[str], batch_size: int = 64, device: torch.device | None = None,
             with_codes: bool = True):
     """``Predictor.predict`` for MEDDOPROF: entities with ``type``, ``cls`` and ``code``."""
-    from profner_models.features import bucket_batches
-    from profner_models.model import PLACEHOLDER, Encoded, collate
-    from profner_models.predict import Prediction
+    from profner_models.model import PLACEHOLDER, Encoded
+    from profner_models.predict import Prediction, scored_batches
     from profner_models.tokenize import tokenize
 
     settings = Settings.of(model.config)
     network = model.network
-    device = device or next(network.parameters()).device
     labels = model.labels
     # every window of every text becomes one Encoded; outputs are merged back per text
     pieces: list[Encoded] = []
@@ -205,24 +203,14 @@ def predict(model, texts: Sequence[str], batch_size: int = 64, device: torch.dev
             flags = model.gazetteer.flags(words) if model.gazetteer is not None else None
             pieces.append(Encoded(text, list(part), words, flags, {}))
     outputs: list[list[tuple] | None] = [None] * len(pieces)
-    was_training = network.training
-    network.eval()
-    try:
-        with torch.inference_mode():
-            for batch in bucket_batches([len(e.words) for e in pieces], batch_size, False):
-                items = [pieces[i] for i in batch]
-                features, _ = collate(network, items, with_targets=False)
-                output, scores = network({k: v.to(device) for k, v in features.items()})
-                tags = network.heads["tag"].decode(scores["tag"], output.mask)
-                cls_probs = (_class_probabilities(scores["cls"], labels["cls"], settings)
-                             if "cls" in scores else None)
-                for row, index in enumerate(batch):
-                    n = len(items[row].tokens)
-                    outputs[index] = [
-                        (tags[row][i], None if cls_probs is None else cls_probs[row, i])
-                        for i in range(n)]
-    finally:
-        network.train(was_training)
+    for batch, items, output, scores in scored_batches(network, pieces, batch_size, device):
+        tags = network.heads["tag"].decode(scores["tag"], output.mask)
+        cls_probs = (_class_probabilities(scores["cls"], labels["cls"], settings)
+                     if "cls" in scores else None)
+        for row, index in enumerate(batch):
+            n = len(items[row].tokens)
+            outputs[index] = [(tags[row][i], None if cls_probs is None else cls_probs[row, i])
+                              for i in range(n)]
 
     predictions = []
     for text, (tokens, windows, first) in zip(texts, plans):

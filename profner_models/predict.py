@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -74,24 +74,29 @@ class Predictor:
 def predict_encoded(model: TrainedModel, encoded: Sequence[Encoded], batch_size: int = 64,
                     device: torch.device | None = None) -> list[Prediction]:
     """Predictions for already tokenised documents, in input order."""
-    network = model.network
+    out: list[Prediction | None] = [None] * len(encoded)
+    for batch, items, output, scores in scored_batches(model.network, encoded, batch_size, device):
+        for index, prediction in zip(batch, decode_batch(model, items, output, scores)):
+            out[index] = prediction
+    return out  # type: ignore[return-value]
+
+
+def scored_batches(network: torch.nn.Module, encoded: Sequence[Encoded], batch_size: int,
+                   device: torch.device | None = None) -> Iterator[tuple]:
+    """``(indices, items, backbone output, head scores)`` per length-sorted batch, in eval mode
+    under ``torch.inference_mode``; the network's training mode is restored afterwards."""
     device = device or next(network.parameters()).device
     was_training = network.training
-    if was_training:
-        network.eval()
-    out: list[Prediction | None] = [None] * len(encoded)
+    network.eval()
     try:
         with torch.inference_mode():
             for batch in bucket_batches([len(e.words) for e in encoded], batch_size, False):
                 items = [encoded[i] for i in batch]
                 features, _ = collate(network, items, with_targets=False)
                 output, scores = network({k: v.to(device) for k, v in features.items()})
-                for index, prediction in zip(batch, decode_batch(model, items, output, scores)):
-                    out[index] = prediction
+                yield batch, items, output, scores
     finally:
-        if was_training:
-            network.train()
-    return out  # type: ignore[return-value]
+        network.train(was_training)
 
 
 def decode_batch(model: TrainedModel, batch: Sequence[Encoded], output: BackboneOutput,
