@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from search_spaces.loader import LOG_SCALE, SearchSpace, config_key, flatten  # noqa: E402
+from trainables.trainable import ran_all_epochs  # noqa: E402
 
 
 @dataclass
@@ -50,7 +51,7 @@ def summarise(results, metric: str, mode: str) -> list[TrialSummary]:
         if result.error:
             status = "error"
         else:
-            status = "completed" if result.metrics.get("done") else "stopped"
+            status = "completed" if ran_all_epochs(result.metrics) else "stopped"
         trials.append(TrialSummary(str(result.metrics.get("trial_id", Path(result.path).name)),
                                    flatten(result.config or {}), best, epochs, values, status))
     return trials

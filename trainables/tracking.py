@@ -11,7 +11,8 @@ Child run: params = the trial's sampled config flattened (``model.backbone.hidde
 every numeric value ``fit`` reports, per epoch (``step`` = epoch), plus ``best_<metric>`` for the
 best epoch's values at the end; tags = study, search-space file, seed, git commit, trial id,
 node/host/pid, the sampled config as JSON (``profner.config``, read by refit and narrow), and
-``profner.stopped_by`` (completed | scheduler | error).
+``profner.stopped_by`` (completed | scheduler | error; "scheduler" = fewer epochs than planned,
+which ASHA's stops are, as are early stops on ``training.early_stopping_patience``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from ray import tune
 
 from search_spaces.loader import flatten
+from trainables.trainable import ran_all_epochs
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "trial_id"
@@ -257,7 +259,7 @@ class TrialTracker(tune.Callback):
             if error:
                 self.mlflow.set_tag(run_id, "profner.error", error[-5000:])
         else:
-            stopped_by = "completed" if last.get("done") else "scheduler"
+            stopped_by = "completed" if ran_all_epochs(last) else "scheduler"
         set_tags(self.mlflow, run_id, {STOPPED_TAG: stopped_by,
                                       "profner.epochs_run": str(last.get("epoch", 0))})
         self.mlflow.set_terminated(run_id, status=status)

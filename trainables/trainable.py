@@ -48,7 +48,8 @@ def train_trial(config: dict[str, Any], *, base_config: dict[str, Any], data_dir
     full = deep_merge(base_config, config)
     fail_at = full.get("training", {}).pop(FAULT_KEY, None)
     train, dev = task_data(full, data_dir)
-    reporter = EpochReporter(metric=metric, fail_at=fail_at, resume_epoch=_restored_epoch())
+    reporter = EpochReporter(metric=metric, fail_at=fail_at, resume_epoch=_restored_epoch(),
+                             epochs=int(full.get("training", {}).get("epochs", 0)))
     fit(full, train, dev, callbacks=[reporter], progress=False)
 
 
@@ -69,8 +70,10 @@ def task_data(config: dict[str, Any], data_dir: str | None):
 class EpochReporter:
     """A ``fit`` callback that reports each epoch to Tune with the epoch's model dir."""
 
-    def __init__(self, metric: str, fail_at: int | None = None, resume_epoch: int = 0) -> None:
+    def __init__(self, metric: str, fail_at: int | None = None, resume_epoch: int = 0,
+                 epochs: int = 0) -> None:
         self.metric = metric
+        self.epochs = epochs
         self.fail_at = None if fail_at is None else int(fail_at)
         self.resume_epoch = resume_epoch
         self.where = _placement()
@@ -79,6 +82,7 @@ class EpochReporter:
         metrics = {k: float(v) for k, v in event.metrics.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         metrics["epoch"] = event.epoch
+        metrics[PLANNED_KEY] = self.epochs
         if self.metric not in metrics:
             raise KeyError(f"metric {self.metric!r} is not reported by fit ({', '.join(metrics)})")
         # A trial restarted after a driver crash replays its reported epochs silently (fit is
@@ -93,6 +97,16 @@ class EpochReporter:
             raise InjectedFault(f"training.{FAULT_KEY}={self.fail_at}: injected failure "
                                 f"after epoch {event.epoch}")
         return False
+
+
+PLANNED_KEY = "epochs_planned"
+
+
+def ran_all_epochs(result: dict[str, Any]) -> bool:
+    """Whether a trial's last reported result is its planned last epoch. Tune marks every
+    ended trial ``done``, so this is what tells a completed trial from one stopped early (by
+    ASHA, or by ``training.early_stopping_patience``)."""
+    return int(result.get("epoch", 0)) >= int(result.get(PLANNED_KEY, 0) or 0) > 0
 
 
 def _restored_epoch() -> int:
