@@ -34,8 +34,8 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve a trained model over HTTP with Ray Serve",
-        description="Serve MODEL_REF (a model dir, runs:/<run_id>/<path> or "
-                    "models:/<name>/<version>) at POST /predict, GET /health, GET /model "
+        description="Serve MODEL_REF (a model dir, runs:/<run_id>/<path>, "
+                    "models:/<name>/<version> or sweep:<name>) at POST /predict, GET /health, GET /model "
                     "(OpenAPI docs at /docs).")
     parser.add_argument("model_ref", nargs="?", metavar="MODEL_REF")
     for flag, kind, default, text in _OPTIONS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from profner_models.architectures import base
 from profner_models.architectures.base import (
     Backbone,
     BackboneContext,
@@ -25,13 +26,4 @@ for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module != "base":
         importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = [
-    "Backbone",
-    "BackboneContext",
-    "BackboneOutput",
-    "DocumentHead",
-    "HeadContext",
-    "WordHead",
-    "backbones",
-    "task_heads",
-]
+__all__ = base.__all__
