@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from profner_models.architectures import base
 from profner_models.architectures.base import (
     Backbone,
     BackboneContext,
@@ -26,4 +25,13 @@ for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module != "base":
         importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = base.__all__
+__all__ = [
+    "Backbone",
+    "BackboneContext",
+    "BackboneOutput",
+    "DocumentHead",
+    "HeadContext",
+    "WordHead",
+    "backbones",
+    "task_heads",
+]
