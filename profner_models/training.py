@@ -4,7 +4,10 @@
 AdamW (no weight decay on biases, norms and CRF transitions), linear warm-up then linear decay,
 gradient clipping and length-bucketed batches, evaluates on dev after each epoch with the
 task's metrics, and keeps the best epoch's weights (``training.select`` metric, or ``last`` for
-a refit with a fixed number of epochs). It is task-blind too: labels, targets, training
+a refit with a fixed number of epochs). ``training.pretrained_lr`` gives the backbone's
+pretrained weights (a transformer encoder) their own learning rate; ``training.interleave_positive``
+trains odd epochs on the positive units only (those with an entity: TALP's MEDDOPROF schedule,
+which also halves the cost of those epochs) and even epochs on all. It is task-blind too: labels, targets, training
 windows, resources such as MEDDOPROF's NORM index and the metrics are the hooks of the
 ``config["task"]`` ``Task`` (``profner_models.tasks``).
 Same config + seed -> same metrics on CPU.
@@ -26,6 +29,7 @@ from tqdm.auto import tqdm
 
 from profner_models.architectures import BackboneContext
 from profner_models.artifacts import TrainedModel
+from profner_models.augment import augment_documents
 from profner_models.corpus import apply_span_policy, load_corpus
 from profner_models.documents import Document
 from profner_models.gazetteer import SIZE as GAZETTEER_SIZE
@@ -40,7 +44,7 @@ TRAINING_DEFAULTS = {
     "seed": 13, "epochs": 10, "batch_size": 32, "lr": 0.001, "weight_decay": 0.01,
     "warmup_steps": 100, "grad_clip": 1.0, "early_stopping_patience": None, "bucketing": True,
     "loss_weights": {"classify": 1.0, "tag": 1.0}, "select": "f1_7b", "eval_batch_size": 128,
-    "max_steps": None, "threads": None,
+    "max_steps": None, "threads": None, "pretrained_lr": None, "interleave_positive": False,
 }
 DATA_DEFAULTS = {"dev_fraction": 0.2, "dev_seed": 13, "scheme": "BIO",
                  "types": ["PROFESION", "SITUACION_LABORAL"], "gazetteer": None,
@@ -111,13 +115,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(config: dict, train: Sequence[Document]) -> tuple[TrainedModel, list[Encoded]]:
-    """A fresh ``TrainedModel`` for ``config`` (vocab from ``train``) and the encoded train set."""
+def build_model(config: dict, train: Sequence[Document]
+                ) -> tuple[TrainedModel, list[Encoded], list[bool]]:
+    """A fresh ``TrainedModel`` for ``config`` (vocab from ``train``), the encoded training
+    units and whether each holds an entity."""
     task = task_of(config)
     labels = labels_for(config)
     gazetteer = gazetteer_from_config(config["data"]["gazetteer"])
     docs, counts = apply_span_policy(train, types=config["data"]["types"], overlap="keep_outer")
     log.info("span policy on train: %s", counts)
+    docs = augment_documents(docs, config)  # off unless data.augment (train only: no dev leak)
     docs = task.training_documents(docs, config)  # MEDDOPROF: long cases -> windows
     encoded = [encode_document(doc, config, labels, gazetteer) for doc in docs]
     context = BackboneContext(
@@ -129,7 +136,7 @@ def build_model(config: dict, train: Sequence[Document]) -> tuple[TrainedModel, 
     network = JointModel(config, labels, context)
     model = TrainedModel(config, labels, network, gazetteer)
     task.build_resources(model, train)  # MEDDOPROF: the NORM index
-    return model, encoded
+    return model, encoded, [bool(doc.spans) for doc in docs]
 
 
 def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
@@ -140,17 +147,19 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     seed_everything(int(cfg["seed"]))
-    model, encoded = build_model(config, train)
+    model, encoded, positive = build_model(config, train)
     network = model.network
     dev_gold, _ = apply_span_policy(dev, types=config["data"]["types"], overlap="keep_all")
     dev_encoded = [encode_document(doc, config, model.labels, model.gazetteer) for doc in dev_gold]
 
-    optimizer = torch.optim.AdamW(_parameter_groups(network, float(cfg["weight_decay"])),
-                                  lr=float(cfg["lr"]))
+    optimizer = torch.optim.AdamW(
+        _parameter_groups(network, float(cfg["weight_decay"]), cfg["pretrained_lr"]),
+        lr=float(cfg["lr"]))
     rng = random.Random(int(cfg["seed"]))
+    units = _epoch_units(len(encoded), positive, bool(cfg["interleave_positive"]))
     lengths = [len(e.words) for e in encoded]
-    steps_per_epoch = len(bucket_batches(lengths, int(cfg["batch_size"]), False))
-    total = steps_per_epoch * int(cfg["epochs"])
+    total = sum(len(bucket_batches([lengths[i] for i in units(epoch)], int(cfg["batch_size"]),
+                                   False)) for epoch in range(1, int(cfg["epochs"]) + 1))
     if cfg["max_steps"]:
         total = min(total, int(cfg["max_steps"]))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -163,11 +172,13 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         started, cpu_started = time.perf_counter(), time.process_time()
         network.train()
         network.backbone.on_epoch_start(epoch)
-        batches = bucket_batches(lengths, int(cfg["batch_size"]), True, rng, bool(cfg["bucketing"]))
+        chosen = units(epoch)
+        batches = bucket_batches([lengths[i] for i in chosen], int(cfg["batch_size"]), True, rng,
+                                 bool(cfg["bucketing"]))
         losses = []
         bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
         for batch in bar:
-            features, targets = collate(network, [encoded[i] for i in batch])
+            features, targets = collate(network, [encoded[chosen[i]] for i in batch])
             loss = network.loss(features, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -185,7 +196,7 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         metrics = evaluate(model, dev_gold, dev_encoded, int(cfg["eval_batch_size"]))
         metrics.update(train_loss=float(np.mean(losses)) if losses else float("nan"),
                        epoch_seconds=train_seconds, epoch_cpu_seconds=train_cpu_seconds,
-                       train_docs=len(encoded), dev_docs=len(dev_gold))
+                       train_docs=len(chosen), dev_docs=len(dev_gold))
         history.append({"epoch": epoch, **metrics})
         if select != "last" and select not in metrics:
             raise KeyError(f"training.select {select!r} is not a metric ({', '.join(metrics)})")
@@ -217,14 +228,32 @@ def evaluate(model: TrainedModel, gold: Sequence[Document], encoded: Sequence[En
     return task_of(model.config).evaluate(model, gold, encoded, batch_size)
 
 
-def _parameter_groups(network: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+def _epoch_units(count: int, positive: Sequence[bool], interleave: bool
+                 ) -> Callable[[int], list[int]]:
+    """The training units of each epoch (1-based): all, or with ``interleave`` the positive
+    ones in odd epochs (all when none is positive)."""
+    everything = list(range(count))
+    positives = [i for i in everything if positive[i]] or everything
+
+    def units(epoch: int) -> list[int]:
+        return positives if interleave and epoch % 2 == 1 else everything
+
+    return units
+
+
+def _parameter_groups(network: torch.nn.Module, weight_decay: float,
+                      pretrained_lr: float | None = None) -> list[dict]:
+    """AdamW groups: no decay on biases, norms and CRF transitions; with ``pretrained_lr``
+    the backbone's pretrained weights get that learning rate."""
+    pretrained = {id(p) for p in network.backbone.pretrained_parameters()} if pretrained_lr else set()
+    groups: dict[tuple[bool, bool], list] = {}
     for name, param in network.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or ".crf." in name else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+        if param.requires_grad:
+            decays = not (param.ndim < 2 or ".crf." in name)
+            groups.setdefault((decays, id(param) in pretrained), []).append(param)
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0,
+             **({"lr": float(pretrained_lr)} if is_pretrained else {})}
+            for (decays, is_pretrained), params in sorted(groups.items())]
 
 
 def _linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:

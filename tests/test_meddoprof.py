@@ -154,7 +154,7 @@ def test_cross_product_labels_train_too(config, sample):
     cross["model"]["heads"].pop("cls")
     cross["norm"] = False
     torch.manual_seed(0)
-    model, encoded = build_model(cross, sample[0])
+    model, encoded, _ = build_model(cross, sample[0])
     assert set(model.network.heads) == {"tag"} and model.norm is None
     optimizer = torch.optim.Adam(model.network.parameters(), lr=0.02)
     losses = []
@@ -249,3 +249,17 @@ def test_cli_predict_then_evaluate_every_task(fitted, tmp_path, capsys):
         result = json.loads(capsys.readouterr().out)
         assert result["tp"] + result["fn"] == sum(len(d.spans) for d in gold)
         assert result["ignored_ids"] == 0
+
+
+def test_augmentation_adds_training_windows(config, sample):
+    from profner_models.training import build_model, with_defaults
+
+    train = sample[0]
+    plain = with_defaults(config)
+    plain["norm"] = False
+    augmented = copy.deepcopy(plain)
+    augmented["data"]["augment"] = {"types": ["ACTIVIDAD"], "copies": 2, "keep": 1.0}
+    assert any(s.type == "ACTIVIDAD" for doc in train for s in doc.spans)
+    _, base, _ = build_model(plain, train)
+    _, more, positive = build_model(augmented, train)
+    assert len(more) > len(base) and len(positive) == len(more)

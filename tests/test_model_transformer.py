@@ -222,3 +222,54 @@ def test_unknown_encoder_package_is_named():
     assert resolve_encoder(hub_name) == hub_name
     with pytest.raises(ValueError, match="no_such_pkg"):
         resolve_encoder("package:no_such_pkg")
+
+
+def test_word_rnn_reads_the_merged_windows_and_reloads(tiny_dir, tmp_path):
+    """TALP's BiLSTM over the word states: one sequence per document whatever the windows."""
+    backbone = build({"encoder": str(tiny_dir), "max_pieces": 8,
+                      "rnn": {"cell": "lstm", "hidden": 6}})
+    words = LONG.split()[:40]
+    features = backbone.featurize([words, words[:5]])
+    assert features["input_ids"].shape[0] > 2  # the first document needed several windows
+    backbone.eval()
+    out = backbone(features)
+    assert backbone.word_dim == 12 and out.words.shape == (2, 40, 12)
+    # The RNN runs over each document's own words: the short one is not read through padding.
+    alone = backbone(backbone.featurize([words[:5]])).words
+    torch.testing.assert_close(out.words[1, :5], alone[0])
+
+    config = load_config("smoke_meddoprof")
+    config["model"]["backbone"] = {"name": "transformer", "encoder": str(tiny_dir),
+                                   "rnn": {"cell": "gru", "hidden": 4}}
+    config["training"].update(epochs=1, max_steps=3)
+    train, dev = load_task_data(config, None)
+    result = fit(config, train[:6], dev[:2], progress=False)
+    model_dir = result.model.save(tmp_path / "bilstm")
+    texts = [doc.text for doc in dev[:2]]
+    before = [p.to_dict() for p in Predictor(result.model).predict(texts)]
+    assert before == [p.to_dict() for p in Predictor(artifacts.load(model_dir)).predict(texts)]
+
+
+def test_freeze_embeddings_keeps_only_the_piece_table_fixed(tiny_dir):
+    backbone = build({"encoder": str(tiny_dir), "freeze_embeddings": True})
+    backbone.train()
+    out = backbone(backbone.featurize([["la", "enfermera", "trabaja"]]))
+    out.words.sum().backward()
+    embeddings = backbone.encoder.get_input_embeddings().weight
+    assert not embeddings.requires_grad and embeddings.grad is None
+    assert backbone.encoder.encoder.layer[0].attention.self.query.weight.grad is not None
+
+
+def test_pretrained_lr_applies_to_the_encoder_weights_only(tiny_dir):
+    from profner_models.training import _parameter_groups, build_model, with_defaults
+
+    config = with_defaults(tiny_config(tiny_dir))
+    model, _, _ = build_model(config, list(sample_data()[0][:8]))
+    network = model.network
+    groups = _parameter_groups(network, 0.01, pretrained_lr=1e-5)
+    encoder = {id(p) for p in network.backbone.encoder.parameters()}
+    for group in groups:
+        ids = {id(p) for p in group["params"]}
+        assert ids <= encoder if group.get("lr") == 1e-5 else not ids & encoder
+    assert sum(len(g["params"]) for g in groups) == sum(1 for _ in network.parameters())
+    assert all("lr" not in g for g in _parameter_groups(network, 0.01))

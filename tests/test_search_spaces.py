@@ -13,7 +13,8 @@ from hyperopt import fmin, tpe
 from search_spaces import SearchSpaceError, load, shipped_spaces
 from search_spaces.loader import config_key, deep_merge, flatten, parse
 
-SHIPPED = ["rnn_narrow", "rnn_wide", "smoke", "transformer"]
+SHIPPED = ["rnn_narrow", "rnn_wide", "smoke", "transformer", "meddoprof",
+           "meddoprof_transformer"]
 
 
 def write(tmp_path: Path, text: str, name: str = "rnn_wide.yaml") -> Path:

@@ -95,3 +95,15 @@ def test_refit_trains_on_train_plus_dev_and_keeps_the_last_epoch():
     result = fit(config, train, dev, progress=False)
     assert result.best_epoch == len(result.history) == 2
     assert result.history[0]["train_docs"] == len(train)
+
+
+def test_interleave_positive_trains_odd_epochs_on_tweets_with_an_entity():
+    train, dev = sample_data()
+    positives = sum(1 for doc in train if any(s.type in ("PROFESION", "SITUACION_LABORAL")
+                                              for s in doc.spans))
+    assert 0 < positives < len(train)
+    result = fit(smoke_config(epochs=3, interleave_positive=True), list(train), list(dev),
+                 progress=False)
+    assert [h["train_docs"] for h in result.history] == [positives, len(train), positives]
+    plain = fit(smoke_config(epochs=1), list(train), list(dev), progress=False)
+    assert plain.history[0]["train_docs"] == len(train)

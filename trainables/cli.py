@@ -16,10 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_tune(subparsers: argparse._SubParsersAction) -> None:
+    from search_spaces import shipped_spaces
+
     p = subparsers.add_parser(
         "tune", help="hyperparameter + architecture search (hyperopt TPE + ASHA on Ray Tune)",
-        description="Run a sweep over a search-space file (or shipped study: smoke, rnn_wide, "
-                    "rnn_narrow, transformer); every trial is an MLflow run under one parent run.")
+        description=f"Run a sweep over a search-space file (or shipped study: "
+                    f"{', '.join(shipped_spaces())}); every trial is an MLflow run under one "
+                    f"parent run.")
     p.add_argument("space", help="search-space YAML file or shipped study name")
     p.add_argument("--data", default=None, help="corpus dir (default: the bundled sample)")
     p.add_argument("--num-samples", type=int, default=8, help="trials (default 8)")

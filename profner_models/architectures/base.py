@@ -110,9 +110,10 @@ class Backbone(nn.Module):
     def forward(self, features: dict[str, torch.Tensor]) -> BackboneOutput:  # noqa: D102
         raise NotImplementedError
 
-    def on_epoch_start(self, epoch: int) -> None:
-        """Optional training hook: the trainer calls it before each epoch (1-based), e.g. to
-        unfreeze a pretrained encoder after some epochs. Default: nothing."""
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Weights loaded from a pretrained model, which the trainer gives their own learning
+        rate (``training.pretrained_lr``) when set. Default: none."""
+        return []
 
     def save_resources(self, model_dir: Path) -> list[str]:
         """Write the files the restore case needs (vocabularies, tokenizer, HF config...).

