@@ -155,9 +155,10 @@ def _overlaps_other(span: Span, spans: list[Span]) -> bool:
 def _substitute(doc: Document, old: Span, filler: Span, new_id: str) -> tuple[Document, Span]:
     """A copy of ``doc`` with ``old`` replaced by ``filler``'s text, type, cls and code; spans
     after it move by the length difference. ValueError if any span misses its text."""
-    text = doc.text[:old.start] + filler.text + doc.text[old.end:]
-    shift = len(filler.text) - (old.end - old.start)
-    new = replace(filler, start=old.start, end=old.start + len(filler.text))
+    surface = _case_like(filler.text, old.text)
+    text = doc.text[:old.start] + surface + doc.text[old.end:]
+    shift = len(surface) - (old.end - old.start)
+    new = replace(filler, start=old.start, end=old.start + len(surface), text=surface)
     spans = [new if span is old else span if span.end <= old.start
              else replace(span, start=span.start + shift, end=span.end + shift)
              for span in doc.spans]
@@ -166,6 +167,14 @@ def _substitute(doc: Document, old: Span, filler: Span, new_id: str) -> tuple[Do
             raise ValueError(f"augmented document {new_id!r}: span {span.start}-{span.end} {span.type} "
                              f"reads {text[span.start:span.end]!r}, expected {span.text!r}")
     return replace(doc, id=new_id, text=text, spans=spans), new
+
+
+def _case_like(text: str, like: str) -> str:
+    """``text`` with its first letter in the case of ``like``'s ("tras le gusta hacer
+    deporte", not "tras Le gusta ..."): the substituted span keeps its place's capitalisation."""
+    if text[:1].isalpha() and like[:1].isalpha():
+        return (text[0].upper() if like[0].isupper() else text[0].lower()) + text[1:]
+    return text
 
 
 def _context(doc: Document, span: Span, window: int) -> tuple[str, str, str]:

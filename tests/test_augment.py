@@ -70,13 +70,28 @@ def assert_consistent(aug: Document, originals: dict[str, Document], types: list
         assert aug.text[span.start:span.end] == span.text
     old, new = substitution(aug, originals)
     assert new.type == old.type and new.type in types and new.text != old.text
-    fillers = {(s.text, s.cls, s.code) for d in originals.values() for s in d.spans if s.type == new.type}
-    assert (new.text, new.cls, new.code) in fillers
+    fillers = {(uncapitalised(s.text), s.cls, s.code)
+               for d in originals.values() for s in d.spans if s.type == new.type}
+    assert (uncapitalised(new.text), new.cls, new.code) in fillers
+    assert new.text[:1].isupper() == old.text[:1].isupper()  # the place's capitalisation
     shift = len(new.text) - len(old.text)
     assert aug.text == source.text[:old.start] + new.text + source.text[old.end:]
     for before, after in zip(source.spans, aug.spans):
         if before is not old:
             assert after.start == before.start + (shift if before.start >= old.end else 0)
+
+
+def uncapitalised(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def test_filler_takes_the_capitalisation_of_the_span_it_replaces() -> None:
+    docs = [make_doc("a", [("Le gusta el remo", "ACTIVIDAD", "PACIENTE", "NA"), ". Hoy ingresa."]),
+            make_doc("b", ["Dice que ", ("juega al fútbol", "ACTIVIDAD", "PACIENTE", "NA"), "."])]
+    new = {d.id: d for d in added(docs, config(keep=1.0))}
+    assert new["a#aug0"].text == "Juega al fútbol. Hoy ingresa."
+    assert new["b#aug0"].text == "Dice que le gusta el remo."
+    assert new["b#aug0"].spans[0].text == "le gusta el remo"
 
 
 def test_off_by_default_returns_input() -> None:
