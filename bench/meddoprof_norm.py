@@ -81,6 +81,8 @@ def main() -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         config["norm"][key] = yaml.safe_load(value)
+    # A shipped config may be a refit (train_on_dev): the index must not hold the dev mentions.
+    config["data"]["train_on_dev"] = False
     train, dev = load_task_data(config, args.data or data_root() / "meddoprof")
     gold = [(span.text, span.code) for doc in dev for span in doc.spans if span.code]
     started = time.perf_counter()

