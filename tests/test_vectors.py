@@ -103,3 +103,33 @@ def test_rnn_backbone_starts_from_the_vectors_and_freezes_them(tmp_path):
     for word, row in (("médico", 0), ("😷", 2)):  # a vectors-only word joins the vocab
         np.testing.assert_array_equal(emb[backbone.words.id(word)].numpy(), kv.vectors[row])
     assert isinstance(load_vectors(tmp_path / "w.vec"), WordVectors)
+
+
+def test_concat_puts_parts_side_by_side_over_the_union_of_words():
+    from profner_models.vectors import concat_vectors
+
+    first = WordVectors(["médico", "enfermera"], np.array([[1, -1], [-1, 1]], np.float32))
+    second = WordVectors(["enfermera", "policía"], np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]], np.float32))
+    joined = concat_vectors([first, second])
+    assert joined.words == ["médico", "enfermera", "policía"] and joined.dim == 5
+    np.testing.assert_array_equal(joined.matrix[0], [1, -1, 0, 0, 0])  # médico: no second part
+    np.testing.assert_array_equal(joined.matrix[2, :2], [0, 0])
+    tail = joined.matrix[1:, 2:]  # the second part, rescaled to the first's spread
+    np.testing.assert_allclose(tail / tail[0, 0], second.matrix / second.matrix[0, 0], rtol=1e-6)
+    assert np.isclose(tail.std(), first.matrix.std())
+
+
+def test_e5_and_concat_blocks_from_config(corpus):
+    from profner_models.vectors import vectors_from_config
+
+    vectors = vectors_from_config(
+        {"concat": [{"train": {"sources": [str(corpus)], "dim": 8, "min_count": 1, "epochs": 1},
+                     "cache_dir": str(corpus.parent / "cache")},
+                    {"e5": {"sources": [str(corpus)]}}]}, lowercase=True)
+    index = vectors.index()
+    assert vectors.dim == 8 + 384 and "enfermera" in index and "Enfermera" not in index
+    assert np.abs(vectors.matrix[index["enfermera"], 8:]).sum() > 0
+    with pytest.raises(VectorsError, match="'concat' needs a list"):
+        vectors_from_config({"concat": []}, lowercase=True)
+    with pytest.raises(VectorsError, match="e5 vectors need 'sources'"):
+        vectors_from_config({"e5": {}}, lowercase=True)
