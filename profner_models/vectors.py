@@ -10,6 +10,8 @@ Config (the ``vectors`` block of a backbone's ``words`` settings)::
     vectors: {e5: {sources: [profner/subtask-2/brat/train]}}   # multilingual-e5-small's static
                                                    # vectors of these words (e5_vectors.py)
     vectors: {concat: [{train: {...}}, {e5: {...}}]}   # one vector per word, the parts side by side
+    vectors: {concat: [...], pca: 256}             # any block, cut to its first 256 principal
+                                                   # components (a narrower encoder input: speed)
 
 ``concat`` takes the union of the parts' words; a word a part lacks gets zeros there, and every
 part after the first is rescaled to the first's standard deviation, so no part dominates the
@@ -163,9 +165,14 @@ def vectors_from_config(
     block: dict | None, *, lowercase: bool, train_words: Sequence[Sequence[str]] = (),
     cache_dir: str | Path | None = None,
 ) -> WordVectors | None:
-    """The vectors a backbone's ``words.vectors`` block asks for (None: random init)."""
+    """The vectors a backbone's ``words.vectors`` block asks for (None: random init); with a
+    ``pca: N`` key, cut to their first N principal components."""
     if not block:
         return None
+    if block.get("pca"):
+        inner = {k: v for k, v in block.items() if k != "pca"}
+        return pca_vectors(vectors_from_config(inner, lowercase=lowercase, train_words=train_words,
+                                               cache_dir=cache_dir), int(block["pca"]))
     if "path" in block:
         return load_vectors(resolve_data_path(block["path"]), block.get("format", "auto"), block.get("limit"))
     if "train" in block:
@@ -190,6 +197,15 @@ def vectors_from_config(
         return concat_vectors([vectors_from_config(part, lowercase=lowercase, train_words=train_words,
                                                    cache_dir=cache_dir) for part in parts])
     raise VectorsError(f"vectors block needs 'path', 'train', 'e5' or 'concat': {block!r}")
+
+
+def pca_vectors(vectors: WordVectors | None, dim: int) -> WordVectors:
+    """``vectors`` projected on their first ``dim`` principal components (centred, SVD)."""
+    if vectors is None or not 0 < dim <= vectors.dim:
+        raise VectorsError(f"pca: {dim} must be in 1..{vectors.dim if vectors else 0} (the vectors' size)")
+    centred = vectors.matrix - vectors.matrix.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    return WordVectors(vectors.words, (centred @ components[:dim].T).astype(np.float32))
 
 
 def concat_vectors(parts: Sequence[WordVectors | None]) -> WordVectors:

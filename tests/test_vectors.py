@@ -133,3 +133,19 @@ def test_e5_and_concat_blocks_from_config(corpus):
         vectors_from_config({"concat": []}, lowercase=True)
     with pytest.raises(VectorsError, match="e5 vectors need 'sources'"):
         vectors_from_config({"e5": {}}, lowercase=True)
+
+
+def test_pca_keeps_the_main_directions_and_names_a_bad_size():
+    from profner_models.vectors import pca_vectors
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=(200, 2)) @ rng.normal(size=(2, 6)) * 10
+    vectors = WordVectors([f"w{i}" for i in range(200)], (signal + rng.normal(size=(200, 6)) * 0.01).astype(np.float32))
+    reduced = pca_vectors(vectors, 2)
+    assert reduced.dim == 2 and reduced.words == vectors.words
+    # Two components hold all but the noise: pairwise distances survive.
+    original = np.linalg.norm(vectors.matrix[:50, None] - vectors.matrix[None, :50], axis=-1)
+    kept = np.linalg.norm(reduced.matrix[:50, None] - reduced.matrix[None, :50], axis=-1)
+    np.testing.assert_allclose(kept, original, atol=0.1)
+    with pytest.raises(VectorsError, match="pca: 7 must be in 1..6"):
+        pca_vectors(vectors, 7)
