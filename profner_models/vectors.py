@@ -10,6 +10,8 @@ Config (the ``vectors`` block of a backbone's ``words`` settings)::
     vectors: {e5: {sources: [profner/subtask-2/brat/train]}}   # multilingual-e5-small's static
                                                    # vectors of these words (e5_vectors.py)
     vectors: {concat: [{train: {...}}, {e5: {...}}]}   # one vector per word, the parts side by side
+    vectors: {concat: {gensim: {train: {...}}, e5: {e5: {...}}}}   # the same, parts named (in
+                                                   # order; a null part is left out)
     vectors: {concat: [...], pca: 256}             # any block, cut to its first 256 principal
                                                    # components (a narrower encoder input: speed)
 
@@ -192,8 +194,10 @@ def vectors_from_config(
         return to_word_vectors(e5_static_vectors(words))
     if "concat" in block:
         parts = block["concat"]
+        if isinstance(parts, dict):  # named parts (a search space can merge into one, or null it)
+            parts = [part for part in parts.values() if part]
         if not isinstance(parts, list) or not parts:
-            raise VectorsError(f"'concat' needs a list of vectors blocks: {block!r}")
+            raise VectorsError(f"'concat' needs a list or mapping of vectors blocks: {block!r}")
         return concat_vectors([vectors_from_config(part, lowercase=lowercase, train_words=train_words,
                                                    cache_dir=cache_dir) for part in parts])
     raise VectorsError(f"vectors block needs 'path', 'train', 'e5' or 'concat': {block!r}")

@@ -76,7 +76,7 @@ def test_branches_give_branch_specific_keys_with_distinct_labels() -> None:
     for seed in range(40):
         enc = space.sample(seed)["model"]["backbone"]["encoder"]
         seen.setdefault(enc["cell"], set()).add(enc["hidden"])
-        vec = space.sample(seed)["model"]["backbone"]["words"]["vectors"]["train"]
+        vec = space.sample(seed)["model"]["backbone"]["words"]["vectors"]["concat"]["gensim"]["train"]
         assert vec["algorithm"] in ("skipgram", "cbow")
         assert (3 if vec["algorithm"] == "skipgram" else 2) <= vec["window"]
     assert set(seen) == {"gru", "lstm"}

@@ -129,7 +129,10 @@ def test_e5_and_concat_blocks_from_config(corpus):
     index = vectors.index()
     assert vectors.dim == 8 + 384 and "enfermera" in index and "Enfermera" not in index
     assert np.abs(vectors.matrix[index["enfermera"], 8:]).sum() > 0
-    with pytest.raises(VectorsError, match="'concat' needs a list"):
+    named = vectors_from_config({"concat": {"e5": {"e5": {"sources": [str(corpus)]}}, "off": None}},
+                                lowercase=True)
+    assert named.dim == 384 and set(named.words) <= set(vectors.words)
+    with pytest.raises(VectorsError, match="'concat' needs a list or mapping"):
         vectors_from_config({"concat": []}, lowercase=True)
     with pytest.raises(VectorsError, match="e5 vectors need 'sources'"):
         vectors_from_config({"e5": {}}, lowercase=True)
