@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample corpus: a small TPE + ASHA sweep (every trial in MLflow),
 # export of the best trial, prediction on the sample's valid split, and the official scores.
+# Each run is a new sweep (timestamped) in the same MLflow store; best-model is the latest one's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -10,7 +11,7 @@ SAMPLE=$(.venv/bin/python -c "from profner_models.sample import PROFNER_SAMPLE; 
 mkdir -p "$OUT"
 
 $PROFNER data stats "$SAMPLE"
-$PROFNER tune demo --num-samples 4 --max-concurrent 2 --name demo --storage "$PWD/$OUT/ray_results" \
+$PROFNER tune demo --num-samples 4 --max-concurrent 2 --name "demo-$(date +%Y%m%d-%H%M%S)" --storage "$PWD/$OUT/ray_results" \
   --tracking-uri "sqlite:///$PWD/$OUT/mlflow.db" --export "$OUT/best-model"
 $PROFNER predict --model "$OUT/best-model" --input "$SAMPLE/subtask-2/brat/valid" \
   --out-7a "$OUT/pred-7a.tsv" --out-7b "$OUT/pred-7b.tsv"
