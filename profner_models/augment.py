@@ -44,13 +44,13 @@ from __future__ import annotations
 import math
 import random
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from profner_models.documents import Document, Span
 from profner_models.registry import Registry
 
-__all__ = ["Scorer", "augment_documents", "scorers"]
+__all__ = ["Candidate", "Scorer", "augment_documents", "scored_candidates", "scorers"]
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 _AUGMENT_KEYS = {"types", "copies", "keep", "seed", "window", "scorer"}
@@ -66,23 +66,43 @@ class Scorer(Protocol):
 scorers: Registry[Scorer] = Registry("augmentation scorer")
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One substitution: the augmented copy, its new span, the scored context and the verdict."""
+
+    document: Document
+    span: Span
+    context: tuple[str, str, str]  # (left, filler, right) as scored
+    score: float
+    kept: bool
+
+
 def augment_documents(docs: list[Document], config: dict) -> list[Document]:
     """``docs`` plus the kept substitution candidates (``config['data']['augment']``), or
     ``docs`` itself when augmentation is off. ``docs`` must have passed the span policy."""
+    kept = [c.document for c in scored_candidates(docs, config) if c.kept]
+    return docs + kept if kept else docs
+
+
+def scored_candidates(docs: list[Document], config: dict) -> list[Candidate]:
+    """Every candidate of ``config['data']['augment']`` in the order they were made, with its
+    LM score and whether it is among the kept top fraction ([] when augmentation is off)."""
     block = config.get("data", {}).get("augment")
     if not block:
-        return docs
+        return []
     options = _validate(block, docs, config)
     pool = _filler_pool(docs, options["types"])
     rng = random.Random(options["seed"])
     candidates = [cand for doc in docs for cand in _candidates(doc, pool, options["copies"], rng)]
     if not candidates:
-        return docs
+        return []
     scorer = scorers.build(options["scorer"], docs=docs)
-    scores = [scorer.score(*_context(doc, span, options["window"])) for doc, span in candidates]
+    contexts = [_context(doc, span, options["window"]) for doc, span in candidates]
+    scores = [scorer.score(*context) for context in contexts]
     n_keep = max(1, round(options["keep"] * len(candidates)))
-    best = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))[:n_keep]
-    return docs + [candidates[i][0] for i in sorted(best)]
+    best = set(sorted(range(len(candidates)), key=lambda i: (-scores[i], i))[:n_keep])
+    return [Candidate(doc, span, context, score, i in best)
+            for i, ((doc, span), context, score) in enumerate(zip(candidates, contexts, scores))]
 
 
 def _validate(block: Any, docs: list[Document], config: dict) -> dict:

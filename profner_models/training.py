@@ -5,10 +5,10 @@ AdamW (no weight decay on biases, norms and CRF transitions), linear warm-up the
 gradient clipping and length-bucketed batches, evaluates on dev after each epoch with the
 task's metrics, and keeps the best epoch's weights (``training.select`` metric, or ``last`` for
 a refit with a fixed number of epochs). ``training.pretrained_lr`` gives the backbone's
-pretrained weights (a transformer encoder) their own learning rate; ``training.interleave_positive``
-trains odd epochs on the positive units only (those with an entity: TALP's MEDDOPROF schedule,
-which also halves the cost of those epochs) and even epochs on all. It is task-blind too: labels, targets, training
-windows, resources such as MEDDOPROF's NORM index and the metrics are the hooks of the
+pretrained weights (a transformer encoder) their own learning rate;
+``training.interleave_positive`` trains odd epochs on the units holding an entity only (TALP's
+MEDDOPROF schedule, which also makes those epochs cheaper) and even epochs on all. It is
+task-blind too: labels, targets, training windows, resources such as MEDDOPROF's NORM index and the metrics are the hooks of the
 ``config["task"]`` ``Task`` (``profner_models.tasks``).
 Same config + seed -> same metrics on CPU.
 """
