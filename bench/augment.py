@@ -17,7 +17,7 @@ import torch
 
 from profner_models import augment
 from profner_models.corpus import apply_span_policy, load_corpus
-from profner_models.vectors import data_root
+from profner_models.config import data_root
 
 TYPES = ["PROFESION", "SITUACION_LABORAL", "ACTIVIDAD"]
 

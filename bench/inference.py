@@ -25,7 +25,7 @@ import torch
 from profner_models.corpus import read_text_dir
 from profner_models.predict import Predictor
 from profner_models.tokenize import tokenize
-from profner_models.vectors import data_root
+from profner_models.config import data_root
 
 
 def default_texts() -> Path:

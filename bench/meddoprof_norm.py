@@ -25,7 +25,7 @@ import yaml
 from profner_models.cli.train import load_config
 from profner_models.meddoprof import build_norm, norm_descriptions, norm_mentions
 from profner_models.training import load_task_data
-from profner_models.vectors import data_root
+from profner_models.config import data_root
 
 BUILD_VARIANTS = [
     {"fold_accents": False},

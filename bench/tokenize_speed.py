@@ -18,7 +18,7 @@ from pathlib import Path
 
 from profner_models.corpus import read_text_dir
 from profner_models.tokenize import get_tokenizer, tokenize
-from profner_models.vectors import data_root
+from profner_models.config import data_root
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -45,7 +45,7 @@ def export_e5(out_dir: Path, weights_path: Path | None = None) -> Path:
     """Write ``config.json``, ``model.safetensors`` and the tokenizer files to ``out_dir``."""
     from transformers import PreTrainedTokenizerFast
 
-    from profner_models.e5_vectors import default_weights_path
+    from profner_models.vectors.e5 import default_weights_path
 
     source = E5File(weights_path or default_weights_path())
     out_dir = Path(out_dir)

@@ -30,13 +30,11 @@ class Vocab:
                 self.items.append(item)
 
     @classmethod
-    def build(cls, sequences: Iterable[Iterable[str]], min_count: int = 1,
-              extra: Iterable[str] = ()) -> "Vocab":
-        """Items seen ``min_count`` times (most frequent first), then ``extra`` ones."""
+    def build(cls, sequences: Iterable[Iterable[str]], min_count: int = 1) -> "Vocab":
+        """Items seen ``min_count`` times, most frequent first."""
         counts = Counter(item for seq in sequences for item in seq)
-        frequent = [item for item, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                    if n >= min_count]
-        return cls([*frequent, *extra])
+        return cls(item for item, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                   if n >= min_count)
 
     def __len__(self) -> int:
         return len(self.items)

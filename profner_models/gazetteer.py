@@ -105,6 +105,6 @@ def gazetteer_from_config(value: str | Path | None) -> Gazetteer | None:
         return None
     if value == "bundled":
         return Gazetteer.load(bundled_path())
-    from profner_models.vectors import resolve_data_path
+    from profner_models.config import resolve_data_path
 
     return Gazetteer.load(resolve_data_path(value))

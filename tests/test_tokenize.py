@@ -47,6 +47,17 @@ def test_tokenizer_is_built_once():
     ("#PoliciaNacional y #Empresarios", ["#", "PoliciaNacional", "y", "#", "Empresarios"]),
     ("sesión.#COVID19,#SíALaVida", ["sesión", ".", "#", "COVID19", ",", "#", "SíALaVida"]),
     ("dinero.pero nada", ["dinero", ".", "pero", "nada"]),
+    # and where unseen tweets had them (2,000 tweets outside ../shared/data)
+    ("el .director general", ["el", ".", "director", "general"]),
+    ('Basurero:"Hoy no', ["Basurero", ":", '"', "Hoy", "no"]),
+    ("Ministro:“No hay", ["Ministro", ":", "“", "No", "hay"]),
+    ("Ministro:«No", ["Ministro", ":", "«", "No"]),
+    ('dijo."Hola', ["dijo", ".", '"', "Hola"]),
+    ("hola,.director", ["hola", ",.", "director"]),
+    ("enfermera;médico|camarero", ["enfermera", ";", "médico", "|", "camarero"]),
+    # what must stay whole
+    ("a las 20:00h :D", ["a", "las", "20:00h", ":D"]),
+    (".5 puntos", [".5", "puntos"]),
 ])
 def test_rules_measured_on_the_corpora(text, expected):
     assert words(text) == expected

@@ -11,6 +11,9 @@ import importlib
 import pkgutil
 
 from profner_models.architectures.base import (
+    SEEN,
+    UNKNOWN,
+    VECTORS_ONLY,
     Backbone,
     BackboneContext,
     BackboneOutput,
@@ -26,6 +29,9 @@ for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
         importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [
+    "SEEN",
+    "UNKNOWN",
+    "VECTORS_ONLY",
     "Backbone",
     "BackboneContext",
     "BackboneOutput",

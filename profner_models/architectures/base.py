@@ -19,7 +19,7 @@ per word, whatever sub-word units it uses inside.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from profner_models.registry import Registry
+from profner_models.vectors import NOTHING, HeldOut
 
 __all__ = [
     "Backbone",
@@ -37,7 +38,14 @@ __all__ = [
     "WordHead",
     "backbones",
     "task_heads",
+    "SEEN",
+    "VECTORS_ONLY",
+    "UNKNOWN",
 ]
+
+SEEN, VECTORS_ONLY, UNKNOWN = 2, 1, 0
+"""``Backbone.word_status``: a word of the training documents, one known only from pretrained
+vectors, one outside the vocabulary."""
 
 
 @dataclass
@@ -63,8 +71,8 @@ class BackboneContext:
     """Number of gazetteer flag ids (0 = no gazetteer features; else ids are 0..size-1, 0 = out)."""
     cache_dir: Path | None = None
     """Where derived resources (e.g. gensim-trained vectors) may be cached between runs."""
-    extra: dict = field(default_factory=dict)
-    """Free room for resources a future backbone needs (kept out of the trainer's way)."""
+    held_out: HeldOut = NOTHING
+    """Documents held out for scoring (fresh case): no resource may be built from them."""
 
 
 @dataclass
@@ -124,6 +132,11 @@ class Backbone(nn.Module):
         ``model.safetensors`` through ``state_dict``, never here.
         """
         raise NotImplementedError
+
+    def word_status(self, words: Sequence[str]) -> list[int] | None:
+        """``SEEN`` / ``VECTORS_ONLY`` / ``UNKNOWN`` per word, or None for a backbone without a
+        word vocabulary (sub-word pieces: no word is unknown). Default: None."""
+        return None
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by ``fit`` at the start of each training epoch (1-based), after

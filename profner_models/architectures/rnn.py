@@ -5,17 +5,31 @@ Config block (defaults: the paper's Table 3)::
     backbone:
       name: rnn
       words: {dim: 300, lowercase: true, min_count: 1, trainable: true, vectors: null,
-              add_vector_words: true}
-      chars: {dim: 64, hidden: 64, max_chars: 20}     # null: no character features
+              add_vector_words: true, tuning: full, dropout: 0.0, dropout_to: unk}
+      chars: {dim: 64, hidden: 64, max_chars: 20, min_count: 1}   # null: no char features
       gazetteer_dim: 16                               # used when data.gazetteer is set
       dropout: 0.5                                    # on the word representation
       encoder: {cell: gru, layers: 1, hidden: 512, dropout: 0.5}
 
 Each word is ``[word vector; last states of a BiGRU over its lower-cased characters;
 gazetteer flag embedding]``, and the encoder's output per word is ``2 * encoder.hidden`` wide.
-``words.vectors`` is a ``profner_models.vectors`` block (load or gensim-train); with
-``add_vector_words`` the vectors' words join the training words in the vocabulary, so words
-unseen in training still get their pretrained vector.
+
+Words (``words``; ``vectors`` is a ``profner_models.vectors`` block):
+
+- The vocabulary is the training words seen ``min_count`` times (most frequent first), then,
+  with ``add_vector_words``, the vectors' other words. Anything else is ``<unk>``.
+- ``tuning: full`` fine-tunes one table started from the vectors (random rows without vectors).
+  ``tuning: delta`` keeps the pretrained table frozen and learns a correction per training word
+  (started at zero): a word known only from the vectors, or met only at prediction time, stays
+  in the space the network was trained in. ``trainable: false`` freezes the table, no correction.
+- Unknown words: with ``delta`` or a frozen table, a word outside the vocabulary gets its
+  vector computed on the fly when the space can (e5 pieces, FastText n-grams; see
+  ``vectors.compose``), else the vector of no information; with ``full``, the ``<unk>`` row.
+- Word dropout (``dropout``: probability per training word) teaches the network what unknown
+  words look like: a dropped word becomes ``<unk>`` (``dropout_to: unk``), or keeps the vector
+  it would get as an unknown word and loses only its correction (``dropout_to: pretrained``, with
+  ``delta`` or a frozen table). Without it ``<unk>`` is never trained and new text fires on it.
+- ``chars.min_count``: characters rarer than this share the trained ``<unk>`` character.
 """
 
 from __future__ import annotations
@@ -23,21 +37,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from profner_models.architectures.base import Backbone, BackboneContext, BackboneOutput, backbones
-from profner_models.features import Vocab, char_ids, pad_ids
-from profner_models.vectors import vectors_from_config
+from profner_models.architectures.base import (
+    SEEN,
+    UNKNOWN,
+    VECTORS_ONLY,
+    Backbone,
+    BackboneContext,
+    BackboneOutput,
+    backbones,
+)
+from profner_models.features import UNK, Vocab, char_ids, pad_ids
+from profner_models.vectors import VectorSpace, space_from_config
 
-WORDS_FILE, CHARS_FILE = "vocab/words.json", "vocab/chars.json"
+WORDS_FILE, CHARS_FILE, VECTORS_DIR = "vocab/words.json", "vocab/chars.json", "vectors"
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+UNK_ID = 1
+TUNINGS, DROPOUT_TARGETS = ("full", "delta"), ("unk", "pretrained")
 
 WORD_DEFAULTS = {"dim": 300, "lowercase": True, "min_count": 1, "trainable": True,
-                 "vectors": None, "add_vector_words": True}
-CHAR_DEFAULTS = {"dim": 64, "hidden": 64, "max_chars": 20}
+                 "vectors": None, "add_vector_words": True, "tuning": "full", "dropout": 0.0,
+                 "dropout_to": "unk"}
+CHAR_DEFAULTS = {"dim": 64, "hidden": 64, "max_chars": 20, "min_count": 1}
 ENCODER_DEFAULTS = {"cell": "gru", "layers": 1, "hidden": 512, "dropout": 0.5}
+MEMO_SIZE = 100_000  # unknown words' computed vectors kept per process
 
 
 def run_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
@@ -60,19 +87,33 @@ def rnn_cell(cell: str) -> type[nn.RNNBase]:
 
 class RNNBackbone(Backbone):
     def __init__(self, block: dict, words: Vocab, chars: Vocab | None, gazetteer_size: int,
-                 vectors=None) -> None:
+                 space: VectorSpace | None = None, table: np.ndarray | None = None) -> None:
         super().__init__()
-        self.word_cfg = {**WORD_DEFAULTS, **block.get("words", {})}
+        self.word_cfg = _word_settings(block)
         char_cfg = block.get("chars", CHAR_DEFAULTS)
         self.char_cfg = None if char_cfg is None else {**CHAR_DEFAULTS, **char_cfg}
         enc = {**ENCODER_DEFAULTS, **block.get("encoder", {})}
-        self.words, self.chars = words, chars
+        self.words, self.chars, self.space = words, chars, space
+        self.trained_rows = int(self.word_cfg.get("trained_rows") or len(words))
 
-        dim = vectors.dim if vectors is not None else int(self.word_cfg["dim"])
+        dim = int(self.word_cfg["dim"])
         self.word_embedding = nn.Embedding(len(words), dim, padding_idx=0)
-        if vectors is not None:
-            self._copy_vectors(vectors)
-        self.word_embedding.weight.requires_grad_(bool(self.word_cfg["trainable"]))
+        if table is not None:
+            with torch.no_grad():
+                self.word_embedding.weight.copy_(torch.from_numpy(table))
+        # Without vectors there is no pretrained space to keep: one trainable table.
+        self.mode = ("frozen" if not self.word_cfg["trainable"]
+                     else self.word_cfg["tuning"] if self.word_cfg["vectors"] else "full")
+        self.word_embedding.weight.requires_grad_(self.mode == "full")
+        self.word_delta = None
+        if self.mode == "delta":
+            self.word_delta = nn.Embedding(self.trained_rows, dim, padding_idx=0)
+            nn.init.zeros_(self.word_delta.weight)
+        self.word_dropout = float(self.word_cfg["dropout"])
+        self.extends = self.mode != "full" and space is not None and space.extends
+        self._memo: dict[str, np.ndarray] = {}
+        self._unknown_table: torch.Tensor | None = None
+
         width = dim
         if self.char_cfg is not None:
             self.char_embedding = nn.Embedding(len(chars), self.char_cfg["dim"], padding_idx=0)
@@ -92,26 +133,19 @@ class RNNBackbone(Backbone):
         self.word_dim = 2 * int(enc["hidden"])
         self.sentence_dim = 0
 
-    def _copy_vectors(self, vectors) -> None:
-        index = vectors.index()
-        lower = self.word_cfg["lowercase"]
-        with torch.no_grad():
-            for i, word in enumerate(self.words.items):
-                row = index.get(word)
-                if row is None and not lower:
-                    row = index.get(word.lower())
-                if row is not None:
-                    self.word_embedding.weight[i] = torch.from_numpy(vectors.matrix[row])
-
     def _norm(self, word: str) -> str:
         return word.lower() if self.word_cfg["lowercase"] else word
 
     def featurize(self, words: Sequence[Sequence[str]],
                   gazetteer: Sequence[Sequence[int]] | None = None) -> dict[str, torch.Tensor]:
-        features = {
-            "word_ids": pad_ids([self.words.ids(self._norm(w) for w in doc) for doc in words]),
-            "lengths": torch.tensor([len(doc) for doc in words], dtype=torch.long),
-        }
+        ids = [[self.words.id(self._norm(w)) for w in doc] for doc in words]
+        features = {"word_ids": pad_ids(ids),
+                    "lengths": torch.tensor([len(doc) for doc in words], dtype=torch.long)}
+        if self.extends:
+            unknown = [self._norm(w) for doc, row in zip(words, ids)
+                       for w, i in zip(doc, row) if i == UNK_ID]
+            if unknown:
+                features["unknown_vectors"] = torch.from_numpy(self._unknown_vectors(unknown))
         if self.char_cfg is not None:
             features["char_ids"] = char_ids(words, self.chars, True, self.char_cfg["max_chars"])
         if self.gazetteer_size:
@@ -120,10 +154,20 @@ class RNNBackbone(Backbone):
             features["gazetteer"] = pad_ids(gazetteer)
         return features
 
+    def _unknown_vectors(self, words: list[str]) -> np.ndarray:
+        """The space's vectors for words outside the vocabulary, memoised per process."""
+        new = [w for w in dict.fromkeys(words) if w not in self._memo]
+        if new:
+            if len(self._memo) + len(new) > MEMO_SIZE:
+                self._memo.clear()
+                new = list(dict.fromkeys(words))
+            self._memo.update(zip(new, self.space.unknown_vectors(new)))
+        return np.stack([self._memo[w] for w in words])
+
     def forward(self, features: dict[str, torch.Tensor]) -> BackboneOutput:
         word_ids, lengths = features["word_ids"], features["lengths"]
         mask = torch.arange(word_ids.shape[1], device=word_ids.device)[None, :] < lengths[:, None]
-        parts = [self.word_embedding(word_ids)]
+        parts = [self._embed_words(word_ids, features.get("unknown_vectors"))]
         if self.char_cfg is not None:
             parts.append(self._char_states(features["char_ids"], mask))
         if self.gazetteer_size:
@@ -131,6 +175,34 @@ class RNNBackbone(Backbone):
         x = self.dropout(torch.cat(parts, dim=-1))
         out, _ = run_rnn(self.encoder, x, lengths)
         return BackboneOutput(words=self.output_dropout(out), mask=mask)
+
+    def _embed_words(self, ids: torch.Tensor, unknown_vectors: torch.Tensor | None) -> torch.Tensor:
+        """Table row (or computed vector for an unknown word) + correction; word dropout."""
+        drop = None
+        if self.training and self.word_dropout > 0:
+            drop = (torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids > UNK_ID)
+        keep_vector = (drop is not None and self.word_cfg["dropout_to"] == "pretrained"
+                       and self.extends)
+        table_ids = ids if drop is None or keep_vector else ids.masked_fill(drop, UNK_ID)
+        out = self.word_embedding(table_ids)
+        if keep_vector:
+            out = torch.where(drop.unsqueeze(-1), self.unknown_table()[ids], out)
+        if unknown_vectors is not None:
+            out = out.index_put(torch.nonzero(ids == UNK_ID, as_tuple=True),
+                                unknown_vectors.to(out.dtype))
+        if self.word_delta is not None:
+            delta_ids = torch.where(ids < self.trained_rows, ids, torch.zeros_like(ids))
+            if drop is not None:
+                delta_ids = delta_ids.masked_fill(drop, UNK_ID)
+            out = out + self.word_delta(delta_ids)
+        return out
+
+    def unknown_table(self) -> torch.Tensor:
+        """Each vocabulary word's vector as if it were unknown (word dropout's target)."""
+        if self._unknown_table is None:
+            table = self.space.unknown_vectors(self.words.items)
+            self._unknown_table = torch.from_numpy(table).to(self.word_embedding.weight.device)
+        return self._unknown_table
 
     def _char_states(self, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Last forward and backward states of the char BiGRU, ``[B, W, 2 * hidden]``."""
@@ -144,32 +216,65 @@ class RNNBackbone(Backbone):
         out[mask] = states
         return out
 
+    def word_status(self, words: Sequence[str]) -> list[int]:
+        status = []
+        for word in words:
+            i = self.words.id(self._norm(word))
+            status.append(UNKNOWN if i == UNK_ID else SEEN if i < self.trained_rows else VECTORS_ONLY)
+        return status
+
     def save_resources(self, model_dir: Path) -> list[str]:
         self.words.save(Path(model_dir) / WORDS_FILE)
         written = [WORDS_FILE]
         if self.chars is not None:
             self.chars.save(Path(model_dir) / CHARS_FILE)
             written.append(CHARS_FILE)
+        if self.extends:
+            written += [f"{VECTORS_DIR}/{name}"
+                        for name in self.space.save(Path(model_dir) / VECTORS_DIR)]
         return written
+
+
+def _word_settings(block: dict) -> dict:
+    cfg = {**WORD_DEFAULTS, **block.get("words", {})}
+    if cfg["tuning"] not in TUNINGS:
+        raise ValueError(f"words.tuning {cfg['tuning']!r}: expected one of {', '.join(TUNINGS)}")
+    if cfg["dropout_to"] not in DROPOUT_TARGETS:
+        raise ValueError(f"words.dropout_to {cfg['dropout_to']!r}: expected one of "
+                         f"{', '.join(DROPOUT_TARGETS)}")
+    if not 0.0 <= float(cfg["dropout"]) < 1.0:
+        raise ValueError(f"words.dropout {cfg['dropout']!r}: expected a probability in [0, 1)")
+    return cfg
 
 
 @backbones.register("rnn")
 def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
-    word_cfg = {**WORD_DEFAULTS, **block.get("words", {})}
-    use_chars = block.get("chars", CHAR_DEFAULTS) is not None
+    word_cfg = _word_settings(block)
+    char_cfg = block.get("chars", CHAR_DEFAULTS)
     if context.model_dir is not None:
-        words = Vocab.load(Path(context.model_dir) / WORDS_FILE)
-        chars = Vocab.load(Path(context.model_dir) / CHARS_FILE) if use_chars else None
-        dim = int(word_cfg["dim"])
-        return RNNBackbone({**block, "words": {**word_cfg, "dim": dim}}, words, chars,
-                           context.gazetteer_size)
+        model_dir = Path(context.model_dir)
+        words = Vocab.load(model_dir / WORDS_FILE)
+        chars = Vocab.load(model_dir / CHARS_FILE) if char_cfg is not None else None
+        space = (VectorSpace.load(model_dir / VECTORS_DIR)
+                 if (model_dir / VECTORS_DIR).is_dir() else None)
+        return RNNBackbone(block, words, chars, context.gazetteer_size, space)
     norm = str.lower if word_cfg["lowercase"] else str
     train = [[norm(w) for w in doc] for doc in context.train_words]
-    vectors = vectors_from_config(word_cfg["vectors"], lowercase=word_cfg["lowercase"],
-                                  train_words=train, cache_dir=context.cache_dir)
-    extra = vectors.words if vectors is not None and word_cfg["add_vector_words"] else ()
-    words = Vocab.build(train, min_count=int(word_cfg["min_count"]), extra=extra)
-    chars = Vocab.build(("".join(doc).lower() for doc in context.train_words)) if use_chars else None
-    # The saved config must rebuild the same shapes: record the vectors' real dimension.
-    block.setdefault("words", {})["dim"] = vectors.dim if vectors is not None else int(word_cfg["dim"])
-    return RNNBackbone(block, words, chars, context.gazetteer_size, vectors)
+    space = space_from_config(word_cfg["vectors"], lowercase=word_cfg["lowercase"],
+                              train_words=train, held_out=context.held_out,
+                              cache_dir=context.cache_dir)
+    trained = Vocab.build(train, min_count=int(word_cfg["min_count"]))
+    extra = space.words if space is not None and word_cfg["add_vector_words"] else ()
+    words = Vocab([*trained.items[2:], *extra])
+    min_chars = int({**CHAR_DEFAULTS, **(char_cfg or {})}["min_count"])
+    chars = (Vocab.build(("".join(doc).lower() for doc in context.train_words), min_count=min_chars)
+             if char_cfg is not None else None)
+    table = None
+    if space is not None:
+        table = space.vectors(words.items)
+        table[0] = 0.0  # <pad>
+        table[UNK_ID] = space.null_vector()
+    # The saved config must rebuild the same shapes: record what the data decided.
+    block.setdefault("words", {}).update(dim=space.dim if space is not None else int(word_cfg["dim"]),
+                                         trained_rows=len(trained))
+    return RNNBackbone(block, words, chars, context.gazetteer_size, space, table)

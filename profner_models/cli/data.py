@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.add_argument("--lenient", action="store_true",
                        help="count bad items as warnings and skip them instead of failing")
+    stats.add_argument("--model", type=Path, default=None,
+                       help="a model dir: also how new the corpus's words are to it (the share "
+                            "outside its vocabulary, and outside its training documents)")
     stats.set_defaults(func=run_stats)
 
     download = commands.add_parser("download", help="fetch the official ProfNER and MEDDOPROF zips")
@@ -39,10 +42,30 @@ def run_stats(args: argparse.Namespace) -> int:
         print(f"profner data stats: {error}", file=sys.stderr)
         return 1
     stats = corpus_stats(docs, report)
+    if args.model is not None:
+        try:
+            stats.update(model_novelty(args.model, docs))
+        except ValueError as error:  # artifacts.ModelDirError names the file
+            print(f"profner data stats: {error}", file=sys.stderr)
+            return 1
     print(json.dumps(stats, indent=2, ensure_ascii=False) if args.json else format_stats(stats))
     for message in report.messages:
         print(f"warning: {message}", file=sys.stderr)
     return 0
+
+
+def model_novelty(model_dir: Path, docs) -> dict:
+    """``model``, ``unknown_word_rate`` and ``unseen_word_rate`` of ``docs`` for that model."""
+    from profner_models.artifacts import load
+    from profner_models.model import encode_text
+    from profner_models.training import word_novelty
+
+    model = load(model_dir)
+    encoded = [encode_text(doc.text, model.gazetteer) for doc in docs]
+    rates = word_novelty(model.network.backbone, encoded)
+    return {"model": str(model_dir),
+            **{key.removeprefix("dev_").replace("_rate", "_word_rate"): value
+               for key, value in rates.items()}}
 
 
 def run_download(args: argparse.Namespace) -> int:

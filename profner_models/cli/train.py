@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. training.epochs=3 (YAML value)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes for a refit: its held-out run goes in a second one "
+                             "(default: 2 where there are 2 cores)")
     parser.set_defaults(func=run)
 
 
@@ -56,25 +60,27 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from profner_models.corpus import CorpusError
     from profner_models.gazetteer import GazetteerError
-    from profner_models.training import fit, load_task_data
+    from profner_models.unseen import train
     from profner_models.vectors import VectorsError
 
     try:
         config = apply_overrides(load_config(args.config), args.set)
-        train, dev = load_task_data(config, args.data)
-    except (FileNotFoundError, ValueError, CorpusError) as error:
+        trained = train(config, args.data, progress=not args.no_progress, jobs=args.jobs)
+    except (FileNotFoundError, ValueError, CorpusError, VectorsError, GazetteerError) as error:
         print(f"profner train: {error}", file=sys.stderr)
         return 1
-    try:
-        result = fit(config, train, dev, progress=not args.no_progress)
-    except (VectorsError, GazetteerError) as error:
-        print(f"profner train: {error}", file=sys.stderr)
-        return 1
+    result = trained.result
+    history = result.history
     source = {"config": args.config, "overrides": args.set,
               "data": str(args.data) if args.data else "bundled sample",
-              "train_docs": len(train), "dev_docs": len(dev)}
+              "train_docs": history[0]["train_docs"], "dev_docs": history[0]["dev_docs"]}
     result.model.save(args.out, extra_meta={"source": source, "best_epoch": result.best_epoch,
-                                            "history": result.history})
+                                            "history": history, "unseen": trained.unseen})
     print(json.dumps({"model_dir": str(args.out), "best_epoch": result.best_epoch,
-                      "parameters": result.model.num_parameters, **result.best_metrics}, indent=1))
+                      "parameters": result.model.num_parameters, **result.best_metrics,
+                      "unseen": trained.unseen}, indent=1))
+    if not trained.passed:
+        print("profner train: the refit fails its check against the held-out model on unseen "
+              "text (see 'unseen.check' above and in meta.json): do not ship it", file=sys.stderr)
+        return 3
     return 0

@@ -1,0 +1,187 @@
+"""New text: held-out dev documents feed nothing the model learns from, unknown words get a
+trained or computed representation, and a refit comes with its check on unseen text."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from profner_models.architectures import SEEN, UNKNOWN
+from profner_models.corpus import load_corpus
+from profner_models.meddoprof import build_norm
+from profner_models.predict import Predictor
+from profner_models.sample import MEDDOPROF_SAMPLE, PROFNER_SAMPLE
+from profner_models.tokenize import tokenize
+from profner_models.training import build_model, fit, held_out_of, load_task_data, with_defaults
+from profner_models.unseen import check, train, unknown_entity_share
+from rnn_support import sample_data, smoke_config, trained
+
+BRAT = PROFNER_SAMPLE / "subtask-2" / "brat"  # both splits: a source that holds the dev files
+
+
+def lowered_words(docs) -> set[str]:
+    return {t.text.lower() for doc in docs for t in tokenize(doc.text)}
+
+
+def vectors_config(vectors: dict, **words) -> dict:
+    config = with_defaults(smoke_config())
+    config["model"]["backbone"]["words"].update(vectors=vectors, tuning="delta", **words)
+    return config
+
+
+def test_a_sample_model_tags_no_unknown_words_but_still_finds_a_known_profession():
+    model = trained().model
+    predictor = Predictor(model)
+    status = model.network.backbone.word_status
+    made_up = "Ayer vi al zorglub brumoso con la trepidancia de siempre y el florbo"
+    with_job = made_up.replace("zorglub", "enfermero")
+    words = [t.text for t in tokenize(made_up)]
+    assert status(words).count(UNKNOWN) >= 4  # zorglub, brumoso, trepidancia, florbo
+    assert status(["enfermero"]) == [SEEN]
+    unknown_only, known = predictor.predict([made_up, with_job])
+    assert unknown_only.entities == []
+    assert [(e.text, e.type) for e in known.entities] == [("enfermero", "PROFESION")]
+
+
+def test_held_out_dev_feeds_no_vocabulary_vector_source_or_pca(tmp_path):
+    block = {"concat": {"gensim": {"train": {"sources": [str(BRAT)], "dim": 8, "min_count": 1,
+                                             "epochs": 1}, "cache_dir": str(tmp_path)},
+                        "e5": {"e5": {"sources": [str(BRAT)]}}},
+             "pca": 16}
+    config = vectors_config(block)
+    train_docs, dev = load_task_data(config, None)
+    dev_only = lowered_words(dev) - lowered_words(train_docs)
+    assert len(dev_only) > 50
+    model, _, _ = build_model(config, train_docs, held_out_of(train_docs, dev))
+    backbone = model.network.backbone
+    space = backbone.space
+    assert dev_only.isdisjoint(backbone.words.items)
+    for part in space.parts:
+        assert part.words and dev_only.isdisjoint(part.words), part.kind
+    # the PCA was fitted on the space's own words, which hold no dev-only word
+    np.testing.assert_allclose(space.mean, np.concatenate(
+        [p.vectors(space.words) * s for p, s in zip(space.parts, space.scales)], axis=1).mean(0),
+        rtol=1e-4, atol=1e-5)
+    # the same source without a held-out split does take the dev words
+    everything, _, _ = build_model(config, [*train_docs, *dev], held_out_of([*train_docs, *dev], dev))
+    assert len(dev_only & set(everything.network.backbone.words.items)) > 0.9 * len(dev_only)
+
+
+def test_the_norm_index_is_fitted_without_dev_mentions():
+    config = with_defaults(smoke_config())
+    config.update(task="meddoprof")
+    from profner_models.cli.train import load_config
+
+    config = with_defaults(load_config("smoke_meddoprof"))
+    train_docs, dev = load_task_data(config, None)
+    index = build_norm(config, train_docs)
+    dev_only = ({s.text for d in dev for s in d.spans}
+                - {s.text for d in train_docs for s in d.spans})
+    assert dev_only and dev_only.isdisjoint(
+        t for t, k in zip(index.row_texts, index.row_kinds) if k == "mention")
+    assert dev_only.isdisjoint(index.mention_keys)
+
+
+@pytest.mark.parametrize("vectors", [
+    {"e5": {"sources": [str(BRAT / "train")]}},
+    {"train": {"sources": ["@train"], "algorithm": "fasttext", "dim": 16, "min_count": 1,
+               "epochs": 2, "bucket": 5000}},
+], ids=["e5", "fasttext"])
+def test_unseen_words_get_computed_vectors_and_prediction_uses_them(vectors, tmp_path):
+    config = vectors_config({**vectors, "pca": 12} if "e5" in vectors else
+                            {**vectors, "cache_dir": str(tmp_path)}, dropout=0.1,
+                            dropout_to="pretrained")
+    config["training"].update(epochs=1)
+    train_docs, dev = sample_data()
+    result = fit(config, list(train_docs), list(dev), progress=False)
+    backbone = result.model.network.backbone
+    assert backbone.extends and backbone.word_delta is not None
+    first, second = "el brumoseador", "el trepidancista"
+    assert backbone.word_status(["brumoseador", "trepidancista"]) == [UNKNOWN, UNKNOWN]
+    docs = [[t.text for t in tokenize(first)], [t.text for t in tokenize(second)]]
+    flags = [result.model.gazetteer.flags(doc) for doc in docs]
+    features = backbone.featurize(docs, flags)
+    unknown = features["unknown_vectors"]
+    assert unknown.shape == (2, backbone.word_embedding.embedding_dim)
+    assert not torch.allclose(unknown[0], unknown[1])
+    with torch.inference_mode():
+        words = backbone(features).words
+    assert not torch.allclose(words[0, 1], words[1, 1])  # the unknown word's own state differs
+    # and the saved model computes the same vectors after a reload
+    result.model.save(tmp_path / "m")
+    from profner_models.artifacts import load
+
+    reloaded = load(tmp_path / "m").network.backbone
+    again = reloaded.featurize(docs, flags)
+    torch.testing.assert_close(again["unknown_vectors"], unknown, atol=2e-3, rtol=1e-3)
+
+
+def test_word_dropout_trains_the_unknown_row():
+    """Without word dropout ``<unk>`` never occurs in training: its row only decays (weight
+    decay), keeping its random direction; with it, the row is learned."""
+    from profner_models.training import seed_everything
+
+    train_docs, dev = sample_data()
+    cosines = {}
+    for rate in (0.0, 0.2):
+        config = with_defaults(smoke_config(epochs=2))
+        config["model"]["backbone"]["words"]["dropout"] = rate
+        seed_everything(13)  # fit seeds the same way before it builds the model
+        before = build_model(copy.deepcopy(config), list(train_docs))[0].network.backbone
+        after = fit(config, list(train_docs), list(dev), progress=False).model.network.backbone
+        start, end = before.word_embedding.weight[1], after.word_embedding.weight[1]
+        cosines[rate] = float(torch.nn.functional.cosine_similarity(start.detach(), end.detach(), dim=0))
+    assert cosines[0.0] > 0.99999 and cosines[0.2] < 0.999, cosines
+
+
+def test_fit_reports_how_new_the_dev_text_is():
+    history = trained().history
+    rate = history[0]["dev_unknown_rate"]
+    train_docs, dev = sample_data()
+    dev_words = [t.text.lower() for d in dev for t in tokenize(d.text)]
+    known = lowered_words(train_docs)
+    assert rate == pytest.approx(sum(w not in known for w in dev_words) / len(dev_words), abs=0.01)
+    assert 0.05 < rate < 0.5 and history[0]["dev_unseen_rate"] >= rate
+
+
+def train_split_only(tmp_path):
+    """A copy of the ProfNER sample without its valid split (dev: a seeded fraction)."""
+    import shutil
+
+    root = tmp_path / "profner"
+    shutil.copytree(PROFNER_SAMPLE, root)
+    shutil.rmtree(root / "subtask-2" / "brat" / "valid")
+    for tsv in ("subtask-1/valid.tsv", "subtask-2/tsv/valid.tsv"):
+        (root / tsv).unlink()
+    return root
+
+
+def test_a_refit_comes_with_its_held_out_estimate_and_check(tmp_path):
+    config = smoke_config(epochs=4, select="last")
+    # trained on the sample's train split; checked on the whole sample, of which only the valid
+    # split was never trained on
+    config["data"].update(train_on_dev=True, check=str(PROFNER_SAMPLE))
+    result = train(copy.deepcopy(config), train_split_only(tmp_path), progress=False, jobs=1)
+    estimate, checked = result.unseen["estimate"], result.unseen["check"]
+    assert estimate["epoch"] == 4 and estimate["dev_docs"] == 60 and estimate["train_docs"] == 240
+    assert estimate["metrics"]["f1_7b"] == result.holdout.history[-1]["f1_7b"]
+    assert result.result.history[-1]["train_docs"] == 300  # the refit: train + dev
+    assert checked["documents"] == len(load_corpus(PROFNER_SAMPLE, "valid")[0])
+    assert {"refit", "holdout", "agreement", "passed"} <= set(checked)
+    assert 0 <= checked["refit"]["unknown_entity_share"] <= 1
+    assert checked["holdout"]["f1_7b"] > 0.2 and checked["agreement"] > 0.3
+
+
+def test_unknown_entity_share_counts_entities_holding_an_unknown_word():
+    model = trained().model
+    texts = ["el zorglub trabaja", "el enfermero trabaja"]
+    from profner_models.documents import Span
+    from profner_models.predict import Prediction
+
+    predictions = [Prediction(1, 0.9, [Span(3, 10, "PROFESION", "zorglub")]),
+                   Prediction(1, 0.9, [Span(3, 12, "PROFESION", "enfermero")])]
+    assert unknown_entity_share(model, texts, predictions) == 0.5
+    assert check(model, model, [])["passed"]
