@@ -1,6 +1,7 @@
 """Inference speed of a saved model: latency one text at a time, throughput batched.
 
     python bench/inference.py --model MODEL_DIR [--texts DIR] [--threads 2] [--quick] [--json]
+                              [--spacy]
 
 Texts: the ``.txt`` files of DIR (default: the ProfNER train tweets under the data root, else
 the bundled sample). Latency is ``Predictor.predict([text])`` end to end (tokenizer, gazetteer,
@@ -8,6 +9,12 @@ model, CRF decoding), after a warm-up; ``tokenize_ms_p50`` is the tokenizer's sh
 ``cpu_ms_*`` is the calling thread's CPU time per text (``time.thread_time``): on a shared
 machine it stays close to the uncontended latency when the wall clock does not (see
 ``load_avg_1min``; with threads > 1 it misses the helper threads' share).
+``unknown_word_rate``: the texts' words outside the model's vocabulary (new text costs more:
+unknown words get computed vectors, and spaCy's vocabulary grows).
+
+``--spacy`` times spaCy's stock CPU NER (``spacy init config --lang es --pipeline ner
+--optimize efficiency``, untrained: its speed is its architecture's) on the same texts, one at a
+time, interleaved with ours so both meet the same machine load; ``ratio_p50`` is ours / spaCy's.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from pathlib import Path
 
 import torch
 
+from profner_models.config import data_root
 from profner_models.corpus import read_text_dir
+from profner_models.model import encode_text
 from profner_models.predict import Predictor
 from profner_models.tokenize import tokenize
-from profner_models.config import data_root
+from profner_models.training import word_novelty
 
 
 def default_texts() -> Path:
@@ -43,7 +52,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: int,
-        batch_size: int) -> dict:
+        batch_size: int, with_spacy: bool = False) -> dict:
     torch.set_num_threads(threads)
     texts = [d.text for d in read_text_dir(texts_dir)]
     if not texts:
@@ -52,9 +61,12 @@ def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: 
     predictor = Predictor(model_dir, batch_size=batch_size)
     load_s = time.perf_counter() - started
     single = (texts * (n_single // len(texts) + 1))[:n_single]
+    peer = _spacy_pipeline() if with_spacy else None
     for text in single[:20]:
         predictor.predict([text])
-    latencies, cpu, tok = [], [], []
+        if peer is not None:
+            peer(text)
+    latencies, cpu, tok, peer_ms = [], [], [], []
     for text in single:
         t0, c0 = time.perf_counter(), time.thread_time()
         predictor.predict([text])
@@ -63,10 +75,21 @@ def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: 
         t0 = time.perf_counter()
         tokenize(text)
         tok.append((time.perf_counter() - t0) * 1000)
+        if peer is not None:
+            t0 = time.perf_counter()
+            peer(text)
+            peer_ms.append((time.perf_counter() - t0) * 1000)
     batch = (texts * (n_batch // len(texts) + 1))[:n_batch]
     t0 = time.perf_counter()
     predictor.predict(batch)
     batched_s = time.perf_counter() - t0
+    novelty = word_novelty(predictor.model.network.backbone,
+                           [encode_text(t, predictor.model.gazetteer) for t in texts[:2000]])
+    peer_figures = {}
+    if peer_ms:
+        peer_figures = {"spacy_latency_ms_p50": round(statistics.median(peer_ms), 3),
+                        "spacy_latency_ms_p95": round(percentile(peer_ms, 95), 3),
+                        "ratio_p50": round(statistics.median(latencies) / statistics.median(peer_ms), 3)}
     return {
         "model": str(model_dir),
         "texts": str(texts_dir),
@@ -83,8 +106,17 @@ def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: 
         "n_batch": len(batch),
         "batch_size": batch_size,
         "throughput_per_s": round(len(batch) / batched_s, 1),
+        "unknown_word_rate": round(novelty.get("dev_unknown_rate", 0.0), 4),
+        **peer_figures,
         "load_avg_1min": round(os.getloadavg()[0], 2),
     }
+
+
+def _spacy_pipeline():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import spacy_peer
+
+    return spacy_peer.pipeline()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,10 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="fewer texts (well under 2 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--spacy", action="store_true",
+                        help="also time spaCy's stock CPU NER on the same texts (ratio)")
     args = parser.parse_args(argv)
     n_single, n_batch = (300, 1000) if args.quick else (2000, 6000)
     result = run(args.model, args.texts or default_texts(), args.threads, n_single, n_batch,
-                 args.batch_size)
+                 args.batch_size, args.spacy)
     if args.json:
         print(json.dumps(result))
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,6 +123,29 @@ def test_crf_never_emits_an_invalid_sequence_even_after_training(scheme, labels)
         assert valid([labels[i] for i in seq], scheme), [labels[i] for i in seq]
     assert (head.crf.transitions[head.forbidden_moves] == FORBIDDEN).all()
     assert (head.crf.start_transitions[head.forbidden_start] == FORBIDDEN).all()
+
+
+@pytest.mark.parametrize("tags", [3, 5, 9])
+def test_numpy_viterbi_gives_the_paths_of_pytorch_crf(tags):
+    from torchcrf import CRF
+
+    from profner_models.architectures.heads import viterbi
+
+    torch.manual_seed(tags)
+    crf = CRF(tags, batch_first=True)
+    for param in crf.parameters():
+        torch.nn.init.normal_(param, std=2.0)
+    emissions = torch.randn(40, 12, tags) * 3
+    lengths = torch.randint(1, 13, (40,))
+    lengths[0] = 12
+    mask = torch.arange(12)[None, :] < lengths[:, None]
+    expected = crf.decode(emissions, mask=mask)
+    got = viterbi(emissions.numpy(), lengths.numpy(), crf.start_transitions.detach().numpy(),
+                  crf.transitions.detach().numpy(), crf.end_transitions.detach().numpy())
+    assert got == expected
+    assert viterbi(emissions[:1, :1].numpy(), np.array([1]), *(t.detach().numpy() for t in (
+        crf.start_transitions, crf.transitions, crf.end_transitions))) == crf.decode(
+        emissions[:1, :1], mask=mask[:1, :1])
 
 
 def test_joint_model_is_assembled_from_the_config_and_weights_the_losses():

@@ -77,8 +77,9 @@ def test_branches_give_branch_specific_keys_with_distinct_labels() -> None:
         enc = space.sample(seed)["model"]["backbone"]["encoder"]
         seen.setdefault(enc["cell"], set()).add(enc["hidden"])
         vec = space.sample(seed)["model"]["backbone"]["words"]["vectors"]["concat"]["gensim"]["train"]
-        assert vec["algorithm"] in ("skipgram", "cbow")
-        assert (3 if vec["algorithm"] == "skipgram" else 2) <= vec["window"]
+        assert vec["algorithm"] in ("skipgram", "cbow", "fasttext")
+        assert (2 if vec["algorithm"] == "cbow" else 3) <= vec["window"]
+        assert ("min_n" in vec) == (vec["algorithm"] == "fasttext")  # branch-specific key
     assert set(seen) == {"gru", "lstm"}
     assert max(seen["lstm"]) <= 384 and max(seen["gru"]) <= 512
     assert all(h % 32 == 0 and isinstance(h, int) for hs in seen.values() for h in hs)

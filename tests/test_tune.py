@@ -111,6 +111,9 @@ def test_best_checkpoint_loads_and_predicts(sweep) -> None:
     exported = tmp / "best_model"
     meta = json.loads((exported / "meta.json").read_text())
     assert meta["source_run"]["trial_id"] == state["best_trial_id"]
+    estimate = meta["unseen"]["estimate"]  # the trial's dev split was held out: honest scores
+    assert estimate["metrics"]["f1_7b"] == pytest.approx(state["best_value"])
+    assert 0 < estimate["metrics"]["dev_unknown_rate"] < 1 and estimate["dev_docs"] > 0
     predictions = Predictor(exported).predict(["Trabajo de enfermera en el hospital.", "Hola"])
     assert len(predictions) == 2
     for prediction in predictions:
@@ -155,7 +158,12 @@ def test_refit_seed_sweep_then_train_plus_dev(sweep) -> None:
     assert 1 <= result.epochs <= 3
     meta = json.loads((tmp / "refit_model" / "meta.json").read_text())
     assert meta["source_run"]["trained_on"] == "train+dev"
-    assert set(meta["source_run"]["seed_sweep"]) == {"13", "14"}
+    unseen = meta["unseen"]
+    assert set(unseen["seed_sweep"]["best_per_seed"]) == {"13", "14"}
+    assert unseen["estimate"]["epoch"] == result.epochs  # the held-out run of the shipped recipe
+    assert unseen["estimate"]["dev_docs"] == meta["history"][0]["dev_docs"] if "history" in meta \
+        else unseen["estimate"]["dev_docs"] > 0
+    assert result.passed and unseen["check"]["documents"] == 0  # the sample is all trained on
     refits = [r for r in all_runs(tmp) if r.data.tags.get("profner.kind") == "refit"]
     assert len(refits) == 1 and refits[0].info.status == "FINISHED"
     assert refits[0].data.metrics["f1_7b_mean"] == pytest.approx(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -145,6 +146,13 @@ def _refit(args: argparse.Namespace) -> int:
     print(f"seed sweep: {result.metric} mean {result.mean:.4f} ± {result.std:.4f} over "
           f"{len(result.per_seed)} seeds {result.per_seed}")
     print(f"refit on train+dev: seed {result.seed}, {result.epochs} epochs -> {result.model_dir}")
+    estimate = result.unseen["estimate"]
+    print(f"unseen-text estimate ({estimate['from']}, {estimate['dev_docs']} dev documents): "
+          f"{result.metric} {estimate['metrics'].get(result.metric, float('nan')):.4f}")
+    print(f"check on text neither model saw: {json.dumps(result.unseen['check'])}")
+    if not result.passed:
+        print("profner refit: the refit fails its check: not registered", file=sys.stderr)
+        return 3
     return 0
 
 

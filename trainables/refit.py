@@ -1,11 +1,15 @@
-"""``profner refit``: seed sweep of a sweep's best config, then a final fit on train+dev.
+"""``profner refit``: seed sweep of a sweep's best config, then the refit on train+dev.
 
 1. The best trial's sampled config (from the sweep's info or its MLflow child runs) is run with
    ``seeds`` seeds as a Tune grid (same trainable, same MLflow wiring: a ``refit`` parent run
-   with one child per seed), which measures how much of the sweep's best score was luck.
-2. The config is trained once more on train+dev with the best seed, for the median of the
-   seeds' best epochs (no dev left to pick an epoch on), and saved as a model dir like
-   ``profner train`` writes; it is logged to the refit parent run and registered as a version.
+   with one child per seed), dev held out: how much of the sweep's best score was luck, on text
+   none of the seeds learned from.
+2. The recipe to ship: the best seed, the median of the seeds' best epochs, last epoch kept.
+   ``profner_models.unseen.train`` runs it as ``profner train`` does: a held-out run of that
+   recipe (its dev scores are the unseen-text estimate), the refit on train + dev, and the check
+   of both on text neither saw. The model dir carries the estimate, the check and the seed
+   spread at that epoch (``meta.json``: ``unseen``); it is logged to the refit parent run and
+   registered as a version, unless the check failed.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class RefitResult:
     model_dir: Path
     parent_run_id: str
     model_version: str | None
+    unseen: dict
+    passed: bool
 
 
 def best_config(info: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +76,7 @@ def best_config(info: dict[str, Any]) -> dict[str, Any]:
 def refit(options: RefitOptions) -> RefitResult:
     from ray import tune
 
-    from profner_models.training import fit, load_task_data
+    from profner_models.unseen import train
     from trainables import runner, tracking
 
     info = runner.find_sweep(options.run, options.tracking_uri, options.storage)
@@ -105,7 +111,7 @@ def refit(options: RefitOptions) -> RefitResult:
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                   verbose=1))
     results = tuner.fit()
-    per_seed, best_epochs = {}, {}
+    per_seed, best_epochs, at_epoch = {}, {}, {}
     for result in results:
         if result.error or result.metrics_dataframe is None:
             continue
@@ -114,6 +120,7 @@ def refit(options: RefitOptions) -> RefitResult:
         seed = int(result.config["training"]["seed"])
         per_seed[seed] = float(row[metric])
         best_epochs[seed] = int(row["epoch"])
+        at_epoch[seed] = dict(zip(history["epoch"].astype(int), history[metric].astype(float)))
     if not per_seed:
         raise LookupError("refit: every seed run failed")
     values = list(per_seed.values())
@@ -121,15 +128,22 @@ def refit(options: RefitOptions) -> RefitResult:
     epochs = int(round(statistics.median(best_epochs.values())))
 
     config = deep_merge(base, sampled)
-    config["training"].update(seed=best_seed, epochs=epochs, early_stopping_patience=None)
+    config["data"]["train_on_dev"] = True
+    config["training"].update(seed=best_seed, epochs=epochs, early_stopping_patience=None,
+                              select="last")
     config["training"].pop("fail_at_epoch", None)
-    train, dev = load_task_data(config, data_dir)
-    final = fit(config, [*train, *dev], dev, progress=True)
+    shipped = train(config, data_dir, progress=True, jobs=2 if options.max_concurrent > 1 else 1)
+    spread = [scores[epochs] for scores in at_epoch.values() if epochs in scores]
+    unseen = {**shipped.unseen, "seed_sweep": {
+        "metric": metric, "epoch": epochs, "seeds": len(spread),
+        "mean": statistics.mean(spread) if spread else None,
+        "std": statistics.stdev(spread) if len(spread) > 1 else 0.0,
+        "best_per_seed": {str(k): v for k, v in per_seed.items()}}}
     model_dir = Path(options.out)
-    final.model.save(model_dir, extra_meta={"source_run": {
+    shipped.result.model.save(model_dir, extra_meta={"unseen": unseen, "source_run": {
         "sweep_run_id": info["parent_run_id"], "refit_run_id": parent, "study": space.study,
         "tracking_uri": tracking_uri, "trained_on": "train+dev", "seed": best_seed,
-        "epochs": epochs, "seed_sweep": {str(k): v for k, v in per_seed.items()}}})
+        "epochs": epochs}})
 
     client = tracking.client(tracking_uri)
     mean = statistics.mean(values)
@@ -137,9 +151,15 @@ def refit(options: RefitOptions) -> RefitResult:
     client.log_metric(parent, f"{metric}_mean", mean)
     client.log_metric(parent, f"{metric}_std", std)
     client.log_metric(parent, "refit_epochs", epochs)
-    version = runner.register_model_dir(client, parent, model_dir, f"profner-{space.study}",
-                                        {"study": space.study, "refit_of": info["parent_run_id"],
-                                         "trained_on": "train+dev"})
+    for key, value in shipped.unseen["estimate"]["metrics"].items():
+        client.log_metric(parent, f"unseen_{key}", value)
+    client.set_tag(parent, "refit_check", "passed" if shipped.passed else "failed")
+    version = None
+    if shipped.passed:
+        version = runner.register_model_dir(client, parent, model_dir, f"profner-{space.study}",
+                                            {"study": space.study,
+                                             "refit_of": info["parent_run_id"],
+                                             "trained_on": "train+dev"})
     client.set_terminated(parent, "FINISHED")
     return RefitResult(metric, per_seed, best_epochs, mean, std, best_seed, epochs, model_dir,
-                       parent, version)
+                       parent, version, unseen, shipped.passed)

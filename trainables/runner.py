@@ -486,5 +486,12 @@ def export_model(checkpoint: Path, model_dir: Path, info: dict[str, Any], trial_
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
     meta["source_run"] = {"sweep_run_id": info["parent_run_id"], "trial_id": trial_id,
                           "tracking_uri": info["tracking_uri"], "study": info["study"]}
+    metrics = meta.get("metrics", {})
+    meta["unseen"] = {"estimate": {
+        "from": "dev split held out of this trial's vocabulary, vectors and index (the best of "
+                "the sweep's trials on it, so somewhat optimistic: refit it with profner refit)",
+        "epoch": int(metrics.get("epoch", 0)), "dev_docs": int(metrics.get("dev_docs", 0)),
+        "metrics": {k: v for k, v in metrics.items()
+                    if k.startswith(("f1", "precision", "recall", "dev_un"))}}}
     meta_path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return model_dir

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from safetensors.numpy import load_file, save_file
 
 from profner_models.config import resolve_data_path
@@ -79,7 +80,10 @@ class VectorSpace:
         joined = np.concatenate([b * s for b, s in zip(blocks, self.scales)], axis=1)
         if self.components is None:
             return joined.astype(np.float32)
-        return ((joined - self.mean) @ self.components.T).astype(np.float32)
+        # torch, not numpy: its matmul keeps to torch.set_num_threads, where NumPy's BLAS spins
+        # up its own threads (1.2 ms for 3 words on a busy 2-core machine, 0.02 ms in torch)
+        centred = torch.from_numpy(joined.astype(np.float32)) - torch.from_numpy(self.mean)
+        return (centred @ torch.from_numpy(self.components).T).numpy()
 
     def fit_pca(self, dim: int) -> "VectorSpace":
         """This space cut to the first ``dim`` principal components of its words' vectors."""
