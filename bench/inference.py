@@ -31,9 +31,9 @@ import torch
 
 from profner_models.config import data_root
 from profner_models.corpus import read_text_dir
-from profner_models.model import encode_text
+from profner_models.models.joint import encode_text
 from profner_models.predict import Predictor
-from profner_models.tokenize import tokenize
+from profner_models.text.tokenize import tokenize
 from profner_models.training import word_novelty
 
 

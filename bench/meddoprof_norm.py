@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from profner_models.cli.train import load_config
-from profner_models.meddoprof import build_norm, norm_descriptions, norm_mentions
+from profner_models.norm.meddoprof import build_norm, norm_descriptions, norm_mentions
 from profner_models.training import load_task_data
 from profner_models.config import data_root
 
@@ -98,7 +98,7 @@ def main() -> None:
         rows.append({"setting": variant or "config as given", "accuracy": score,
                      "by_source": by_source, "query_s": round(time.perf_counter() - started, 1)})
     if args.ablate:
-        from profner_models.normalize import NormIndex
+        from profner_models.norm.index import NormIndex
 
         encoder = MemoEncoder(index.encoder)
         descriptions, mentions = norm_descriptions(config, train), norm_mentions(train)

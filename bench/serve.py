@@ -12,6 +12,7 @@ Ratios are HTTP requests/s over in-process single-text predictions/s.
 
 from __future__ import annotations
 
+from profner_models import artifacts
 import argparse
 import http.client
 import json
@@ -81,7 +82,7 @@ def _train_smoke_model(model_dir: Path, quiet: bool) -> Path:
         print("training a smoke model on the bundled sample ...", file=sys.stderr)
     config = yaml.safe_load((REPO / "profner_models/configs/smoke_rnn.yaml").read_text("utf-8"))
     train, dev = load_task_data(config, None)
-    fit(config, train, dev, progress=False).model.save(model_dir)
+    artifacts.save(fit(config, train, dev, progress=False).model, model_dir)
     return model_dir
 
 

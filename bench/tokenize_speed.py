@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from profner_models.corpus import read_text_dir
-from profner_models.tokenize import get_tokenizer, tokenize
+from profner_models.text.tokenize import get_tokenizer, tokenize
 from profner_models.config import data_root
 
 

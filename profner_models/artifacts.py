@@ -1,4 +1,4 @@
-"""Trained models on disk: ``TrainedModel.save`` and ``load``, with JSON and safetensors only.
+"""Trained models on disk: ``save`` and ``load``, with JSON and safetensors only.
 
 A model dir holds::
 
@@ -22,14 +22,15 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from profner_models import __version__
-from profner_models.architectures import BackboneContext
-from profner_models.gazetteer import FILE_NAME as GAZETTEER_FILE
-from profner_models.gazetteer import SIZE as GAZETTEER_SIZE
-from profner_models.gazetteer import Gazetteer
-from profner_models.model import JointModel
+from profner_models.models import BackboneContext, JointModel, TrainedModel
 from profner_models.tasks import task_of
+from profner_models.text.gazetteer import FILE_NAME as GAZETTEER_FILE
+from profner_models.text.gazetteer import SIZE as GAZETTEER_SIZE
+from profner_models.text.gazetteer import Gazetteer
 
 FORMAT = 1
 CONFIG, LABELS, WEIGHTS, META = "config.json", "labels.json", "model.safetensors", "meta.json"
@@ -40,61 +41,39 @@ class ModelDirError(ValueError):
     """A model dir that cannot be loaded; the message names the file at fault."""
 
 
-class TrainedModel:
-    """A built ``JointModel`` with everything needed to run it on new text."""
-
-    def __init__(self, config: dict, labels: dict[str, list[str]], network: JointModel,
-                 gazetteer: Gazetteer | None = None, metrics: dict | None = None) -> None:
-        self.config = config
-        self.labels = labels
-        self.network = network
-        self.gazetteer = gazetteer
-        self.metrics = dict(metrics or {})
-        # MEDDOPROF NORM index (profner_models.normalize.NormIndex), in norm/: the meddoprof
-        # task's resource (Task.build_resources / save_resources / load_resources)
-        self.norm = None
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.network.parameters())
-
-    def save(self, model_dir: str | Path, extra_meta: dict | None = None) -> Path:
-        from safetensors.torch import save_file
-
-        model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        (model_dir / META).unlink(missing_ok=True)
-        _write_json(model_dir / CONFIG, self.config)
-        _write_json(model_dir / LABELS, self.labels)
-        files = self.network.backbone.save_resources(model_dir)
-        if self.gazetteer is not None:
-            (model_dir / GAZETTEER).parent.mkdir(parents=True, exist_ok=True)
-            self.gazetteer.save(model_dir / GAZETTEER)
-            files.append(GAZETTEER)
-        files += task_of(self.config).save_resources(self, model_dir)  # MEDDOPROF: norm/
-        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
-        save_file(state, str(model_dir / WEIGHTS), metadata={"format": str(FORMAT)})
-        meta = {
-            "format": FORMAT,
-            "package": "profner-hpo",
-            "version": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "parameters": self.num_parameters,
-            "metrics": self.metrics,
-            "files": [CONFIG, LABELS, WEIGHTS, *files],
-            **(extra_meta or {}),
-        }
-        _write_json(model_dir / META, meta)
-        return model_dir
+def save(model: TrainedModel, model_dir: str | Path, extra_meta: dict | None = None) -> Path:
+    """Write ``model`` as a model dir (the module docstring); ``meta.json`` last."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / META).unlink(missing_ok=True)
+    _write_json(model_dir / CONFIG, model.config)
+    _write_json(model_dir / LABELS, model.labels)
+    files = model.network.backbone.save_resources(model_dir)
+    if model.gazetteer is not None:
+        (model_dir / GAZETTEER).parent.mkdir(parents=True, exist_ok=True)
+        model.gazetteer.save(model_dir / GAZETTEER)
+        files.append(GAZETTEER)
+    files += task_of(model.config).save_resources(model, model_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
+    save_file(state, str(model_dir / WEIGHTS), metadata={"format": str(FORMAT)})
+    meta = {
+        "format": FORMAT,
+        "package": "profner-hpo",
+        "version": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "parameters": model.num_parameters,
+        "metrics": model.metrics,
+        "files": [CONFIG, LABELS, WEIGHTS, *files],
+        **(extra_meta or {}),
+    }
+    _write_json(model_dir / META, meta)
+    return model_dir
 
 
 def load(model_dir: str | Path) -> TrainedModel:
     """Restore a saved model (eval mode, CPU). Raises ``ModelDirError`` naming the bad file."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelDirError(f"{model_dir}: model dir not found")
@@ -133,8 +112,11 @@ def load(model_dir: str | Path) -> TrainedModel:
     except RuntimeError as error:
         raise ModelDirError(f"{model_dir / WEIGHTS}: weights do not fit {CONFIG} ({error})") from error
     network.eval()
-    model = TrainedModel(config, labels, network, gazetteer, meta.get("metrics"))
-    task.load_resources(model, model_dir)  # MEDDOPROF: the NORM index
+    model = TrainedModel(config, labels, network, gazetteer, dict(meta.get("metrics") or {}))
+    try:
+        task.load_resources(model, model_dir)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelDirError(str(error)) from error
     return model
 
 

@@ -33,3 +33,29 @@ class Document:
     text: str
     spans: list[Span] = field(default_factory=list)
     label: int | None = None
+
+
+@dataclass
+class Prediction:
+    """One text's label and probability (ProfNER 7a) and its entities (offsets into the text
+    given; MEDDOPROF entities carry ``cls`` and ``code``)."""
+
+    label: int
+    probability: float
+    entities: list[Span] = field(default_factory=list)
+    head_label: int | None = None
+    """The classifier head's own label (before ``label_from_entities``)."""
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "probability": self.probability,
+            "entities": [{"start": s.start, "end": s.end, "type": s.type, "text": s.text,
+                          **({"class": s.cls, "code": s.code}
+                             if s.cls is not None or s.code is not None else {})}
+                         for s in self.entities],
+        }
+
+    def as_document(self, doc_id: str, text: str) -> Document:
+        """This prediction as a document (scored against gold, or used as gold)."""
+        return Document(doc_id, text, list(self.entities), self.label)

@@ -27,16 +27,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from profner_models.architectures import SEEN, UNKNOWN, Backbone, BackboneContext
-from profner_models.artifacts import TrainedModel
-from profner_models.augment import augment_documents
-from profner_models.corpus import apply_span_policy, load_corpus
+from profner_models.corpus import load_corpus, splits_of
+from profner_models.corpus.augment import augment_documents
 from profner_models.documents import Document
-from profner_models.gazetteer import SIZE as GAZETTEER_SIZE
-from profner_models.gazetteer import gazetteer_from_config
-from profner_models.features import bucket_batches
-from profner_models.model import Encoded, JointModel, collate, encode_document, labels_for
+from profner_models.models import SEEN, UNKNOWN, Backbone, BackboneContext, Encoded, JointModel, TrainedModel, collate
+from profner_models.spans import apply_span_policy
 from profner_models.tasks import task_of
+from profner_models.text.features import bucket_batches
+from profner_models.text.gazetteer import SIZE as GAZETTEER_SIZE
+from profner_models.text.gazetteer import gazetteer_from_config
 from profner_models.vectors import NOTHING, HeldOut
 
 log = logging.getLogger(__name__)
@@ -105,14 +104,6 @@ def _split_dev(train: list[Document], fraction: float, seed: int) -> tuple[list[
             [d for i, d in enumerate(train) if i in dev_ids])
 
 
-def splits_of(root: Path) -> list[str]:
-    """The labelled splits a corpus root holds (``train``, and ``valid`` when present)."""
-    root = Path(root)
-    return [split for split in ("train", "valid")
-            if (root / "subtask-2" / "brat" / split).is_dir()
-            or any(root.glob(f"meddoprof-{split}*-set"))]
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -131,13 +122,13 @@ def build_model(config: dict, train: Sequence[Document], held_out: HeldOut = NOT
     """A fresh ``TrainedModel`` for ``config`` (vocab from ``train``, nothing from
     ``held_out``), the encoded training units and whether each holds an entity."""
     task = task_of(config)
-    labels = labels_for(config)
+    labels = task.labels(config)
     gazetteer = gazetteer_from_config(config["data"]["gazetteer"])
     docs, counts = apply_span_policy(train, types=config["data"]["types"], overlap="keep_outer")
     log.info("span policy on train: %s", counts)
     docs = augment_documents(docs, config)  # off unless data.augment (train only: no dev leak)
     docs = task.training_documents(docs, config)  # MEDDOPROF: long cases -> windows
-    encoded = [encode_document(doc, config, labels, gazetteer) for doc in docs]
+    encoded = [task.encode(doc, config, labels, gazetteer) for doc in docs]
     context = BackboneContext(
         train_words=[e.words for e in encoded],
         gazetteer_size=GAZETTEER_SIZE if gazetteer is not None else 0,
@@ -147,7 +138,7 @@ def build_model(config: dict, train: Sequence[Document], held_out: HeldOut = NOT
     )
     network = JointModel(config, labels, context)
     model = TrainedModel(config, labels, network, gazetteer)
-    task.build_resources(model, train)  # MEDDOPROF: the NORM index
+    task.build_resources(model, train)
     return model, encoded, [bool(doc.spans) for doc in docs]
 
 
@@ -163,7 +154,8 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
     model, encoded, positive = build_model(config, train, held_out)
     network = model.network
     dev_gold, _ = apply_span_policy(dev, types=config["data"]["types"], overlap="keep_all")
-    dev_encoded = [encode_document(doc, config, model.labels, model.gazetteer) for doc in dev_gold]
+    task = task_of(config)
+    dev_encoded = [task.encode(doc, config, model.labels, model.gazetteer) for doc in dev_gold]
     novelty = word_novelty(network.backbone, dev_encoded)
     _report_dev(len(dev_gold), len(held_out), novelty, progress)
 
@@ -194,7 +186,7 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
         for batch in bar:
             features, targets = collate(network, [encoded[chosen[i]] for i in batch])
-            loss = network.loss(features, targets)
+            loss = network.loss(network(features, targets)[1])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg["grad_clip"]:
@@ -217,8 +209,7 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
             raise KeyError(f"training.select {select!r} is not a metric ({', '.join(metrics)})")
         if progress:
             tqdm.write(f"epoch {epoch}: " + " ".join(
-                f"{k}={metrics[k]:.4f}" for k in ("loss", "f1_7a", "f1_7b", "f1_ner", "f1_class",
-                                                  "f1_norm", "f1_mean") if k in metrics)
+                f"{k}={metrics[k]:.4f}" for k in task.shown_metrics if k in metrics)
                 + f" ({train_seconds:.0f}s)")
         if best_state is None or select == "last" or metrics[select] > best_metrics[select]:
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}

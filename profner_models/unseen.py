@@ -35,15 +35,15 @@ from pathlib import Path
 from typing import Sequence
 
 from profner_models import artifacts
-from profner_models.architectures import UNKNOWN
-from profner_models.artifacts import TrainedModel
-from profner_models.corpus import apply_span_policy, load_corpus
+from profner_models.corpus import load_corpus, splits_of
 from profner_models.documents import Document
-from profner_models.model import encode_document
+from profner_models.models import UNKNOWN, TrainedModel
 from profner_models.predict import Predictor
+from profner_models.spans import apply_span_policy
 from profner_models.tasks import task_of
-from profner_models.tokenize import tokenize
-from profner_models.training import FitResult, fit, load_task_data, splits_of, with_defaults
+from profner_models.text.tags import token_range
+from profner_models.text.tokenize import tokenize
+from profner_models.training import FitResult, fit, load_task_data, with_defaults
 
 CHECK_MARGIN = 0.05
 UNKNOWN_MARGIN = 0.10
@@ -102,7 +102,7 @@ def holdout_config(config: dict) -> dict:
 def _fit_and_save(config: dict, data_dir: str | None, out: str) -> tuple[list, int, dict]:
     train_docs, dev = load_task_data(config, data_dir)
     result = fit(config, train_docs, dev, progress=False)
-    result.model.save(out)
+    artifacts.save(result.model, out)
     return result.history, result.best_epoch, result.best_metrics
 
 
@@ -142,8 +142,7 @@ def check(refit: TrainedModel, holdout: TrainedModel, docs: Sequence[Document]) 
         scores = _scores(model, docs)
         out[name] = {task.metric: scores[task.metric],
                      "unknown_entity_share": unknown_entity_share(model, texts, predictions[name])}
-    as_gold = [Document(doc.id, doc.text, list(p.entities), p.label)
-               for doc, p in zip(docs, predictions["holdout"])]
+    as_gold = [p.as_document(doc.id, doc.text) for doc, p in zip(docs, predictions["holdout"])]
     out["agreement"] = _scores(refit, as_gold)[task.metric]
     refit_score, held_score = out["refit"][task.metric], out["holdout"][task.metric]
     refit_unknown = out["refit"]["unknown_entity_share"]
@@ -154,8 +153,9 @@ def check(refit: TrainedModel, holdout: TrainedModel, docs: Sequence[Document]) 
 
 
 def _scores(model: TrainedModel, docs: Sequence[Document]) -> dict[str, float]:
-    encoded = [encode_document(doc, model.config, model.labels, model.gazetteer) for doc in docs]
-    return task_of(model.config).evaluate(model, docs, encoded)
+    task = task_of(model.config)
+    encoded = [task.encode(doc, model.config, model.labels, model.gazetteer) for doc in docs]
+    return task.evaluate(model, docs, encoded)
 
 
 def unknown_entity_share(model: TrainedModel, texts: Sequence[str], predictions) -> float:
@@ -170,6 +170,5 @@ def unknown_entity_share(model: TrainedModel, texts: Sequence[str], predictions)
         status = backbone.word_status([t.text for t in tokens]) or [None] * len(tokens)
         for span in prediction.entities:
             total += 1
-            unknown += any(s == UNKNOWN for t, s in zip(tokens, status)
-                           if t.start < span.end and span.start < t.end)
+            unknown += any(status[i] == UNKNOWN for i in token_range(tokens, span))
     return unknown / total if total else 0.0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from profner_models import artifacts
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ def tiny_model(base: Path) -> Path:
     config = yaml.safe_load(SMOKE_CONFIG.read_text(encoding="utf-8"))
     config.setdefault("training", {})["epochs"] = 6
     train, dev = load_task_data(config, None)
-    fit(config, train, dev, progress=False).model.save(model_dir)
+    artifacts.save(fit(config, train, dev, progress=False).model, model_dir)
     return model_dir
 
 

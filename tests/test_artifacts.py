@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from profner_models import artifacts
 from profner_models.artifacts import ModelDirError, load
 from profner_models.predict import Predictor
 from rnn_support import sample_data, trained
@@ -16,7 +17,7 @@ from rnn_support import sample_data, trained
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("model")
-    trained().model.save(model_dir, extra_meta={"source": {"run": "test"}})
+    artifacts.save(trained().model, model_dir, extra_meta={"source": {"run": "test"}})
     return model_dir
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from profner_models.augment import augment_documents, scorers
-from profner_models.corpus import apply_span_policy, load_corpus
+from profner_models.corpus.augment import augment_documents, scorers
+from profner_models.corpus import load_corpus
+from profner_models.spans import apply_span_policy
 from profner_models.documents import Document, Span
 
 SAMPLE = Path(__file__).resolve().parents[1] / "profner_models" / "sample" / "meddoprof"

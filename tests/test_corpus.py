@@ -12,10 +12,8 @@ from profner_models.corpus import (
     SCORED_TYPES,
     CorpusError,
     CorpusReport,
-    apply_span_policy,
     detect_layout,
     load_corpus,
-    overlap_counts,
     read_7b_tsv,
     read_norm_tsv,
     read_valid_codes,
@@ -24,6 +22,7 @@ from profner_models.corpus import (
     write_brat,
     write_norm_tsv,
 )
+from profner_models.spans import apply_span_policy, overlap_counts
 from profner_models.documents import Document, Span
 
 # ---------------------------------------------------------------- real corpora (session scope)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from profner_models import artifacts
 from profner_models.cli.main import main
 from profner_models.documents import Document, Span
 from profner_models.corpus import write_brat
 
 needs_tags = pytest.mark.skipif(
-    importlib.util.find_spec("profner_models.tags") is None,
-    reason="profner_models.tags (alignment_report) not written yet",
+    importlib.util.find_spec("profner_models.text.tags") is None,
+    reason="profner_models.text.tags (alignment_report) not written yet",
 )
 
 
@@ -69,7 +70,7 @@ def test_stats_against_a_model_say_how_new_the_words_are(tmp_path, capsys):
     from rnn_support import trained
 
     model = trained().model
-    model.save(tmp_path / "model")
+    artifacts.save(model, tmp_path / "model")
     folder = _brat_folder(tmp_path / "brat")
     write_brat(Document("d", "El zorglub florbea", []), folder)
     assert main(["data", "stats", str(folder), "--json", "--model", str(tmp_path / "model")]) == 0

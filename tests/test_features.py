@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from profner_models.features import bucket_batches
+from profner_models.text.features import bucket_batches
 
 
 def _padding(batches: list[list[int]], lengths: list[int]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from profner_models.gazetteer import (
+from profner_models.text.gazetteer import (
     BEGIN,
     INSIDE,
     OUT,
@@ -12,7 +12,7 @@ from profner_models.gazetteer import (
     GazetteerError,
     gazetteer_from_config,
 )
-from profner_models.tokenize import tokenize
+from profner_models.text.tokenize import tokenize
 
 
 def words(text: str) -> list[str]:

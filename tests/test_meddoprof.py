@@ -8,13 +8,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from profner_models import meddoprof
+from profner_models import artifacts
+from profner_models.tasks import meddoprof
 from profner_models.cli.train import load_config
-from profner_models.corpus import read_brat_dir, read_meddoprof_set, read_norm_tsv
+from profner_models.corpus import read_brat_dir, read_meddoprof_set, read_norm_tsv, write_meddoprof_outputs
 from profner_models.documents import Document, Span
-from profner_models.tags import encode
-from profner_models.tokenize import tokenize
-from profner_models.windows import plan_windows
+from profner_models.text.tags import encode, flat_spans
+from profner_models.text.tokenize import tokenize
+from profner_models.text.windows import plan_windows
 
 CLASSES = meddoprof.CLASSES
 
@@ -85,7 +86,7 @@ def test_nested_gold_keeps_the_outer_span():
     tokens = tokenize("médico de la Guardia Civil")
     outer = Span(0, 26, "PROFESION", cls="OTROS")
     inner = Span(13, 26, "PROFESION", cls="OTROS")
-    assert meddoprof.flat_spans(tokens, [inner, outer, outer]) == [outer]
+    assert flat_spans(tokens, [inner, outer, outer])[0] == [outer]
 
 
 def test_training_windows_cut_no_span_and_lose_none(config):
@@ -142,11 +143,11 @@ def test_joint_model_trains_and_loss_falls(fitted):
     metrics = fitted.best_metrics
     for key in ("f1_ner", "f1_class", "f1_norm", "f1_mean"):
         assert 0.0 <= metrics[key] <= 1.0
-    assert fitted.model.norm is not None
+    assert fitted.model.resources["norm"] is not None
 
 
 def test_cross_product_labels_train_too(config, sample):
-    from profner_models.model import collate
+    from profner_models.models.joint import collate
     from profner_models.training import build_model, with_defaults
 
     cross = with_defaults(config)
@@ -155,12 +156,12 @@ def test_cross_product_labels_train_too(config, sample):
     cross["norm"] = False
     torch.manual_seed(0)
     model, encoded, _ = build_model(cross, sample[0])
-    assert set(model.network.heads) == {"tag"} and model.norm is None
+    assert set(model.network.heads) == {"tag"} and model.resources["norm"] is None
     optimizer = torch.optim.Adam(model.network.parameters(), lr=0.02)
     losses = []
     for _ in range(8):
         features, targets = collate(model.network, encoded[:8])
-        loss = model.network.loss(features, targets)
+        loss = model.network.loss(model.network(features, targets)[1])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -177,10 +178,11 @@ def test_predict_save_load_and_output_files(fitted, tmp_path):
     from profner_models.predict import Predictor
     from profner_models.sample import MEDDOPROF_SAMPLE
 
-    model_dir = fitted.model.save(tmp_path / "model")
+    model_dir = artifacts.save(fitted.model, tmp_path / "model")
     assert (model_dir / "norm" / "index.json").is_file()
     loaded = load(model_dir)
-    assert loaded.norm is not None and loaded.norm.row_codes == fitted.model.norm.row_codes
+    norm = loaded.resources["norm"]
+    assert norm is not None and norm.row_codes == fitted.model.resources["norm"].row_codes
     gold = read_brat_dir(MEDDOPROF_SAMPLE / "meddoprof-training-set" / "task1")
     texts = ["\ufeff" + gold[0].text] + [doc.text for doc in gold[1:6]]  # a BOM is char 0
     predictions = Predictor(loaded).predict(texts)
@@ -196,7 +198,7 @@ def test_predict_save_load_and_output_files(fitted, tmp_path):
         docs.append(Document(f"doc{number}", text, prediction.entities))
     # force at least one span per file so the readers have something to check
     docs[1] = replace(docs[1], spans=[Span(0, 4, "PROFESION", docs[1].text[:4], "OTROS", "2212")])
-    counts = meddoprof.write_outputs(docs, tmp_path / "out")
+    counts = write_meddoprof_outputs(docs, tmp_path / "out")
     assert counts["documents"] == 6
     back = read_meddoprof_set_like(tmp_path / "out")
     assert (tmp_path / "out" / "task1" / "doc0.txt").read_bytes().startswith(b"\xef\xbb\xbf")
@@ -224,7 +226,7 @@ def test_cli_predict_then_evaluate_every_task(fitted, tmp_path, capsys):
     from profner_models.corpus import load_corpus, write_brat, write_norm_tsv
     from profner_models.sample import MEDDOPROF_SAMPLE
 
-    model_dir = fitted.model.save(tmp_path / "model")
+    model_dir = artifacts.save(fitted.model, tmp_path / "model")
     gold, _ = load_corpus(MEDDOPROF_SAMPLE)
     gold = gold[:5]
     gold[0] = replace(gold[0], text="\ufeff" + gold[0].text,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from profner_models.documents import Document, Span
-from profner_models.metrics import (
+from profner_models.tasks.metrics import (
     prf,
     score_7a,
     score_7b,
@@ -100,7 +100,7 @@ def test_meddoprof_ner_class_norm():
 
 
 # ---- official MEDDOPROF rules (TeMU-BSC/meddoprof-evaluation-library, src/compute_metrics.py
-# and src/main.py; rule numbers as in the profner_models.metrics docstring) -----------------
+# and src/main.py; rule numbers as in the profner_models.tasks.metrics docstring) -----------------
 A, B = Span(0, 7, P, cls="PACIENTE", code="2211.1"), Span(20, 30, S, cls="OTROS", code="SCTID: 73438004")
 
 

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from profner_models.architectures import (
+from profner_models.models import (
     BackboneContext,
     BackboneOutput,
     HeadContext,
     backbones,
     task_heads,
 )
-from profner_models.architectures.heads import FORBIDDEN, transition_masks
-from profner_models.model import JointModel, labels_for
+from profner_models.models.heads import FORBIDDEN, transition_masks
+from profner_models.models.joint import JointModel
+from profner_models.tasks import task_of
 from rnn_support import fresh_config
 
 WORDS = [["Los", "médicos", "de", "guardia"], ["Enfermera"], ["la", "policía", "local", "ayuda", "hoy"]]
@@ -73,12 +74,12 @@ def test_document_heads_ignore_padding(name):
     head.eval()
     words = torch.randn(2, 5, 6)
     mask = torch.tensor([[True] * 3 + [False] * 2, [True] * 5])
-    scores = head(BackboneOutput(words, mask))
+    scores = head(BackboneOutput(words, mask)).scores
     assert scores.shape == (2, 2)
     changed = words.clone()
     changed[0, 3:] = 100.0  # padding content must not matter
-    torch.testing.assert_close(head(BackboneOutput(changed, mask)), scores)
-    torch.testing.assert_close(head(BackboneOutput(words[:1, :3], mask[:1, :3])), scores[:1])
+    torch.testing.assert_close(head(BackboneOutput(changed, mask)).scores, scores)
+    torch.testing.assert_close(head(BackboneOutput(words[:1, :3], mask[:1, :3])).scores, scores[:1])
 
 
 @pytest.mark.parametrize("scheme,labels", [("BIO", BIO), ("BILOU", BILOU)])
@@ -110,7 +111,7 @@ def test_crf_never_emits_an_invalid_sequence_even_after_training(scheme, labels)
     # Train towards gold sequences full of invalid moves: the forbidden scores must not move.
     targets = torch.randint(0, len(labels), (16, 9))
     for _ in range(5):
-        loss = head.loss(head(BackboneOutput(words, mask)), targets, mask)
+        loss = head(BackboneOutput(words, mask), targets).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -129,7 +130,7 @@ def test_crf_never_emits_an_invalid_sequence_even_after_training(scheme, labels)
 def test_numpy_viterbi_gives_the_paths_of_pytorch_crf(tags):
     from torchcrf import CRF
 
-    from profner_models.architectures.heads import viterbi
+    from profner_models.models.heads import viterbi
 
     torch.manual_seed(tags)
     crf = CRF(tags, batch_first=True)
@@ -151,20 +152,21 @@ def test_numpy_viterbi_gives_the_paths_of_pytorch_crf(tags):
 def test_joint_model_is_assembled_from_the_config_and_weights_the_losses():
     config = fresh_config()
     config["data"]["gazetteer"] = None
-    labels = labels_for(config)
+    labels = task_of(config).labels(config)
     assert labels == {"classify": ["0", "1"], "tag": BIO}
     torch.manual_seed(0)
     model = JointModel(config, labels, BackboneContext(train_words=WORDS))
     model.eval()
     features = model.backbone.featurize(WORDS)
     targets = {"classify": torch.tensor([1, 1, 0]), "tag": torch.zeros(3, 5, dtype=torch.long)}
-    both = model.loss(features, targets)
+    both = model.loss(model(features, targets)[1])
     model.loss_weights["tag"] = 0.0
-    classify_only = model.loss(features, targets)
-    _, scores = model(features)
-    expected = torch.nn.functional.cross_entropy(scores["classify"], targets["classify"])
+    _, heads = model(features, targets)
+    classify_only = model.loss(heads)
+    expected = torch.nn.functional.cross_entropy(heads["classify"].scores, targets["classify"])
+    assert heads["classify"].loss == expected  # each head computes its own loss
     torch.testing.assert_close(classify_only, expected)
     assert both > classify_only
     config["model"]["heads"]["summary"] = {"name": "rnn_pooler"}
     with pytest.raises(ValueError, match="summary"):
-        labels_for(config)
+        task_of(config).labels(config)

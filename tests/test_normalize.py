@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from profner_models.normalize import (
+from profner_models.norm.index import (
     NormConfig,
     NormIndex,
     code_descriptions,

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from profner_models.documents import Document, Span
-from profner_models.tags import (
+from profner_models.text.tags import (
     SCHEMES,
     alignment_report,
     allowed_end_tags,
@@ -18,7 +18,7 @@ from profner_models.tags import (
     encode,
     tag_set,
 )
-from profner_models.tokenize import tokenize
+from profner_models.text.tokenize import tokenize
 
 TEXT = "La enfermera jefa y el médico de familia están en paro."
 SPANS = [Span(3, 17, "PROFESION", "enfermera jefa"), Span(23, 40, "PROFESION", "médico de familia"),
@@ -143,7 +143,8 @@ def test_profner_alignment(real_data_dir):
     """ProfNER train, span policy keep-outer (4 nested spans and 1 duplicate dropped): every
     PROFESION / SITUACION_LABORAL span comes back; of all 1,917 spans the one that does not is
     an ACTIVIDAD span annotated with a leading space (" twitter@s")."""
-    from profner_models.corpus import SCORED_TYPES, apply_span_policy, load_corpus
+    from profner_models.corpus import SCORED_TYPES, load_corpus
+    from profner_models.spans import apply_span_policy
 
     docs, _ = load_corpus(real_data_dir / "profner")
     outer, counts = apply_span_policy(docs)
@@ -161,7 +162,8 @@ def test_profner_alignment(real_data_dir):
 def test_meddoprof_alignment(real_data_dir):
     """MEDDOPROF task1 (all three types), keep-outer drops 24 of 2,778: the 2,754 left all
     come back exactly."""
-    from profner_models.corpus import apply_span_policy, load_corpus
+    from profner_models.corpus import load_corpus
+    from profner_models.spans import apply_span_policy
 
     docs, _ = load_corpus(real_data_dir / "meddoprof")
     outer, counts = apply_span_policy(docs)

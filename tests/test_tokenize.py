@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from profner_models.tokenize import Token, get_tokenizer, tokenize
+from profner_models.text.tokenize import Token, get_tokenizer, tokenize
 
 
 def words(text: str) -> list[str]:

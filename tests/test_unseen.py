@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from profner_models.architectures import SEEN, UNKNOWN
+from profner_models import artifacts
+from profner_models.models import SEEN, UNKNOWN
 from profner_models.corpus import load_corpus
-from profner_models.meddoprof import build_norm
+from profner_models.norm.meddoprof import build_norm
 from profner_models.predict import Predictor
 from profner_models.sample import MEDDOPROF_SAMPLE, PROFNER_SAMPLE
-from profner_models.tokenize import tokenize
+from profner_models.text.tokenize import tokenize
 from profner_models.training import build_model, fit, held_out_of, load_task_data, with_defaults
 from profner_models.unseen import check, train, unknown_entity_share
 from rnn_support import sample_data, smoke_config, trained
@@ -111,7 +112,7 @@ def test_unseen_words_get_computed_vectors_and_prediction_uses_them(vectors, tmp
         words = backbone(features).words
     assert not torch.allclose(words[0, 1], words[1, 1])  # the unknown word's own state differs
     # and the saved model computes the same vectors after a reload
-    result.model.save(tmp_path / "m")
+    artifacts.save(result.model, tmp_path / "m")
     from profner_models.artifacts import load
 
     reloaded = load(tmp_path / "m").network.backbone

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from profner_models.architectures import BackboneContext, backbones
+from profner_models.models import BackboneContext, backbones
 from profner_models.documents import Document
 from profner_models.vectors import (
     FastTextPart, HeldOut, StaticPart, VectorSpace, VectorsError, WordVectors, concat, load_vectors,

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from profner_models.windows import Window, merge, owners, plan_windows
+from profner_models.text.windows import Window, merge, owners, plan_windows
 
 
 def test_short_sequence_is_one_window() -> None:

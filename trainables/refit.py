@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from profner_models import artifacts
 from search_spaces import loader
 from search_spaces.loader import deep_merge
 
@@ -140,7 +141,7 @@ def refit(options: RefitOptions) -> RefitResult:
         "std": statistics.stdev(spread) if len(spread) > 1 else 0.0,
         "best_per_seed": {str(k): v for k, v in per_seed.items()}}}
     model_dir = Path(options.out)
-    shipped.result.model.save(model_dir, extra_meta={"unseen": unseen, "source_run": {
+    artifacts.save(shipped.result.model, model_dir, extra_meta={"unseen": unseen, "source_run": {
         "sweep_run_id": info["parent_run_id"], "refit_run_id": parent, "study": space.study,
         "tracking_uri": tracking_uri, "trained_on": "train+dev", "seed": best_seed,
         "epochs": epochs}})

@@ -25,6 +25,7 @@ from typing import Any
 
 from ray import tune
 
+from profner_models import artifacts
 from search_spaces.loader import deep_merge
 
 FAULT_KEY = "fail_at_epoch"
@@ -89,7 +90,7 @@ class EpochReporter:
         # deterministic for a seed), so Tune and MLflow never see an epoch twice.
         if event.epoch > self.resume_epoch:
             with tempfile.TemporaryDirectory(prefix="profner-ckpt-") as tmp:
-                event.model.save(tmp, extra_meta={"metrics": metrics, TUNE_META: {
+                artifacts.save(event.model, tmp, extra_meta={"metrics": metrics, TUNE_META: {
                     "epoch": event.epoch, "trial_id": _trial_id(), **self.where}})
                 tune.report({**metrics, **self.where},
                             checkpoint=tune.Checkpoint.from_directory(tmp))

@@ -57,7 +57,7 @@ def run_stats(args: argparse.Namespace) -> int:
 def model_novelty(model_dir: Path, docs) -> dict:
     """``model``, ``unknown_word_rate`` and ``unseen_word_rate`` of ``docs`` for that model."""
     from profner_models.artifacts import load
-    from profner_models.model import encode_text
+    from profner_models.models.joint import encode_text
     from profner_models.training import word_novelty
 
     model = load(model_dir)
@@ -71,7 +71,7 @@ def model_novelty(model_dir: Path, docs) -> dict:
 def run_download(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from profner_models.download import MEDDOPROF_URL, PROFNER_URL, DownloadError, default_sources, fetch_all
+    from profner_models.corpus.download import MEDDOPROF_URL, PROFNER_URL, DownloadError, default_sources, fetch_all
 
     profner, meddoprof = default_sources(args.url_profner or PROFNER_URL, args.url_meddoprof or MEDDOPROF_URL)
     sources = [replace(profner, sha256=args.sha256_profner), replace(meddoprof, sha256=args.sha256_meddoprof)]

@@ -5,7 +5,7 @@ Inputs:
 - ``7b``: subtask-2 TSVs (``tweet_id begin end type extraction``; ``id - - - -`` rows skipped);
 - ``meddoprof-ner`` / ``meddoprof-class``: brat folders (task1 / task2 layout; in task2 the brat
   label is the class). Only the ``.ann`` files are read, by the official parsing rules (M7 in
-  :mod:`profner_models.metrics`): a file with a malformed line is skipped with a warning.
+  :mod:`profner_models.tasks.metrics`): a file with a malformed line is skipped with a warning.
 - ``meddoprof-norm``: NORM TSVs and the valid codes TSV (``--valid-codes``; the official scorer
   always applies one, so leaving it out prints a warning).
 """
@@ -90,10 +90,10 @@ def _norm_spans(path: Path, strip: bool) -> dict:
 
 
 def score(task: str, gold: Path, pred: Path, valid_codes: Path | None = None) -> dict:
-    """Read both inputs for ``task`` and score them (see :mod:`profner_models.metrics`).
+    """Read both inputs for ``task`` and score them (see :mod:`profner_models.tasks.metrics`).
 
     ``"skipped"`` lists what the official scorer would skip or check that this run did not."""
-    from profner_models import metrics
+    from profner_models.tasks import metrics
     from profner_models.corpus import read_7a_tsv, read_7b_tsv, read_valid_codes
 
     skipped: list[str] = []

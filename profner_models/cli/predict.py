@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     predictions = predictor.predict([doc.text for doc in docs])
     docs = [replace(doc, label=p.label, spans=p.entities) for doc, p in zip(docs, predictions)]
     if args.out_dir is not None:  # MEDDOPROF: task1/, task2/, norm.tsv
-        from profner_models.meddoprof import write_outputs
+        from profner_models.corpus import write_meddoprof_outputs
 
-        counts = write_outputs(docs, args.out_dir)
+        counts = write_meddoprof_outputs(docs, args.out_dir)
         print(f"profner predict: {counts['documents']} documents, {counts['task1']} entities, "
               f"{counts['task2']} classes, {counts['norm']} codes -> {args.out_dir}")
         if args.out_7a is None and args.out_7b is None:

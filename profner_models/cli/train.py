@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from profner_models import artifacts
 import argparse
 import json
 import os
@@ -59,7 +60,7 @@ def apply_overrides(config: dict, overrides: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from profner_models.corpus import CorpusError
-    from profner_models.gazetteer import GazetteerError
+    from profner_models.text.gazetteer import GazetteerError
     from profner_models.unseen import train
     from profner_models.vectors import VectorsError
 
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     source = {"config": args.config, "overrides": args.set,
               "data": str(args.data) if args.data else "bundled sample",
               "train_docs": history[0]["train_docs"], "dev_docs": history[0]["dev_docs"]}
-    result.model.save(args.out, extra_meta={"source": source, "best_epoch": result.best_epoch,
+    artifacts.save(result.model, args.out, extra_meta={"source": source, "best_epoch": result.best_epoch,
                                             "history": history, "unseen": trained.unseen})
     print(json.dumps({"model_dir": str(args.out), "best_epoch": result.best_epoch,
                       "parameters": result.model.num_parameters, **result.best_metrics,

@@ -43,6 +43,15 @@ def meddoprof_set_dir(root: Path, split: str) -> Path:
     return set_dir
 
 
+def splits_of(root: Path | str) -> list[str]:
+    """The labelled splits a ProfNER or MEDDOPROF root holds (``train``, and ``valid`` when
+    present)."""
+    root = Path(root)
+    return [split for split in ("train", "valid")
+            if (root / "subtask-2" / "brat" / split).is_dir()
+            or any(root.glob(f"meddoprof-{split}*-set"))]
+
+
 def load_corpus(path: Path | str, split: str = "train", lenient: bool = False) -> tuple[list[Document], CorpusReport]:
     """Read any supported layout; ``split`` picks the ProfNER/MEDDOPROF split (ignored otherwise).
 

@@ -9,11 +9,12 @@ name); the match is counted in ``report.notes["docs_matched_by_text"]`` and kept
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
-from profner_models.corpus.brat import BratDoc, check_offsets, read_brat_docs
+from profner_models.corpus.brat import BratDoc, check_offsets, read_brat_docs, write_brat
 from profner_models.corpus.report import CorpusError, CorpusReport
 from profner_models.corpus.tsv import quoted_tsv_rows, write_quoted_tsv
 from profner_models.documents import Document
@@ -178,3 +179,23 @@ def write_norm_tsv(docs: list[Document], path: Path | str) -> None:
                 raise ValueError(f"document {doc.id}: span {span.start}-{span.end} has no code")
             rows.append((doc.id, doc.text[span.start:span.end], f"{span.start} {span.end}", span.code))
     write_quoted_tsv(path, NORM_HEADER, rows)
+
+
+def write_meddoprof_outputs(docs: Sequence[Document], out_dir: Path | str) -> dict[str, int]:
+    """``OUT/task1/<id>.ann`` (types), ``OUT/task2/<id>.ann`` (classes), ``OUT/norm.tsv``
+    (codes), each brat folder with its ``<id>.txt`` (written byte for byte, BOM kept), so the
+    folder reads back with the corpus reader. Spans lacking a class/code are left out of that
+    task's file."""
+    out_dir = Path(out_dir)
+    counts = Counter()
+    for doc in docs:
+        write_brat(doc, out_dir / "task1", field="type")
+        classed = replace(doc, spans=[s for s in doc.spans if s.cls is not None])
+        write_brat(classed, out_dir / "task2", field="cls")
+        counts["documents"] += 1
+        counts["task1"] += len(doc.spans)
+        counts["task2"] += len(classed.spans)
+    coded = [replace(doc, spans=[s for s in doc.spans if s.code is not None]) for doc in docs]
+    write_norm_tsv(coded, out_dir / "norm.tsv")
+    counts["norm"] = sum(len(doc.spans) for doc in coded)
+    return dict(counts)

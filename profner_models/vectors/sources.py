@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 
 from profner_models.config import resolve_data_path
 from profner_models.documents import Document
-from profner_models.tokenize import tokenize
+from profner_models.text.tokenize import tokenize
 from profner_models.vectors.base import VectorsError
 
 log = logging.getLogger(__name__)

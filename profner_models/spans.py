@@ -1,12 +1,15 @@
-"""Span policy: type filter, exact-duplicate removal, nested/overlapping resolution.
+"""The span policy: type filter, exact-duplicate removal, and the one way overlaps are resolved.
 
-A flat tag scheme (IO/BIO/BILOU) cannot hold two spans sharing a character, so training data goes
-through :func:`apply_span_policy`; :func:`overlap_counts` only measures.
+A flat tag scheme (IO/BIO/BILOU) cannot hold two spans sharing a character (or a token), so
+training data goes through :func:`apply_span_policy`; :func:`overlap_counts` only measures.
+:func:`keep_outer` is the rule everywhere spans must not overlap — on characters here, on
+tokens where tags are made (``tasks``, ``text.tags``), on a peer's tokens (``bench``): the
+longest span wins, ties to the earliest, then to input order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from profner_models.documents import Document, Span
@@ -32,20 +35,27 @@ def _dedupe(spans: list[Span]) -> tuple[list[Span], int]:
     return kept, len(spans) - len(kept)
 
 
-def _keep_outer(spans: list[Span]) -> tuple[list[Span], int, int]:
-    """Longest first (ties: earliest start, then input order); drop what touches a kept span."""
+def keep_outer(spans: list[Span], units: Callable[[Span], set[int]] | None = None
+               ) -> tuple[list[Span], list[Span], list[Span]]:
+    """Longest first (ties: earliest start, then input order); drop what shares a unit with a
+    kept span. ``units`` maps a span to what it occupies (default: its characters; the
+    indices of the tokens it touches where tags are made). Returns the kept spans and the
+    dropped ones: nested in a kept span, or crossing one."""
+    units = units or (lambda span: set(range(span.start, span.end)))
     order = sorted(range(len(spans)), key=lambda i: (-(spans[i].end - spans[i].start), spans[i].start, i))
     kept: list[Span] = []
-    nested = overlapping = 0
+    taken: dict[int, Span] = {}
+    nested: list[Span] = []
+    overlapping: list[Span] = []
     for i in order:
         span = spans[i]
-        hit = next((k for k in kept if _overlaps(k, span)), None)
+        mine = units(span)
+        hit = next((taken[u] for u in mine if u in taken), None)
         if hit is None:
             kept.append(span)
-        elif _contains(hit, span):
-            nested += 1
+            taken.update(dict.fromkeys(mine, span))
         else:
-            overlapping += 1
+            (nested if _contains(hit, span) else overlapping).append(span)
     return kept, nested, overlapping
 
 
@@ -70,9 +80,9 @@ def apply_span_policy(docs: Iterable[Document], types: Iterable[str] | None = No
         spans, duplicates = _dedupe(spans)
         counts["duplicates"] += duplicates
         if overlap == "keep_outer":
-            spans, nested, overlapping = _keep_outer(spans)
-            counts["nested_dropped"] += nested
-            counts["overlapping_dropped"] += overlapping
+            spans, nested, overlapping = keep_outer(spans)
+            counts["nested_dropped"] += len(nested)
+            counts["overlapping_dropped"] += len(overlapping)
         out.append(replace(doc, spans=sorted(spans, key=lambda s: (s.start, s.end, s.type))))
     return out, counts
 

@@ -1,4 +1,5 @@
-"""Task heads: ``rnn_pooler``, ``pooled_linear`` and ``sentence_linear`` (7a), ``crf`` (7b).
+"""Task heads: ``rnn_pooler``, ``pooled_linear`` and ``sentence_linear`` (document labels,
+7a), ``crf`` and ``linear_tagger`` (word tags: 7b, MEDDOPROF's types and CLASS).
 
 Config blocks (defaults: the paper's Table 3)::
 
@@ -6,6 +7,11 @@ Config blocks (defaults: the paper's Table 3)::
     classify: {name: pooled_linear, dropout: 0.3}        # max+mean pooling, no recurrence
     classify: {name: sentence_linear, dropout: 0.1}      # needs a backbone sentence vector
     tag: {name: crf, layers: 1, size: 128, activation: relu, dropout: 0.3}
+    cls: {name: linear_tagger, layers: 0, size: 128, activation: relu, dropout: 0.3}
+
+Both word heads put the same feed-forward stack (``FeedForward``) under their emissions; the CRF
+forbids the scheme's invalid moves, the linear tagger (the cheap second output) decodes by
+argmax per word (``tags.decode`` reads a stray ``I-X`` as opening an entity).
 """
 
 from __future__ import annotations
@@ -15,18 +21,32 @@ import torch
 from torch import nn
 from torchcrf import CRF
 
-from profner_models.architectures.base import (
+from profner_models.models.base import (
     BackboneOutput,
     DocumentHead,
     HeadContext,
     WordHead,
     task_heads,
 )
-from profner_models.architectures.rnn import rnn_cell, run_rnn
-from profner_models.tags import allowed_end_tags, allowed_start_tags, allowed_transitions
+from profner_models.models.rnn import rnn_cell, run_rnn
+from profner_models.text.tags import allowed_end_tags, allowed_start_tags, allowed_transitions
 
 FORBIDDEN = -10000.0
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+class FeedForward(nn.Sequential):
+    """``layers`` x (linear ``size`` -> activation -> dropout) over ``width``-wide inputs."""
+
+    def __init__(self, width: int, block: dict, default_layers: int) -> None:
+        layers = []
+        size = int(block.get("size", 128))
+        activation = ACTIVATIONS[block.get("activation", "relu")]
+        for _ in range(int(block.get("layers", default_layers))):
+            layers += [nn.Linear(width, size), activation(), nn.Dropout(float(block.get("dropout", 0.3)))]
+            width = size
+        super().__init__(*layers)
+        self.width = width
 
 
 class RNNPooler(DocumentHead):
@@ -40,12 +60,12 @@ class RNNPooler(DocumentHead):
         self.dropout = nn.Dropout(float(block.get("dropout", 0.3)))
         self.linear = nn.Linear(2 * hidden, len(context.labels))
 
-    def forward(self, output: BackboneOutput) -> torch.Tensor:
+    def scores(self, output: BackboneOutput) -> torch.Tensor:
         _, state = run_rnn(self.rnn, output.words, output.mask.sum(-1))
         h = state[0] if isinstance(state, tuple) else state  # LSTM gives (h, c)
         return self.linear(self.dropout(torch.cat([h[-2], h[-1]], dim=-1)))
 
-    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
         return nn.functional.cross_entropy(scores, targets)
 
 
@@ -58,13 +78,13 @@ class PooledLinear(DocumentHead):
         self.dropout = nn.Dropout(float(block.get("dropout", 0.3)))
         self.linear = nn.Linear(2 * context.word_dim, len(context.labels))
 
-    def forward(self, output: BackboneOutput) -> torch.Tensor:
+    def scores(self, output: BackboneOutput) -> torch.Tensor:
         mask = output.mask.unsqueeze(-1)
         largest = output.words.masked_fill(~mask, float("-inf")).amax(dim=1)
         mean = (output.words * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         return self.linear(self.dropout(torch.cat([largest, mean], dim=-1)))
 
-    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
         return nn.functional.cross_entropy(scores, targets)
 
 
@@ -78,10 +98,10 @@ class SentenceLinear(DocumentHead):
         self.dropout = nn.Dropout(float(block.get("dropout", 0.1)))
         self.linear = nn.Linear(context.sentence_dim, len(context.labels))
 
-    def forward(self, output: BackboneOutput) -> torch.Tensor:
+    def scores(self, output: BackboneOutput) -> torch.Tensor:
         return self.linear(self.dropout(output.sentence))
 
-    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
         return nn.functional.cross_entropy(scores, targets)
 
 
@@ -102,14 +122,8 @@ class CRFTagger(WordHead):
 
     def __init__(self, block: dict, context: HeadContext) -> None:
         super().__init__()
-        layers, width = [], context.word_dim
-        activation = ACTIVATIONS[block.get("activation", "relu")]
-        dropout = float(block.get("dropout", 0.3))
-        for _ in range(int(block.get("layers", 1))):
-            layers += [nn.Linear(width, int(block.get("size", 128))), activation(), nn.Dropout(dropout)]
-            width = int(block.get("size", 128))
-        self.feed_forward = nn.Sequential(*layers)
-        self.emissions = nn.Linear(width, len(context.labels))
+        self.feed_forward = FeedForward(context.word_dim, block, default_layers=1)
+        self.emissions = nn.Linear(self.feed_forward.width, len(context.labels))
         self.crf = CRF(len(context.labels), batch_first=True)
         start, moves, end = transition_masks(context.labels, context.scheme or "BIO")
         self.register_buffer("forbidden_start", ~start, persistent=False)
@@ -124,13 +138,13 @@ class CRFTagger(WordHead):
             self.crf.transitions.masked_fill_(self.forbidden_moves, FORBIDDEN)
             self.crf.end_transitions.masked_fill_(self.forbidden_end, FORBIDDEN)
 
-    def forward(self, output: BackboneOutput) -> torch.Tensor:
+    def scores(self, output: BackboneOutput) -> torch.Tensor:
         return self.emissions(self.feed_forward(output.words))
 
-    def loss(self, scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
         self._forbid()
-        targets = targets.masked_fill(~mask, 0)
-        return -self.crf(scores, targets, mask=mask, reduction="mean")
+        mask = output.mask
+        return -self.crf(scores, targets.masked_fill(~mask, 0), mask=mask, reduction="mean")
 
     def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         self._forbid()
@@ -138,6 +152,26 @@ class CRFTagger(WordHead):
         return viterbi(scores.detach().float().cpu().numpy(), mask.sum(-1).cpu().numpy(),
                        *(t.detach().float().cpu().numpy()
                          for t in (crf.start_transitions, crf.transitions, crf.end_transitions)))
+
+
+class LinearTagger(WordHead):
+    """Feed-forward layers -> per-word softmax (no CRF): cross-entropy over real words."""
+
+    def __init__(self, block: dict, context: HeadContext) -> None:
+        super().__init__()
+        self.feed_forward = FeedForward(context.word_dim, block, default_layers=0)
+        self.emissions = nn.Linear(self.feed_forward.width, len(context.labels))
+
+    def scores(self, output: BackboneOutput) -> torch.Tensor:
+        return self.emissions(self.feed_forward(output.words))
+
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
+        return nn.functional.cross_entropy(scores[output.mask], targets[output.mask])
+
+    def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        best = scores.argmax(-1).cpu()
+        lengths = mask.sum(-1).cpu()
+        return [best[row, : int(n)].tolist() for row, n in enumerate(lengths)]
 
 
 def viterbi(emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, transitions: np.ndarray,
@@ -186,3 +220,8 @@ def build_sentence_linear(block: dict, *, context: HeadContext) -> SentenceLinea
 @task_heads.register("crf")
 def build_crf(block: dict, *, context: HeadContext) -> CRFTagger:
     return CRFTagger(block, context)
+
+
+@task_heads.register("linear_tagger")
+def build_linear_tagger(block: dict, *, context: HeadContext) -> LinearTagger:
+    return LinearTagger(block, context)

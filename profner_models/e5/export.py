@@ -9,7 +9,7 @@ and ``<s> ... </s>``. Use with mean pooling over the attention mask, L2-normalis
 ``"query: "`` or ``"passage: "``. The weights are the 4-bit ones: expect cosine ~0.99 against the
 full-precision model, not 1.0.
 
-CLI: ``python -m profner_models.e5_export OUT_DIR``. In configs, the encoder or NORM model name
+CLI: ``python -m profner_models.e5.export OUT_DIR``. In configs, the encoder or NORM model name
 ``e5:multilingual-e5-small`` is this export, made once into ``~/.cache/profner-hpo/`` (9 s,
 470 MB) by :func:`cached_export`.
 """
@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from profner_models.e5_format import META, E5File
+from profner_models.e5.format import META, E5File, default_weights_path
 
 MAX_LENGTH = 512
 NAME = "multilingual-e5-small"
@@ -43,9 +43,7 @@ _LAYER_NORMS = {"aln": "attention.output.LayerNorm", "oln": "output.LayerNorm"}
 
 def export_e5(out_dir: Path, weights_path: Path | None = None) -> Path:
     """Write ``config.json``, ``model.safetensors`` and the tokenizer files to ``out_dir``."""
-    from transformers import PreTrainedTokenizerFast
-
-    from profner_models.vectors.e5 import default_weights_path
+    from transformers import PreTrainedTokenizerFast  # lazy: seconds to import
 
     source = E5File(weights_path or default_weights_path())
     out_dir = Path(out_dir)

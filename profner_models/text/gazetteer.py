@@ -34,7 +34,7 @@ class Gazetteer:
     """A set of (multi-word) terms, matched over token sequences."""
 
     def __init__(self, terms: Iterable[str], max_words: int = 8) -> None:
-        from profner_models.tokenize import tokenize
+        from profner_models.text.tokenize import tokenize
 
         self.terms: list[str] = []
         self._entries: set[tuple[str, ...]] = set()

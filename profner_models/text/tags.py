@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from profner_models.documents import Document, Span
-from profner_models.tokenize import Token, tokenize
+from profner_models.spans import keep_outer
+from profner_models.text.tokenize import Token, tokenize
 
 SCHEMES = ("IO", "BIO", "BILOU")
 _PREFIXES = {"IO": ("I",), "BIO": ("B", "I"), "BILOU": ("B", "I", "L", "U")}
@@ -50,8 +51,10 @@ def tag_set(types: Iterable[str], scheme: str) -> list[str]:
     return tags
 
 
-def _token_range(tokens: Sequence[Token], ends: Sequence[int], span: Span) -> range:
-    """Indices of the tokens a span touches; ``ends`` = token ends (tokens in text order)."""
+def token_range(tokens: Sequence[Token], span: Span, ends: Sequence[int] | None = None) -> range:
+    """Indices of the tokens a span touches (tokens in text order; ``ends``: their ends, when
+    the caller has them at hand)."""
+    ends = ends if ends is not None else [t.end for t in tokens]
     first = last = bisect_right(ends, span.start)
     while last < len(tokens) and tokens[last].start < span.end:
         last += 1
@@ -60,14 +63,14 @@ def _token_range(tokens: Sequence[Token], ends: Sequence[int], span: Span) -> ra
 
 def encode(tokens: Sequence[Token], spans: Iterable[Span], scheme: str) -> list[str]:
     """One tag per token. Spans must not share a token (resolve nested/overlapping/duplicate
-    spans first, e.g. ``corpus.apply_span_policy``): raises ValueError naming both spans.
+    spans first, e.g. ``spans.apply_span_policy``): raises ValueError naming both spans.
     A span that touches no token (whitespace only) gives no tag."""
     _check_scheme(scheme)
     tags = ["O"] * len(tokens)
     owner: dict[int, Span] = {}
     ends = [t.end for t in tokens]
     for span in spans:
-        indices = _token_range(tokens, ends, span)
+        indices = token_range(tokens, span, ends)
         for i in indices:
             if i in owner:
                 raise ValueError(f"spans {owner[i]} and {span} share token {tokens[i].text!r}; "
@@ -192,7 +195,7 @@ def alignment_report(docs: Iterable[Document], scheme: str = "BIO",
         gold = [s for s in doc.spans if wanted is None or s.type in wanted]
         report.total += len(gold)
         tokens = tokenize(doc.text)
-        placed, rejected = _flat_subset(tokens, gold)
+        placed, rejected = flat_spans(tokens, gold)
         decoded = decode(tokens, encode(tokens, placed, scheme), scheme, doc.text)
         keys = {s.key for s in decoded}
         for span in placed:
@@ -206,16 +209,9 @@ def alignment_report(docs: Iterable[Document], scheme: str = "BIO",
     return report
 
 
-def _flat_subset(tokens: Sequence[Token], spans: list[Span]) -> tuple[list[Span], list[Span]]:
-    """Longest spans first; a span whose tokens are taken already is rejected."""
-    taken: set[int] = set()
-    placed, rejected = [], []
+def flat_spans(tokens: Sequence[Token], spans: Sequence[Span]) -> tuple[list[Span], list[Span]]:
+    """(spans a flat tag sequence holds, spans left out): of spans sharing a token the outer
+    is kept (``spans.keep_outer`` on tokens); both lists in text order."""
     ends = [t.end for t in tokens]
-    for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
-        indices = set(_token_range(tokens, ends, span))
-        if indices & taken:
-            rejected.append(span)
-        else:
-            taken |= indices
-            placed.append(span)
-    return placed, rejected
+    kept, nested, crossing = keep_outer(list(spans), units=lambda s: set(token_range(tokens, s, ends)))
+    return sorted(kept), sorted(nested + crossing)

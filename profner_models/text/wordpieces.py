@@ -4,7 +4,7 @@ Every word keeps at least one piece: a word the tokenizer reduces to nothing ("\
 zero-width space, some emoji in some vocabularies) is replaced by a placeholder word (the
 tokenizer's unk token unless told otherwise) and listed in ``WordPieces.replaced``.
 A sequence longer than ``max_length`` pieces is cut at a word boundary (``truncated``,
-``n_words``); ``profner_models.windows`` plans overlapping windows over long texts instead.
+``n_words``); ``profner_models.text.windows`` plans overlapping windows over long texts instead.
 """
 
 from __future__ import annotations

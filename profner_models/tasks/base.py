@@ -1,4 +1,4 @@
-"""Tasks: what a corpus's labels, targets, resources, scores and predictions are.
+"""The ``Task`` contract: what a corpus's labels, targets, resources, scores and predictions are.
 
 ``config["task"]`` (default ``profner``) picks a ``Task`` from the ``tasks`` registry, as a
 model block's ``name`` picks an architecture (``profner_models.registry``)::
@@ -9,34 +9,24 @@ model block's ``name`` picks an architecture (``profner_models.registry``)::
     task = task_of(config)          # an unknown name: the registry's KeyError naming the known ones
     labels = task.labels(config)
 
-The trainer (``training``), the model (``model.labels_for`` / ``encode_document``), the
-predictor and the artifacts only call these hooks, so adding a task is one module that
-registers its ``Task`` and is listed in ``TASK_MODULES``: none of them changes.
-
-The task modules are imported on the first lookup, not with this module, so importing
-``profner_models`` (or the model, trainer, predictor) loads no task code it does not use.
+The trainer, the artifacts, the predictor and the unseen-text check only call these hooks (as
+spaCy's pipeline only calls a component's), so a task is one module that registers its
+``Task`` and is imported by ``tasks/__init__.py``: nothing generic names a task or a head role.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
+import torch
+
+from profner_models.documents import Document, Prediction
+from profner_models.models import Encoded, TrainedModel
 from profner_models.registry import Registry
-
-if TYPE_CHECKING:
-    import torch
-
-    from profner_models.artifacts import TrainedModel
-    from profner_models.documents import Document
-    from profner_models.gazetteer import Gazetteer
-    from profner_models.model import Encoded
-    from profner_models.predict import Prediction
+from profner_models.text.gazetteer import Gazetteer
 
 DEFAULT_TASK = "profner"
-TASK_MODULES = ("profner_models.profner", "profner_models.meddoprof")
-"""Modules whose import registers a task (``@tasks.register``)."""
 
 
 class Task:
@@ -44,6 +34,8 @@ class Task:
 
     metric: str = ""
     """The dev metric that says how good a model is (``evaluate`` reports it)."""
+    shown_metrics: tuple[str, ...] = ()
+    """The metrics printed after each epoch."""
 
     def sample_dir(self) -> Path:
         """The bundled sample corpus (``load_task_data`` with no ``data_dir``)."""
@@ -55,7 +47,7 @@ class Task:
 
     def encode(self, doc: Document, config: dict, labels: dict[str, list[str]],
                gazetteer: Gazetteer | None) -> Encoded:
-        """``model.encode_text`` of the document plus the training target of each head role."""
+        """``models.encode_text`` of the document plus the training target of each head role."""
         raise NotImplementedError
 
     def training_documents(self, docs: list[Document], config: dict) -> list[Document]:
@@ -63,15 +55,15 @@ class Task:
         return docs
 
     def build_resources(self, model: TrainedModel, train: Sequence[Document]) -> None:
-        """Set the task's own resources on a fresh model (built from the train set)."""
+        """Put the task's own resources in ``model.resources`` (built from ``train`` only)."""
 
     def save_resources(self, model: TrainedModel, model_dir: Path) -> list[str]:
         """Write the task's resources into ``model_dir``; the relative paths written."""
         return []
 
     def load_resources(self, model: TrainedModel, model_dir: Path) -> None:
-        """Read back what ``save_resources`` wrote (``artifacts.ModelDirError`` naming the
-        file when it cannot)."""
+        """Read back what ``save_resources`` wrote (``ValueError`` / ``OSError`` when it
+        cannot: the loader names the model dir)."""
 
     def evaluate(self, model: TrainedModel, gold: Sequence[Document], encoded: Sequence[Encoded],
                  batch_size: int = 128) -> dict[str, float]:
@@ -90,6 +82,4 @@ tasks: Registry[Task] = Registry("task")
 
 def task_of(config: dict) -> Task:
     """The task of ``config["task"]`` (``profner`` when absent)."""
-    for module in TASK_MODULES:  # after the first call: sys.modules lookups
-        importlib.import_module(module)
     return tasks.get(config.get("task") or DEFAULT_TASK)()

@@ -8,11 +8,13 @@ A model is one backbone plus task heads, each chosen by the ``name`` of its conf
         classify: {name: rnn_pooler, ...}   # -> task_heads.build(block, context=HeadContext)
         tag: {name: crf, ...}
 
-``profner_models.model.JointModel`` assembles them; the trainer, the predictor and the
+``profner_models.models.joint.JointModel`` assembles them; the trainer, the predictor and the
 artifacts only talk to these interfaces, so a new architecture is one module that registers
-its factory (and is imported in ``architectures/__init__.py``).
+its factory (and is imported in ``models/__init__.py``). Heads compute their own loss
+(``Head.forward`` returns scores and, given targets, the loss), so nothing above them asks what
+kind of head it holds.
 
-Units: a *word* is one token of ``profner_models.tokenize.tokenize`` (its char offsets are kept
+Units: a *word* is one token of ``profner_models.text.tokenize.tokenize`` (its char offsets are kept
 outside the model). Entities are tagged per word, so a backbone must return exactly one vector
 per word, whatever sub-word units it uses inside.
 """
@@ -34,7 +36,9 @@ __all__ = [
     "BackboneContext",
     "BackboneOutput",
     "DocumentHead",
+    "Head",
     "HeadContext",
+    "HeadOutput",
     "WordHead",
     "backbones",
     "task_heads",
@@ -158,38 +162,42 @@ class HeadContext:
     """Tagging scheme (IO | BIO | BILOU) for word heads, so they can forbid invalid moves."""
 
 
-class DocumentHead(nn.Module):
-    """One label per document (7a). Registered in ``task_heads`` (the name ``heads`` is the
-    module ``architectures/heads.py``): ``factory(block, *, context: HeadContext)``."""
+@dataclass
+class HeadOutput:
+    """What a head returns: its scores and, when targets were given, its mean batch loss."""
 
-    level = "document"
+    scores: torch.Tensor
+    loss: torch.Tensor | None = None
 
-    def forward(self, output: BackboneOutput) -> torch.Tensor:
-        """Scores ``[B, len(labels)]`` (logits)."""
+
+class Head(nn.Module):
+    """A task head: ``forward(output, targets=None)`` -> ``HeadOutput``. Subclasses implement
+    ``scores`` and ``loss``. Registered in ``task_heads``: ``factory(block, *, context)``."""
+
+    def forward(self, output: BackboneOutput, targets: torch.Tensor | None = None) -> HeadOutput:
+        scores = self.scores(output)
+        return HeadOutput(scores, None if targets is None else self.loss(scores, targets, output))
+
+    def scores(self, output: BackboneOutput) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean loss over the batch; ``targets`` is long ``[B]`` label ids."""
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
+        """Mean loss over the batch."""
         raise NotImplementedError
+
+
+class DocumentHead(Head):
+    """One label per document (7a): scores ``[B, len(labels)]`` (logits), ``targets`` long
+    ``[B]`` label ids."""
 
     def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
         """``[B, len(labels)]`` probabilities."""
         return scores.softmax(-1)
 
 
-class WordHead(nn.Module):
-    """One label per word (7b tags). Registered in ``task_heads``:
-    ``factory(block, *, context: HeadContext)``."""
-
-    level = "word"
-
-    def forward(self, output: BackboneOutput) -> torch.Tensor:
-        """Scores ``[B, W, len(labels)]`` (emissions)."""
-        raise NotImplementedError
-
-    def loss(self, scores: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean loss over the batch; ``targets`` long ``[B, W]`` (padding positions: any id)."""
-        raise NotImplementedError
+class WordHead(Head):
+    """One label per word (7b tags): scores ``[B, W, len(labels)]`` (emissions), ``targets``
+    long ``[B, W]`` (padding positions: any id; ``output.mask`` says which are real)."""
 
     def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """Best label ids per document, each list as long as that document's real words."""

