@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from profner_models.config import data_root
 from profner_models.corpus import augment, load_corpus
 from profner_models.spans import apply_span_policy
-from profner_models.config import data_root
 
 TYPES = ["PROFESION", "SITUACION_LABORAL", "ACTIVIDAD"]
 

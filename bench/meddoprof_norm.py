@@ -22,10 +22,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from profner_models.cli.train import load_config
+from profner_models.config import data_root, load_config
 from profner_models.norm.meddoprof import build_norm, norm_descriptions, norm_mentions
 from profner_models.training import load_task_data
-from profner_models.config import data_root
 
 BUILD_VARIANTS = [
     {"fold_accents": False},

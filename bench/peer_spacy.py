@@ -29,10 +29,10 @@ import spacy_peer  # noqa: E402
 
 from profner_models.artifacts import load  # noqa: E402
 from profner_models.config import data_root  # noqa: E402
-from profner_models.spans import apply_span_policy  # noqa: E402
 from profner_models.documents import Document  # noqa: E402
-from profner_models.tasks.metrics import score_7a, score_7b  # noqa: E402
 from profner_models.predict import Predictor  # noqa: E402
+from profner_models.spans import apply_span_policy  # noqa: E402
+from profner_models.tasks.metrics import score_7a, score_7b  # noqa: E402
 from profner_models.training import load_task_data  # noqa: E402
 
 

@@ -12,7 +12,6 @@ Ratios are HTTP requests/s over in-process single-text predictions/s.
 
 from __future__ import annotations
 
-from profner_models import artifacts
 import argparse
 import http.client
 import json
@@ -25,6 +24,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from profner_models import artifacts
 
 REPO = Path(__file__).resolve().parents[1]
 # This file is named serve.py: drop its folder from the path so that `serve` (here and in the

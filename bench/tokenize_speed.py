@@ -16,9 +16,9 @@ import json
 import time
 from pathlib import Path
 
+from profner_models.config import data_root
 from profner_models.corpus import read_text_dir
 from profner_models.text.tokenize import get_tokenizer, tokenize
-from profner_models.config import data_root
 
 
 def percentile(values: list[float], q: float) -> float:

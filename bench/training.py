@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from profner_models.cli.train import apply_overrides, load_config
+from profner_models.config import apply_overrides, load_config
 from profner_models.text.features import bucket_batches
 from profner_models.text.tokenize import tokenize
 from profner_models.training import fit, load_task_data

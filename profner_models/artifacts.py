@@ -2,11 +2,13 @@
 
 A model dir holds::
 
-    config.json        the full config the model was built from (vectors dims resolved)
+    config.json        the full config the model was built from, checked (names versioned,
+                       defaults filled, what the data decided recorded: vector dims, vocab rows)
     labels.json        label list per head role
     model.safetensors  the weights
     vocab/...          the backbone's vocabularies (and gazetteer.txt when one is used)
     tokenizer/...      a transformer backbone's tokenizer files, if any
+    vectors/...        an RNN backbone's vector space for unknown words (PCA, n-grams), if any
     norm/...           task resources (``Task.save_resources``): MEDDOPROF's NORM index
     meta.json          format, package and torch versions, metrics, source; written last, so a
                        dir whose save was cut short has none and is refused
@@ -26,8 +28,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from profner_models import __version__
+from profner_models.config import ConfigError
 from profner_models.models import BackboneContext, JointModel, TrainedModel
-from profner_models.tasks import task_of
+from profner_models.tasks import task_of, validate
 from profner_models.text.gazetteer import FILE_NAME as GAZETTEER_FILE
 from profner_models.text.gazetteer import SIZE as GAZETTEER_SIZE
 from profner_models.text.gazetteer import Gazetteer
@@ -88,11 +91,11 @@ def load(model_dir: str | Path) -> TrainedModel:
     for name in meta.get("files", []):
         if not (model_dir / name).is_file():
             raise ModelDirError(f"{model_dir / name}: missing from the model dir")
-    config = _read_json(model_dir / CONFIG)
-    try:
-        task = task_of(config)
-    except KeyError as error:
-        raise ModelDirError(f"{model_dir / CONFIG}: {error.args[0]}") from error
+    try:  # a dir saved before versioned names and schemas: still checked, names mean .v1
+        config = validate(_read_json(model_dir / CONFIG))
+    except ConfigError as error:
+        raise ModelDirError(f"{model_dir / CONFIG}: {error}") from error
+    task = task_of(config)
     labels = _read_json(model_dir / LABELS)
     gazetteer = None
     if config.get("data", {}).get("gazetteer") is not None:

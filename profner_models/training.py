@@ -15,7 +15,6 @@ Same config + seed -> same metrics on CPU.
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
 import time
@@ -30,26 +29,24 @@ from tqdm.auto import tqdm
 from profner_models.corpus import load_corpus, splits_of
 from profner_models.corpus.augment import augment_documents
 from profner_models.documents import Document
-from profner_models.models import SEEN, UNKNOWN, Backbone, BackboneContext, Encoded, JointModel, TrainedModel, collate
+from profner_models.models import (
+    SEEN,
+    UNKNOWN,
+    Backbone,
+    BackboneContext,
+    Encoded,
+    JointModel,
+    TrainedModel,
+    collate,
+)
 from profner_models.spans import apply_span_policy
-from profner_models.tasks import task_of
+from profner_models.tasks import data_config, task_of, validate
 from profner_models.text.features import bucket_batches
 from profner_models.text.gazetteer import SIZE as GAZETTEER_SIZE
 from profner_models.text.gazetteer import gazetteer_from_config
 from profner_models.vectors import NOTHING, HeldOut
 
 log = logging.getLogger(__name__)
-
-TRAINING_DEFAULTS = {
-    "seed": 13, "epochs": 10, "batch_size": 32, "lr": 0.001, "weight_decay": 0.01,
-    "warmup_steps": 100, "grad_clip": 1.0, "early_stopping_patience": None, "bucketing": True,
-    "loss_weights": {"classify": 1.0, "tag": 1.0}, "select": "f1_7b", "eval_batch_size": 128,
-    "max_steps": None, "threads": None, "pretrained_lr": None, "interleave_positive": False,
-}
-DATA_DEFAULTS = {"dev_fraction": 0.2, "dev_seed": 13, "scheme": "BIO",
-                 "types": ["PROFESION", "SITUACION_LABORAL"], "gazetteer": None,
-                 "train_on_dev": False}
-
 
 @dataclass
 class EpochEnd:
@@ -68,24 +65,12 @@ class FitResult:
     best_metrics: dict = field(default_factory=dict)
 
 
-def with_defaults(config: dict) -> dict:
-    """A deep copy of ``config`` with the data/training defaults filled in."""
-    config = copy.deepcopy(config)
-    config.setdefault("task", "profner")
-    config["data"] = {**DATA_DEFAULTS, **config.get("data", {})}
-    training = {**TRAINING_DEFAULTS, **config.get("training", {})}
-    training["loss_weights"] = {**TRAINING_DEFAULTS["loss_weights"], **training["loss_weights"]}
-    config["training"] = training
-    return config
-
-
 def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[list[Document], list[Document]]:
     """(train, dev): the corpus's ``valid`` split as dev when it has one, else a seeded
     ``data.dev_fraction`` of train (``data.dev_seed``). ``data_dir`` None: the bundled sample
     of the config's ``task``. ``data.train_on_dev`` (the final refit of a tuned config) trains
     on train+dev; dev is still returned, so its scores are then on seen data."""
-    config = with_defaults(config)
-    data = config["data"]
+    data = data_config(config)
     data_dir = Path(task_of(config).sample_dir() if data_dir is None else data_dir)
     train, _ = load_corpus(data_dir, "train")
     if "valid" in splits_of(data_dir):
@@ -145,7 +130,7 @@ def build_model(config: dict, train: Sequence[Document], held_out: HeldOut = NOT
 def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         callbacks: Sequence[Callable[[EpochEnd], bool | None]] = (), progress: bool = True) -> FitResult:
     """Train on ``train``, select on ``dev``; see the module docstring."""
-    config = with_defaults(config)
+    config = validate(config)
     cfg = config["training"]
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))

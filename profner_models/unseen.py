@@ -40,10 +40,10 @@ from profner_models.documents import Document
 from profner_models.models import UNKNOWN, TrainedModel
 from profner_models.predict import Predictor
 from profner_models.spans import apply_span_policy
-from profner_models.tasks import task_of
+from profner_models.tasks import task_of, validate
 from profner_models.text.tags import token_range
 from profner_models.text.tokenize import tokenize
-from profner_models.training import FitResult, fit, load_task_data, with_defaults
+from profner_models.training import FitResult, fit, load_task_data
 
 CHECK_MARGIN = 0.05
 UNKNOWN_MARGIN = 0.10
@@ -67,7 +67,7 @@ def train(config: dict, data_dir: Path | str | None = None, progress: bool = Tru
           jobs: int = 1) -> Trained:
     """Fit ``config`` on ``data_dir``; with ``data.train_on_dev``, the held-out run, the refit
     and their check (module docstring)."""
-    config = with_defaults(config)
+    config = validate(config)
     if not config["data"]["train_on_dev"]:
         train_docs, dev = load_task_data(config, data_dir)
         result = fit(config, train_docs, dev, progress=progress)

@@ -3,8 +3,6 @@
 from search_spaces.loader import (
     SearchSpace,
     SearchSpaceError,
-    deep_merge,
-    flatten,
     load,
     save,
     shipped_spaces,
@@ -13,8 +11,6 @@ from search_spaces.loader import (
 __all__ = [
     "SearchSpace",
     "SearchSpaceError",
-    "deep_merge",
-    "flatten",
     "load",
     "save",
     "shipped_spaces",

@@ -58,6 +58,9 @@ from hyperopt import hp
 from hyperopt.pyll import scope
 from hyperopt.pyll.stochastic import sample as pyll_sample
 
+from profner_models.config import ConfigError, deep_merge
+from profner_models.tasks import validate
+
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "uniform": ("low", "high"),
     "loguniform": ("low", "high"),
@@ -236,7 +239,22 @@ def parse(raw: Any, path: Path) -> SearchSpace:
         raise SearchSpaceError(f"{where}: base: cannot read base config {space.base!r}: {error}") from None
     if not isinstance(base, dict):
         raise SearchSpaceError(f"{where}: base: {space.base!r} is not a config mapping")
+    _check_samples(space, base, where)
     return space
+
+
+SCHEMA_SAMPLES = 64
+
+
+def _check_samples(space: SearchSpace, base: dict, where: str) -> None:
+    """Trial configs sampled from the space, merged over the base, must pass the model schema
+    (``tasks.validate``): a study cannot sample a key the model would ignore or a value it
+    refuses. Seeded samples (every branch and choice shows up in 64 draws of a shipped study)."""
+    for seed in range(SCHEMA_SAMPLES):
+        try:
+            validate(deep_merge(base, space.sample(seed)))
+        except ConfigError as error:
+            raise SearchSpaceError(f"{where}: a sampled trial config is refused: {error}") from None
 
 
 def load_base_config(base: str, relative_to: Path) -> dict[str, Any]:
@@ -390,29 +408,6 @@ def config_key(dist_path: str) -> str:
     *branches, leaf = dist_path.split("/")
     parts = [part.split("=")[0].rpartition(".")[0] for part in branches]
     return ".".join(p for p in [*parts, leaf] if p)
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``override`` merged in (mappings recursively, the rest replaced)."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"backbone": {"hidden": 64}}}`` -> ``{"model.backbone.hidden": 64}``."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{path}."))
-        else:
-            flat[path] = value
-    return flat
 
 
 def plain(value: Any) -> Any:

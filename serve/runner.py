@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +25,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import ray
+from ray import serve
+
+import profner_ray
+from serve.app import APP_NAME, build_app
 from serve.schemas import ServeSettings
 
 READY_TIMEOUT_S = 300.0
@@ -57,20 +63,15 @@ def start(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | Non
           ray_address: str | None = None, ready_timeout_s: float = READY_TIMEOUT_S) -> str:
     """Start Ray (a new local instance unless ``ray_address``), Serve and the app; returns
     the URL once ``GET /health`` answers. On failure, what was started is stopped again."""
-    import ray
-    from ray import serve
-
     if ray_address is None and port_in_use(host, port):
         raise OSError(f"port {port} on {host} is already in use")
     _session["owns_ray"] = ray_address is None
     try:
-        if ray_address is None:
-            temp_dir = ray_temp_dir or os.path.join(tempfile.gettempdir(), f"profner-serve-{port}")
-            ray.init(address="local", _temp_dir=temp_dir, include_dashboard=False,
-                     num_cpus=max(os.cpu_count() or 1, math.ceil(settings.replicas * settings.num_cpus)),
-                     object_store_memory=256 * 1024**2, log_to_driver=False)
-        else:
-            ray.init(address=ray_address, log_to_driver=False)
+        temp_dir = ray_temp_dir or os.path.join(tempfile.gettempdir(), f"profner-serve-{port}")
+        profner_ray.start(ray_address, max(os.cpu_count() or 1,
+                                           math.ceil(settings.replicas * settings.num_cpus)),
+                          temp_dir, log_to_driver=False,
+                          **({} if ray_address else {"object_store_memory": 256 * 1024**2}))
         serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
         url = url_for(host, port)
         deploy(settings, url, ready_timeout_s)
@@ -82,10 +83,6 @@ def start(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | Non
 
 def deploy(settings: ServeSettings, url: str, ready_timeout_s: float = READY_TIMEOUT_S) -> None:
     """(Re)deploy the app with ``settings`` on the running Serve; returns once it answers."""
-    from ray import serve
-
-    from serve.app import APP_NAME, build_app
-
     try:
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
     except RuntimeError as error:  # Serve's own message only says "failed": add the replicas'
@@ -100,11 +97,6 @@ def stop(timeout_s: float = 60.0) -> None:
     by ``ray_address`` delete only our app; then disconnect (and stop our instance). If Serve
     does not answer within ``timeout_s`` (its processes were killed from outside), Ray is
     stopped anyway."""
-    import ray
-    from ray import serve
-
-    from serve.app import APP_NAME
-
     if not ray.is_initialized():
         return
     undo = serve.shutdown if _session.get("owns_ray", True) else (lambda: serve.delete(APP_NAME))
@@ -203,8 +195,6 @@ def running(port: int | None = None) -> list[Running]:
 def spawn_detached(argv: list[str], port: int, timeout_s: float = READY_TIMEOUT_S) -> Running:
     """Run ``profner <argv>`` (a blocking serve) in its own session, logging to
     ``<state dir>/<port>.log``; return once it has recorded itself as ready."""
-    import subprocess
-
     directory = state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / f"{port}.log"

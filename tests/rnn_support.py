@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from functools import lru_cache
 
-from profner_models.cli.train import load_config
+from profner_models.config import load_config
 from profner_models.training import FitResult, fit, load_task_data
 
 

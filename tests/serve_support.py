@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from profner_models import artifacts
 import json
 import os
 import shutil
@@ -16,6 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
+from profner_models import artifacts
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = REPO / "profner_models" / "configs" / "smoke_rnn.yaml"

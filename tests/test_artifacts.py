@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 import torch
+from rnn_support import sample_data, trained
 
 from profner_models import artifacts
 from profner_models.artifacts import ModelDirError, load
 from profner_models.predict import Predictor
-from rnn_support import sample_data, trained
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from profner_models.corpus.augment import augment_documents, scorers
 from profner_models.corpus import load_corpus
-from profner_models.spans import apply_span_policy
+from profner_models.corpus.augment import augment_documents, scorers
 from profner_models.documents import Document, Span
+from profner_models.spans import apply_span_policy
 
 SAMPLE = Path(__file__).resolve().parents[1] / "profner_models" / "sample" / "meddoprof"
 TYPES = ["PROFESION", "SITUACION_LABORAL", "ACTIVIDAD"]
@@ -191,7 +191,7 @@ def test_bundled_meddoprof_sample() -> None:
 CALLS: list[tuple[str, str, str]] = []
 
 
-@scorers.register("test_shortest")
+@scorers.register("test_shortest.v1")
 def build_shortest(block: dict, docs: list[Document]) -> object:
     """A registered stand-in LM: the shorter the filler, the better; records what it saw."""
     class Shortest:
@@ -221,10 +221,10 @@ def test_keeps_the_best_scores_of_a_registered_scorer_on_a_word_window() -> None
     ({"copies": 0}, r"data\.augment\.copies"),
     ({"types": ["OFICIO"]}, r"data\.augment\.types.*OFICIO"),
     ({"types": []}, r"data\.augment\.types"),
-    ({"scorer": {"name": "bert"}}, r"data\.augment\.scorer\.name 'bert'.*causal_lm, ngram"),
+    ({"scorer": {"name": "bert"}}, r"data\.augment\.scorer\.name: .*'bert'.*causal_lm\.v1, ngram\.v1"),
     ({"scorer": {"name": "ngram", "order": 0}}, r"data\.augment\.scorer\.order"),
-    ({"scorer": {"name": "ngram", "smoothing": "kn"}}, r"data\.augment\.scorer.*smoothing"),
-    ({"copy": 3}, r"data\.augment: unknown keys \['copy'\]"),
+    ({"scorer": {"name": "ngram", "smoothing": "kn"}}, r"data\.augment\.scorer\.smoothing: unknown key"),
+    ({"copy": 3}, r"data\.augment\.copy: unknown key \(did you mean 'copies'\?\)"),
 ])
 def test_config_errors(augment: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

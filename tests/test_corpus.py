@@ -22,8 +22,8 @@ from profner_models.corpus import (
     write_brat,
     write_norm_tsv,
 )
-from profner_models.spans import apply_span_policy, overlap_counts
 from profner_models.documents import Document, Span
+from profner_models.spans import apply_span_policy, overlap_counts
 
 # ---------------------------------------------------------------- real corpora (session scope)
 

@@ -10,8 +10,8 @@ import pytest
 
 from profner_models import artifacts
 from profner_models.cli.main import main
-from profner_models.documents import Document, Span
 from profner_models.corpus import write_brat
+from profner_models.documents import Document, Span
 
 needs_tags = pytest.mark.skipif(
     importlib.util.find_spec("profner_models.text.tags") is None,

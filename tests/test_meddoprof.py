@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from profner_models import artifacts
-from profner_models.tasks import meddoprof
-from profner_models.cli.train import load_config
+from profner_models.config import load_config
 from profner_models.corpus import read_brat_dir, read_meddoprof_set, read_norm_tsv, write_meddoprof_outputs
 from profner_models.documents import Document, Span
+from profner_models.tasks import meddoprof
 from profner_models.text.tags import encode, flat_spans
 from profner_models.text.tokenize import tokenize
 from profner_models.text.windows import plan_windows
@@ -148,9 +148,10 @@ def test_joint_model_trains_and_loss_falls(fitted):
 
 def test_cross_product_labels_train_too(config, sample):
     from profner_models.models.joint import collate
-    from profner_models.training import build_model, with_defaults
+    from profner_models.tasks import validate
+    from profner_models.training import build_model
 
-    cross = with_defaults(config)
+    cross = validate(config)
     cross["data"]["class_output"] = "cross"
     cross["model"]["heads"].pop("cls")
     cross["norm"] = False
@@ -254,10 +255,11 @@ def test_cli_predict_then_evaluate_every_task(fitted, tmp_path, capsys):
 
 
 def test_augmentation_adds_training_windows(config, sample):
-    from profner_models.training import build_model, with_defaults
+    from profner_models.tasks import validate
+    from profner_models.training import build_model
 
     train = sample[0]
-    plain = with_defaults(config)
+    plain = validate(config)
     plain["norm"] = False
     augmented = copy.deepcopy(plain)
     augmented["data"]["augment"] = {"types": ["ACTIVIDAD"], "copies": 2, "keep": 1.0}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from rnn_support import fresh_config
 
 from profner_models.models import (
     BackboneContext,
@@ -16,7 +17,6 @@ from profner_models.models import (
 from profner_models.models.heads import FORBIDDEN, transition_masks
 from profner_models.models.joint import JointModel
 from profner_models.tasks import task_of
-from rnn_support import fresh_config
 
 WORDS = [["Los", "médicos", "de", "guardia"], ["Enfermera"], ["la", "policía", "local", "ayuda", "hoy"]]
 BIO = ["O", "B-PROFESION", "I-PROFESION", "B-SITUACION_LABORAL", "I-SITUACION_LABORAL"]
@@ -42,10 +42,16 @@ def valid(tags: list[str], scheme: str) -> bool:
 
 
 def test_registries_know_the_system2_parts_and_name_the_unknown():
-    assert "rnn" in backbones.names()
-    assert {"rnn_pooler", "pooled_linear", "sentence_linear", "crf"} <= set(task_heads.names())
-    with pytest.raises(KeyError, match="unknown backbone 'nope'.*rnn"):
+    assert "rnn.v1" in backbones.names()
+    assert {"rnn_pooler.v1", "pooled_linear.v1", "sentence_linear.v1", "crf.v1",
+            "linear_tagger.v1"} <= set(task_heads.names())
+    assert backbones.resolve("rnn") == "rnn.v1"  # unversioned names (old model dirs) mean v1
+    with pytest.raises(ValueError, match="model.backbone.name: unknown backbone 'rnm' .*did you mean 'rnn.v1'"):
+        backbones.check({"name": "rnm"}, "model.backbone")
+    with pytest.raises(ValueError, match="unknown backbone 'nope'.*rnn"):
         backbones.build({"name": "nope"}, context=BackboneContext())
+    with pytest.raises(ValueError, match="must carry a version"):
+        backbones.register("unversioned")
 
 
 def test_backbone_gives_one_vector_per_word_independent_of_batch_partners():
@@ -69,8 +75,8 @@ def test_backbone_gives_one_vector_per_word_independent_of_batch_partners():
 @pytest.mark.parametrize("name", ["rnn_pooler", "pooled_linear"])
 def test_document_heads_ignore_padding(name):
     torch.manual_seed(0)
-    head = task_heads.build({"name": name, "cell": "gru", "hidden": 4},
-                            context=HeadContext(word_dim=6, sentence_dim=0, labels=["0", "1"]))
+    block = {"name": name, **({"cell": "gru", "hidden": 4} if name == "rnn_pooler" else {})}
+    head = task_heads.build(block, context=HeadContext(word_dim=6, sentence_dim=0, labels=["0", "1"]))
     head.eval()
     words = torch.randn(2, 5, 6)
     mask = torch.tensor([[True] * 3 + [False] * 2, [True] * 5])

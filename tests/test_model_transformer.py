@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from tiny_models import build_tiny_bert
 
 from profner_models import artifacts
+from profner_models.config import load_config
 from profner_models.models import BackboneContext, backbones
 from profner_models.models.transformer import ENCODER_DIR, TOKENIZER_DIR
-from profner_models.pretrained import resolve as resolve_encoder
-from profner_models.cli.train import load_config
 from profner_models.predict import Predictor
+from profner_models.pretrained import resolve as resolve_encoder
 from profner_models.sample import PROFNER_SAMPLE
 from profner_models.training import FitResult, fit, load_task_data
-from tiny_models import build_tiny_bert
 
 LONG = " ".join(
     ["La enfermera del hospital trabaja sin descanso y los médicos de guardia piden ayuda."] * 12
@@ -262,9 +262,10 @@ def test_freeze_embeddings_keeps_only_the_piece_table_fixed(tiny_dir):
 
 
 def test_pretrained_lr_applies_to_the_encoder_weights_only(tiny_dir):
-    from profner_models.training import _parameter_groups, build_model, with_defaults
+    from profner_models.tasks import validate
+    from profner_models.training import _parameter_groups, build_model
 
-    config = with_defaults(tiny_config(tiny_dir))
+    config = validate(tiny_config(tiny_dir))
     model, _, _ = build_model(config, list(sample_data()[0][:8]))
     network = model.network
     groups = _parameter_groups(network, 0.01, pretrained_lr=1e-5)

@@ -137,7 +137,7 @@ def test_load_names_the_missing_or_inconsistent_file(index, tmp_path):
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="norm.k"):
         NormConfig(k=0)
-    with pytest.raises(ValueError, match="unknown norm settings"):
+    with pytest.raises(ValueError, match="norm.neighbours: unknown key"):
         NormConfig.from_dict({"neighbours": 3})
     with pytest.raises(ValueError, match="template"):
         NormConfig(templates=("no slot",))

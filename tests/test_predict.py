@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from rnn_support import sample_data, trained
 
 from profner_models.cli.main import main
 from profner_models.corpus import read_7a_tsv, read_7b_tsv
 from profner_models.predict import Prediction, Predictor
-from rnn_support import sample_data, trained
 
 EMOJI = "😷👩🏽‍⚕️ "
 

@@ -9,9 +9,11 @@ import hyperopt
 import pytest
 import yaml
 from hyperopt import fmin, tpe
+from ray.tune.utils import flatten_dict
 
+from profner_models.config import deep_merge
 from search_spaces import SearchSpaceError, load, shipped_spaces
-from search_spaces.loader import config_key, deep_merge, flatten, parse
+from search_spaces.loader import config_key, parse
 
 SHIPPED = ["rnn_narrow", "rnn_wide", "smoke", "transformer", "meddoprof",
            "meddoprof_transformer"]
@@ -42,7 +44,7 @@ def test_shipped_spaces_load_and_sample_into_the_base_config_shape() -> None:
             full = space.trial_config(sampled)
             # Every sampled key lands in a section of the model config, merged over the base.
             assert set(full) >= set(base)
-            for key, value in flatten(sampled).items():
+            for key, value in flatten_dict(sampled, delimiter=".").items():
                 node = full
                 for part in key.split("."):
                     node = node[part]
@@ -174,16 +176,31 @@ def test_missing_file_lists_shipped_spaces() -> None:
 
 
 def test_base_config_relative_to_the_space_file(tmp_path: Path) -> None:
-    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"task": "profner", "training": {"lr": 1}}))
+    from profner_models.config import load_config
+
+    base = load_config("smoke_rnn")
+    base["training"]["lr"] = 1
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(base))
     path = write(tmp_path, "study: r\nbase: mine.yaml\nspace: {training: {epochs: {dist: choice, options: [1, 2]}}}\n")
     space = load(path)
     full = space.trial_config(space.sample(0))
     assert full["training"]["lr"] == 1 and full["training"]["epochs"] in (1, 2)
 
 
+def test_a_study_that_samples_a_key_the_model_ignores_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "study: r\nbase: smoke_rnn\n"
+                           "space: {training: {epoch: {dist: choice, options: [1, 2]}}}\n")
+    with pytest.raises(SearchSpaceError, match=r"training\.epoch: unknown key \(did you mean 'epochs'\?\)"):
+        load(path)
+    path = write(tmp_path, "study: r\nbase: smoke_rnn\nspace: {model: {backbone: {encoder: "
+                           "{cell: {dist: choice, options: [gru, grux]}}}}}\n")
+    with pytest.raises(SearchSpaceError, match=r"model\.backbone\.encoder\.cell: .*'grux'"):
+        load(path)
+
+
 def test_helpers() -> None:
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
-    assert flatten({"a": {"b": 1}, "c": [1]}) == {"a.b": 1, "c": [1]}
+    assert flatten_dict({"a": {"b": 1}, "c": [1]}, delimiter=".") == {"a.b": 1, "c": [1]}
     assert config_key("model.backbone.encoder.cell=gru/hidden") == "model.backbone.encoder.hidden"
     assert config_key("training.lr") == "training.lr"
     with pytest.raises(SearchSpaceError, match="x.yaml: the file must be a mapping"):

@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 from serve_support import (
-    MAX_CHARS,
     MAX_BATCH,
+    MAX_CHARS,
     MAX_TEXTS,
     REPO,
     SMOKE_CONFIG,
     free_port,
     get,
+    mlflow_run,
     post_json,
     request,
-    mlflow_run,
     shared_server,
     tiny_model,
 )

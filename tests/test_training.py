@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from rnn_support import sample_data, smoke_config, trained
 
 from profner_models.training import EpochEnd, fit, load_task_data
-from rnn_support import sample_data, smoke_config, trained
 
 METRIC_KEYS = {"f1_7a", "precision_7a", "recall_7a", "f1_7b", "precision_7b", "recall_7b",
                "f1_mean", "loss"}
@@ -82,7 +82,8 @@ def test_unknown_task_is_named_with_the_registered_ones():
     config = {**smoke_config(epochs=1, max_steps=1), "task": "profnr"}
     for call in (lambda: load_task_data(config),
                  lambda: fit(config, list(train), list(dev), progress=False)):
-        with pytest.raises(KeyError, match=r"unknown task 'profnr' \(registered: meddoprof, profner\)"):
+        with pytest.raises(ValueError, match=r"task: unknown task 'profnr' \(did you mean 'profner'\? "
+                                             r"registered: meddoprof, profner\)"):
             call()
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tune_support import all_runs, client, kill_ray_under, short_temp_dir
 
 from search_spaces import load
-from tune_support import all_runs, client, kill_ray_under, short_temp_dir
 
 pytestmark = pytest.mark.slow
 NUM_SAMPLES = 4

@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from tune_support import env, kill_ray_under, run_profner, short_temp_dir, tune_command, wait_for
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from tune_support import (
     all_runs,
     client,

@@ -8,17 +8,18 @@ import copy
 import numpy as np
 import pytest
 import torch
+from rnn_support import sample_data, smoke_config, trained
 
 from profner_models import artifacts
-from profner_models.models import SEEN, UNKNOWN
 from profner_models.corpus import load_corpus
+from profner_models.models import SEEN, UNKNOWN
 from profner_models.norm.meddoprof import build_norm
 from profner_models.predict import Predictor
-from profner_models.sample import MEDDOPROF_SAMPLE, PROFNER_SAMPLE
+from profner_models.sample import PROFNER_SAMPLE
+from profner_models.tasks import validate
 from profner_models.text.tokenize import tokenize
-from profner_models.training import build_model, fit, held_out_of, load_task_data, with_defaults
+from profner_models.training import build_model, fit, held_out_of, load_task_data
 from profner_models.unseen import check, train, unknown_entity_share
-from rnn_support import sample_data, smoke_config, trained
 
 BRAT = PROFNER_SAMPLE / "subtask-2" / "brat"  # both splits: a source that holds the dev files
 
@@ -28,7 +29,7 @@ def lowered_words(docs) -> set[str]:
 
 
 def vectors_config(vectors: dict, **words) -> dict:
-    config = with_defaults(smoke_config())
+    config = validate(smoke_config())
     config["model"]["backbone"]["words"].update(vectors=vectors, tuning="delta", **words)
     return config
 
@@ -72,11 +73,11 @@ def test_held_out_dev_feeds_no_vocabulary_vector_source_or_pca(tmp_path):
 
 
 def test_the_norm_index_is_fitted_without_dev_mentions():
-    config = with_defaults(smoke_config())
+    config = validate(smoke_config())
     config.update(task="meddoprof")
-    from profner_models.cli.train import load_config
+    from profner_models.config import load_config
 
-    config = with_defaults(load_config("smoke_meddoprof"))
+    config = validate(load_config("smoke_meddoprof"))
     train_docs, dev = load_task_data(config, None)
     index = build_norm(config, train_docs)
     dev_only = ({s.text for d in dev for s in d.spans}
@@ -128,7 +129,7 @@ def test_word_dropout_trains_the_unknown_row():
     train_docs, dev = sample_data()
     cosines = {}
     for rate in (0.0, 0.2):
-        config = with_defaults(smoke_config(epochs=2))
+        config = validate(smoke_config(epochs=2))
         config["model"]["backbone"]["words"]["dropout"] = rate
         seed_everything(13)  # fit seeds the same way before it builds the model
         before = build_model(copy.deepcopy(config), list(train_docs))[0].network.backbone

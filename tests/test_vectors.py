@@ -9,11 +9,19 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from profner_models.models import BackboneContext, backbones
 from profner_models.documents import Document
+from profner_models.models import BackboneContext, backbones
 from profner_models.vectors import (
-    FastTextPart, HeldOut, StaticPart, VectorSpace, VectorsError, WordVectors, concat, load_vectors,
-    space_from_config, train_part,
+    FastTextPart,
+    HeldOut,
+    StaticPart,
+    VectorsError,
+    VectorSpace,
+    WordVectors,
+    concat,
+    load_vectors,
+    space_from_config,
+    train_part,
 )
 from profner_models.vectors.sources import corpus_words
 

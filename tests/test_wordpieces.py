@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from tiny_models import build_tiny_bert
 
 from profner_models.text.tokenize import tokenize
 from profner_models.text.wordpieces import encode_words
-from tiny_models import build_tiny_bert
 
 TWEET = "La enfermera 👩🏽‍⚕️ del hospital\u200b trabaja hoy #YoMeQuedoEnCasa @sanidadgob https://t.co/abc"
 

@@ -20,9 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ray import tune
+
+import profner_ray
 from profner_models import artifacts
+from profner_models.config import deep_merge
+from profner_models.unseen import train
 from search_spaces import loader
-from search_spaces.loader import deep_merge
+from trainables import runner, tracking
 
 
 @dataclass
@@ -59,8 +64,6 @@ class RefitResult:
 
 def best_config(info: dict[str, Any]) -> dict[str, Any]:
     """The sampled config of the sweep's best trial (sweep info, else its MLflow child runs)."""
-    from trainables import tracking
-
     if info.get("best_config"):
         return info["best_config"]
     metric, mode = info["metric"], info.get("mode", "max")
@@ -75,11 +78,6 @@ def best_config(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def refit(options: RefitOptions) -> RefitResult:
-    from ray import tune
-
-    from profner_models.unseen import train
-    from trainables import runner, tracking
-
     info = runner.find_sweep(options.run, options.tracking_uri, options.storage)
     space = loader.load(info["space_path"])
     metric, mode = info["metric"], info.get("mode", "max")
@@ -98,7 +96,7 @@ def refit(options: RefitOptions) -> RefitResult:
                                        kind="refit")
     tracker = tracking.TrialTracker(tracking_uri, experiment_id, parent, tags, metric, mode,
                                     first_seed)
-    runner.init_ray(options.address, options.num_cpus, options.ray_temp_dir)
+    profner_ray.start(options.address, options.num_cpus, options.ray_temp_dir, log_to_driver=True)
     param_space = deep_merge(sampled, {"training": {"seed": tune.grid_search(seeds)}})
     storage = Path(options.storage).expanduser().resolve()
     tuner = tune.Tuner(

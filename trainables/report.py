@@ -21,8 +21,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from ray.tune.utils import flatten_dict  # noqa: E402
 
-from search_spaces.loader import LOG_SCALE, SearchSpace, config_key, flatten  # noqa: E402
+from search_spaces.loader import LOG_SCALE, SearchSpace, config_key  # noqa: E402
 from trainables.trainable import ran_all_epochs  # noqa: E402
 
 
@@ -53,7 +54,7 @@ def summarise(results, metric: str, mode: str) -> list[TrialSummary]:
         else:
             status = "completed" if ran_all_epochs(result.metrics) else "stopped"
         trials.append(TrialSummary(str(result.metrics.get("trial_id", Path(result.path).name)),
-                                   flatten(result.config or {}), best, epochs, values, status))
+                                   flatten_dict(result.config or {}, delimiter="."), best, epochs, values, status))
     return trials
 
 

@@ -18,10 +18,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ray.tune.search import Searcher
+from ray import tune
+from ray.tune import ExperimentAnalysis, Tuner
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search.hyperopt import HyperOptSearch
 
+import profner_ray
 from search_spaces import loader
 from search_spaces.loader import SearchSpace
+from trainables import report, tracking
+from trainables.tracking import TrialTracker
+from trainables.trainable import train_trial
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +136,6 @@ def read_sweep_file(sweep_dir: Path) -> dict[str, Any]:
 def find_sweep(run: str, tracking_uri: str | None, storage: str) -> dict[str, Any]:
     """The sweep info of ``run``: a sweep dir, a sweep name under ``storage``, or an MLflow
     parent run id (its sweep dir's info when reachable, else what the run's tags hold)."""
-    from trainables import tracking
 
     for candidate in (Path(run), Path(storage) / run):
         if (candidate / SWEEP_FILE).exists():
@@ -160,59 +167,9 @@ def write_sweep_file(sweep_dir: Path, info: dict[str, Any]) -> None:
     (sweep_dir / SWEEP_FILE).write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
 
 
-def init_ray(address: str | None, num_cpus: int | None, temp_dir: str | None = None) -> None:
-    """Connect to ``address`` or start a private local Ray (never another developer's)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
-           "TOKENIZERS_PARALLELISM": "false"}
-    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PROFNER_DATA_DIR"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": True,
-                              "configure_logging": False}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        # "local": a new private instance even when `ray start` clusters run on this machine.
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 _temp_dir=temp_dir, **kwargs)
-
-
-class FixedConfigs(Searcher):
-    """A Tune searcher that hands out given configs in order (replays, benchmarks)."""
-
-    def __init__(self, configs: list[dict[str, Any]], metric: str, mode: str) -> None:
-        super().__init__(metric=metric, mode=mode)
-        self.configs = [dict(c) for c in configs]
-        self.given = 0
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | str:
-        if self.given >= len(self.configs):
-            return Searcher.FINISHED
-        self.given += 1
-        return self.configs[self.given - 1]
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
-        pass
-
-    def save(self, checkpoint_path: str) -> None:
-        Path(checkpoint_path).write_text(json.dumps({"given": self.given}))
-
-    def restore(self, checkpoint_path: str) -> None:
-        self.given = json.loads(Path(checkpoint_path).read_text())["given"]
-
-
 def make_trainable(base_config: dict[str, Any], data_dir: str | None, metric: str,
                    cpus: float, gpus: float):
     """``train_trial`` with its data path and base config bound, and its resources."""
-    from ray import tune
-
-    from trainables.trainable import train_trial
 
     return tune.with_resources(
         tune.with_parameters(train_trial, base_config=base_config, data_dir=data_dir,
@@ -221,29 +178,22 @@ def make_trainable(base_config: dict[str, Any], data_dir: str | None, metric: st
 
 
 def build_tuner(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metric: str,
-                mode: str, tracker, resume: bool):
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.hyperopt import HyperOptSearch
-
+                mode: str, tracker, resume: bool) -> Tuner:
     trainable = make_trainable(space.base_config(), options.data_dir, metric,
                                options.cpus_per_trial, options.gpus_per_trial)
     if resume:
-        from ray.tune import Tuner
-
         return Tuner.restore(str(sweep_dir), trainable=trainable, resume_unfinished=True,
                              resume_errored=False, restart_errored=False)
-    if options.fixed_configs:
+    if options.fixed_configs:  # replays: Tune's own generator hands them out in order
         num_samples = len(options.fixed_configs)
-        searcher = FixedConfigs(options.fixed_configs, metric=metric, mode=mode)
+        search_alg = BasicVariantGenerator(points_to_evaluate=options.fixed_configs,
+                                           max_concurrent=options.max_concurrent)
     else:
         num_samples = options.num_samples
-        searcher = HyperOptSearch(
+        search_alg = ConcurrencyLimiter(HyperOptSearch(
             space=space.to_hyperopt(), metric=metric, mode=mode,
             n_initial_points=options.n_initial_points or initial_points(options.num_samples),
-            random_state_seed=options.seed)
-    search_alg = ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent)
+            random_state_seed=options.seed), max_concurrent=options.max_concurrent)
     if options.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", max_t=max_epochs(space),
                                   grace_period=options.grace_period,
@@ -252,7 +202,7 @@ def build_tuner(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metr
         scheduler = None
     else:
         raise ValueError(f"unknown scheduler {options.scheduler!r} (asha | fifo)")
-    return tune.Tuner(
+    return Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             metric=metric, mode=mode, num_samples=num_samples, search_alg=search_alg,
@@ -269,8 +219,6 @@ def build_tuner(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metr
 
 def run_sweep(options: SweepOptions) -> SweepResult:
     """Run (or resume) one sweep; returns where everything went."""
-    from trainables import tracking
-    from trainables.tracking import TrialTracker
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Snapshot Tune's experiment state every second (default: >= 10 s), so a killed driver
@@ -316,7 +264,7 @@ def run_sweep(options: SweepOptions) -> SweepResult:
         tracking.client(tracking_uri).log_artifact(parent_run_id, str(space.path), "search_space")
 
     tracker = TrialTracker(tracking_uri, experiment_id, parent_run_id, tags, metric, mode, base_seed)
-    init_ray(options.address, options.num_cpus, options.ray_temp_dir)
+    profner_ray.start(options.address, options.num_cpus, options.ray_temp_dir, log_to_driver=True)
     tuner = build_tuner(options, space, sweep_dir, metric, mode, tracker, options.resume)
     if options.resume:
         known = set(snapshot_statuses(sweep_dir))
@@ -344,7 +292,6 @@ class SweepInterrupted(RuntimeError):
 
 def interrupted(info: dict[str, Any], sweep_dir: Path, trial_ids: set[str]) -> None:
     """Mark the trial runs Tune left unfinished and the parent run KILLED until a resume."""
-    from trainables import tracking
 
     tracking.reconcile_after_crash(info["tracking_uri"], info["experiment_id"],
                                    info["parent_run_id"], trial_ids)
@@ -354,18 +301,12 @@ def interrupted(info: dict[str, Any], sweep_dir: Path, trial_ids: set[str]) -> N
 
 
 def snapshot_statuses(sweep_dir: Path) -> dict[str, str]:
-    """Trial id -> status in Tune's experiment snapshots (``experiment_state-*.json``; the
-    newest snapshot wins). Tune writes one last snapshot before stopping on Ctrl-C, so trials
-    it interrupted read RUNNING there, whereas its in-memory trials read TERMINATED."""
-    statuses: dict[str, str] = {}
-    for state in sorted(sweep_dir.glob("experiment_state-*.json")):  # names hold the start time
-        data = json.loads(state.read_text(encoding="utf-8"))
-        for entry in data.get("trial_data", []):
-            trial_json = entry[0] if isinstance(entry, list) else entry
-            trial = json.loads(trial_json) if isinstance(trial_json, str) else trial_json
-            if isinstance(trial, dict) and trial.get("trial_id"):
-                statuses[trial["trial_id"]] = str(trial.get("status"))
-    return statuses
+    """Trial id -> status as Tune last saved the experiment (``ExperimentAnalysis``). Tune
+    writes one last snapshot before stopping on Ctrl-C, so trials it interrupted read RUNNING
+    there, whereas the trials of the returned result grid read TERMINATED."""
+    if not any(Path(sweep_dir).glob("experiment_state-*.json")):
+        return {}
+    return {trial.trial_id: str(trial.status) for trial in ExperimentAnalysis(str(sweep_dir)).trials}
 
 
 def _best_value(result, metric: str, mode: str) -> float | None:
@@ -392,7 +333,6 @@ def best_result(results, metric: str, mode: str):
 def finish_sweep(results, options: SweepOptions, space: SearchSpace, sweep_dir: Path,
                  info: dict[str, Any], metric: str, mode: str) -> SweepResult:
     """Best trial -> export + MLflow artifact + model version; report plots; parent run done."""
-    from trainables import report, tracking
 
     tracking_uri, parent_run_id = info["tracking_uri"], info["parent_run_id"]
     mlflow_client = tracking.client(tracking_uri)
@@ -437,7 +377,6 @@ def finish_sweep(results, options: SweepOptions, space: SearchSpace, sweep_dir: 
 
 
 def trial_run_id(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str) -> str | None:
-    from trainables import tracking
 
     runs = tracking.client(tracking_uri).search_runs(
         [experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}' and "

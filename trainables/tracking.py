@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.result import AUTO_RESULT_KEYS
+from ray.tune.utils import flatten_dict
 
-from search_spaces.loader import flatten
 from trainables.trainable import ran_all_epochs
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -95,7 +96,7 @@ def start_parent_run(tracking_uri: str, experiment_id: str, name: str, tags: dic
 def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
-    items = [Param(k, _param_value(v)) for k, v in flatten(params).items()]
+    items = [Param(k, _param_value(v)) for k, v in flatten_dict(params, delimiter=".").items()]
     for start in range(0, len(items), 100):
         mlflow_client.log_batch(run_id, params=items[start:start + 100])
 
@@ -224,8 +225,6 @@ class TrialTracker(tune.Callback):
             self._best[trial.trial_id] = values
 
     def _metric_keys(self, result: dict[str, Any]) -> set[str]:
-        from ray.tune.result import AUTO_RESULT_KEYS
-
         return (set(result) - set(AUTO_RESULT_KEYS) - set(PLACEMENT_KEYS)
                 - {"done", "checkpoint_dir_name", "should_checkpoint"}) | {"time_total_s"}
 

@@ -23,10 +23,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 
 from profner_models import artifacts
-from search_spaces.loader import deep_merge
+from profner_models.config import deep_merge
+from profner_models.training import fit, load_task_data
 
 FAULT_KEY = "fail_at_epoch"
 TUNE_META = "tune"  # key of the trial's provenance in the checkpoint's meta.json
@@ -44,8 +46,6 @@ def train_trial(config: dict[str, Any], *, base_config: dict[str, Any], data_dir
     dataset is pickled into the trial config. Bind the keyword arguments with
     ``tune.with_parameters``.
     """
-    from profner_models.training import fit
-
     full = deep_merge(base_config, config)
     fail_at = full.get("training", {}).pop(FAULT_KEY, None)
     train, dev = task_data(full, data_dir)
@@ -56,8 +56,6 @@ def train_trial(config: dict[str, Any], *, base_config: dict[str, Any], data_dir
 
 @functools.lru_cache(maxsize=4)
 def _cached_task_data(task: str, data_json: str, data_dir: str | None):
-    from profner_models.training import load_task_data
-
     return load_task_data({"task": task, "data": json.loads(data_json)}, data_dir)
 
 
@@ -133,8 +131,6 @@ def _trial_id() -> str:
 def _placement() -> dict[str, str | int]:
     """Where this trial runs: Ray node id, host and pid (string tags in MLflow)."""
     try:
-        import ray
-
         node_id = ray.get_runtime_context().get_node_id()
     except Exception:
         node_id = ""

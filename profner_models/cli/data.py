@@ -71,7 +71,13 @@ def model_novelty(model_dir: Path, docs) -> dict:
 def run_download(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from profner_models.corpus.download import MEDDOPROF_URL, PROFNER_URL, DownloadError, default_sources, fetch_all
+    from profner_models.corpus.download import (
+        MEDDOPROF_URL,
+        PROFNER_URL,
+        DownloadError,
+        default_sources,
+        fetch_all,
+    )
 
     profner, meddoprof = default_sources(args.url_profner or PROFNER_URL, args.url_meddoprof or MEDDOPROF_URL)
     sources = [replace(profner, sha256=args.sha256_profner), replace(meddoprof, sha256=args.sha256_meddoprof)]

@@ -93,8 +93,8 @@ def score(task: str, gold: Path, pred: Path, valid_codes: Path | None = None) ->
     """Read both inputs for ``task`` and score them (see :mod:`profner_models.tasks.metrics`).
 
     ``"skipped"`` lists what the official scorer would skip or check that this run did not."""
-    from profner_models.tasks import metrics
     from profner_models.corpus import read_7a_tsv, read_7b_tsv, read_valid_codes
+    from profner_models.tasks import metrics
 
     skipped: list[str] = []
     if task == "7a":

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from profner_models import artifacts
 import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+from profner_models import artifacts
+from profner_models.config import apply_overrides, load_config
+from profner_models.corpus import CorpusError
+from profner_models.tasks import validate
+from profner_models.text.gazetteer import GazetteerError
+from profner_models.unseen import train
+from profner_models.vectors import VectorsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,45 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def load_config(name_or_path: str) -> dict:
-    """A YAML file, or ``configs/<name>.yaml`` shipped with the package."""
-    import yaml
-
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-        raise FileNotFoundError(f"{name_or_path}: no such config file or shipped config ({shipped})")
-    config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: a config must be a YAML mapping")
-    return config
-
-
-def apply_overrides(config: dict, overrides: list[str]) -> dict:
-    import yaml
-
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        node = config
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return config
-
-
 def run(args: argparse.Namespace) -> int:
-    from profner_models.corpus import CorpusError
-    from profner_models.text.gazetteer import GazetteerError
-    from profner_models.unseen import train
-    from profner_models.vectors import VectorsError
-
     try:
-        config = apply_overrides(load_config(args.config), args.set)
+        config = validate(apply_overrides(load_config(args.config), args.set))
         trained = train(config, args.data, progress=not args.no_progress, jobs=args.jobs)
     except (FileNotFoundError, ValueError, CorpusError, VectorsError, GazetteerError) as error:
         print(f"profner train: {error}", file=sys.stderr)

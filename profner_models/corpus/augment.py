@@ -12,7 +12,7 @@ of words around the substitution and only the most fluent fraction is kept::
         keep: 0.5             # fraction of all candidates kept, best LM score first
         seed: 13              # default: training.seed, else 13
         window: 10            # words of context scored on either side of the filler
-        scorer: {name: ngram, order: 3}
+        scorer: {name: ngram.v1, order: 3}
 
 Score = mean natural-log probability per token of the filler's first token and of the
 ``window`` words after the filler, given the ``window`` words before it and the filler. The
@@ -47,14 +47,15 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from pydantic import Field
+
+from profner_models.config import ConfigError, Schema, check
 from profner_models.documents import Document, Span
 from profner_models.registry import Registry
 
 __all__ = ["Candidate", "Scorer", "augment_documents", "scored_candidates", "scorers"]
 
 _WORD = re.compile(r"\w+|[^\w\s]")
-_AUGMENT_KEYS = {"types", "copies", "keep", "seed", "window", "scorer"}
-_DEFAULT_SCORER = {"name": "ngram", "order": 3}
 
 
 class Scorer(Protocol):
@@ -105,44 +106,33 @@ def scored_candidates(docs: list[Document], config: dict) -> list[Candidate]:
             for i, ((doc, span), context, score) in enumerate(zip(candidates, contexts, scores))]
 
 
+class AugmentConfig(Schema):
+    """``data.augment`` (module docstring)."""
+
+    types: list[str] = Field(min_length=1)
+    copies: int = Field(3, ge=1)
+    keep: float = Field(0.5, gt=0.0, le=1.0)
+    seed: int | None = None
+    """None: ``training.seed``."""
+    window: int = Field(10, ge=0)
+    scorer: dict = Field(default_factory=lambda: {"name": "ngram.v1", "order": 3})
+
+
 def _validate(block: Any, docs: list[Document], config: dict) -> dict:
-    """The augment options with defaults filled in; ValueError naming the bad field."""
+    """The augment options, checked and with defaults filled in (``ConfigError`` naming the
+    key); the types must be present in the training spans."""
     if not isinstance(block, dict):
-        raise ValueError(f"data.augment must be a mapping or null, not {block!r}")
-    unknown = set(block) - _AUGMENT_KEYS
-    if unknown:
-        raise ValueError(f"data.augment: unknown keys {sorted(unknown)} (allowed: {sorted(_AUGMENT_KEYS)})")
-    types = block.get("types")
-    if not types or not isinstance(types, list) or not all(isinstance(t, str) for t in types):
-        raise ValueError(f"data.augment.types must be a non-empty list of entity types, not {types!r}")
+        raise ConfigError(f"data.augment: expected a mapping, null or false, got {block!r}")
+    options = check(AugmentConfig, block, "data.augment")
     present = {span.type for doc in docs for span in doc.spans}
-    missing = sorted(set(types) - present)
+    missing = sorted(set(options["types"]) - present)
     if missing:
-        raise ValueError(f"data.augment.types: no training span has type {missing} (present: {sorted(present)})")
-    options = {
-        "types": types,
-        "copies": _int(block, "copies", 3, 1),
-        "keep": block.get("keep", 0.5),
-        "seed": _int(block, "seed", config.get("training", {}).get("seed", 13), None),
-        "window": _int(block, "window", 10, 0),
-        "scorer": block.get("scorer") or dict(_DEFAULT_SCORER),
-    }
-    keep = options["keep"]
-    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep <= 1:
-        raise ValueError(f"data.augment.keep must be a fraction in (0, 1], not {keep!r}")
-    name = options["scorer"].get("name") if isinstance(options["scorer"], dict) else None
-    if name not in scorers.names():
-        raise ValueError(f"data.augment.scorer.name {name!r} is not a registered scorer "
-                         f"(registered: {', '.join(scorers.names())})")
+        raise ConfigError(f"data.augment.types: no training span has type {missing} "
+                          f"(present: {sorted(present)})")
+    if options["seed"] is None:
+        options["seed"] = config.get("training", {}).get("seed", 13)
+    options["scorer"] = scorers.check(options["scorer"], "data.augment.scorer")
     return options
-
-
-def _int(block: dict, key: str, default: int, minimum: int | None) -> int:
-    value = block.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-        bound = "an integer" if minimum is None else f"an integer >= {minimum}"
-        raise ValueError(f"data.augment.{key} must be {bound}, not {value!r}")
-    return value
 
 
 def _filler_pool(docs: list[Document], types: list[str]) -> dict[str, list[Span]]:
@@ -239,13 +229,18 @@ class NgramScorer:
         return sum(log2s) * math.log(2) / max(len(log2s), 1)
 
 
-@scorers.register("ngram")
+class NgramConfig(Schema):
+    order: int = Field(3, ge=1)
+
+
+class CausalLMConfig(Schema):
+    model: str = "DeepESP/gpt2-spanish"
+    """A Hugging Face causal LM: hub name or local dir."""
+
+
+@scorers.register("ngram.v1", schema=NgramConfig)
 def build_ngram(block: dict, docs: list[Document]) -> NgramScorer:
-    _check_options(block, {"order"})
-    order = block.get("order", 3)
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise ValueError(f"data.augment.scorer.order must be an integer >= 1, not {order!r}")
-    return NgramScorer([doc.text for doc in docs], order)
+    return NgramScorer([doc.text for doc in docs], block["order"])
 
 
 class CausalLMScorer:
@@ -276,14 +271,6 @@ class CausalLMScorer:
         return sum(logprobs[p - 1, ids[p]].item() for p in positions) / len(positions)
 
 
-@scorers.register("causal_lm")
+@scorers.register("causal_lm.v1", schema=CausalLMConfig)
 def build_causal_lm(block: dict, docs: list[Document]) -> CausalLMScorer:
-    _check_options(block, {"model"})
-    return CausalLMScorer(str(block.get("model", "DeepESP/gpt2-spanish")))
-
-
-def _check_options(block: dict, allowed: set[str]) -> None:
-    unknown = set(block) - allowed - {"name"}
-    if unknown:
-        raise ValueError(f"data.augment.scorer ({block['name']}): unknown options {sorted(unknown)} "
-                         f"(allowed: {sorted(allowed)})")
+    return CausalLMScorer(block["model"])

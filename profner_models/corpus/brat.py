@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from profner_models.documents import Document, Span
 from profner_models.corpus.report import CorpusError, CorpusReport
+from profner_models.documents import Document, Span
 
 _T_LINE = re.compile(r"(T\d+)\t(\S+) (\d+) (\d+)\t(.*)")
 _DISCONTINUOUS = re.compile(r"T\d+\t\S+ \d+ \d+(;\d+ \d+)+\t.*")

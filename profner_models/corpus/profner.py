@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from profner_models.corpus.brat import BratDoc, one_line, check_offsets, read_brat_docs
+from profner_models.corpus.brat import BratDoc, check_offsets, one_line, read_brat_docs
 from profner_models.corpus.report import CorpusReport
 from profner_models.corpus.tsv import tsv_rows
 from profner_models.documents import Document, Span

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from profner_models.spans import overlap_counts
 from profner_models.corpus.report import CorpusReport
 from profner_models.documents import Document
+from profner_models.spans import overlap_counts
 
 
 def corpus_stats(docs: list[Document], report: CorpusReport, scheme: str = "BIO") -> dict:

@@ -16,10 +16,15 @@ argmax per word (``tags.decode`` reads a stray ``I-X`` as opening an entity).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torchcrf import CRF
+
+from profner_models.config import Schema
 
 from profner_models.models.base import (
     BackboneOutput,
@@ -35,16 +40,40 @@ FORBIDDEN = -10000.0
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
 
+class RNNPoolerConfig(Schema):
+    cell: Literal["gru", "lstm"] = "lstm"
+    hidden: int = Field(64, ge=1)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class PooledLinearConfig(Schema):
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class SentenceLinearConfig(Schema):
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class FeedForwardConfig(Schema):
+    layers: int = Field(1, ge=0)
+    size: int = Field(128, ge=1)
+    activation: Literal["relu", "tanh", "gelu"] = "relu"
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class LinearTaggerConfig(FeedForwardConfig):
+    layers: int = Field(0, ge=0)
+
+
 class FeedForward(nn.Sequential):
     """``layers`` x (linear ``size`` -> activation -> dropout) over ``width``-wide inputs."""
 
-    def __init__(self, width: int, block: dict, default_layers: int) -> None:
+    def __init__(self, width: int, block: dict) -> None:
         layers = []
-        size = int(block.get("size", 128))
-        activation = ACTIVATIONS[block.get("activation", "relu")]
-        for _ in range(int(block.get("layers", default_layers))):
-            layers += [nn.Linear(width, size), activation(), nn.Dropout(float(block.get("dropout", 0.3)))]
-            width = size
+        for _ in range(block["layers"]):
+            layers += [nn.Linear(width, block["size"]), ACTIVATIONS[block["activation"]](),
+                       nn.Dropout(block["dropout"])]
+            width = block["size"]
         super().__init__(*layers)
         self.width = width
 
@@ -54,11 +83,10 @@ class RNNPooler(DocumentHead):
 
     def __init__(self, block: dict, context: HeadContext) -> None:
         super().__init__()
-        hidden = int(block.get("hidden", 64))
-        self.rnn = rnn_cell(block.get("cell", "lstm"))(
-            context.word_dim, hidden, batch_first=True, bidirectional=True)
-        self.dropout = nn.Dropout(float(block.get("dropout", 0.3)))
-        self.linear = nn.Linear(2 * hidden, len(context.labels))
+        self.rnn = rnn_cell(block["cell"])(
+            context.word_dim, block["hidden"], batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(block["dropout"])
+        self.linear = nn.Linear(2 * block["hidden"], len(context.labels))
 
     def scores(self, output: BackboneOutput) -> torch.Tensor:
         _, state = run_rnn(self.rnn, output.words, output.mask.sum(-1))
@@ -75,7 +103,7 @@ class PooledLinear(DocumentHead):
 
     def __init__(self, block: dict, context: HeadContext) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(float(block.get("dropout", 0.3)))
+        self.dropout = nn.Dropout(block["dropout"])
         self.linear = nn.Linear(2 * context.word_dim, len(context.labels))
 
     def scores(self, output: BackboneOutput) -> torch.Tensor:
@@ -95,7 +123,7 @@ class SentenceLinear(DocumentHead):
         super().__init__()
         if not context.sentence_dim:
             raise ValueError("head 'sentence_linear' needs a backbone with a sentence vector")
-        self.dropout = nn.Dropout(float(block.get("dropout", 0.1)))
+        self.dropout = nn.Dropout(block["dropout"])
         self.linear = nn.Linear(context.sentence_dim, len(context.labels))
 
     def scores(self, output: BackboneOutput) -> torch.Tensor:
@@ -122,7 +150,7 @@ class CRFTagger(WordHead):
 
     def __init__(self, block: dict, context: HeadContext) -> None:
         super().__init__()
-        self.feed_forward = FeedForward(context.word_dim, block, default_layers=1)
+        self.feed_forward = FeedForward(context.word_dim, block)
         self.emissions = nn.Linear(self.feed_forward.width, len(context.labels))
         self.crf = CRF(len(context.labels), batch_first=True)
         start, moves, end = transition_masks(context.labels, context.scheme or "BIO")
@@ -159,7 +187,7 @@ class LinearTagger(WordHead):
 
     def __init__(self, block: dict, context: HeadContext) -> None:
         super().__init__()
-        self.feed_forward = FeedForward(context.word_dim, block, default_layers=0)
+        self.feed_forward = FeedForward(context.word_dim, block)
         self.emissions = nn.Linear(self.feed_forward.width, len(context.labels))
 
     def scores(self, output: BackboneOutput) -> torch.Tensor:
@@ -202,26 +230,26 @@ def viterbi(emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, trans
     return paths
 
 
-@task_heads.register("rnn_pooler")
+@task_heads.register("rnn_pooler.v1", schema=RNNPoolerConfig)
 def build_rnn_pooler(block: dict, *, context: HeadContext) -> RNNPooler:
     return RNNPooler(block, context)
 
 
-@task_heads.register("pooled_linear")
+@task_heads.register("pooled_linear.v1", schema=PooledLinearConfig)
 def build_pooled_linear(block: dict, *, context: HeadContext) -> PooledLinear:
     return PooledLinear(block, context)
 
 
-@task_heads.register("sentence_linear")
+@task_heads.register("sentence_linear.v1", schema=SentenceLinearConfig)
 def build_sentence_linear(block: dict, *, context: HeadContext) -> SentenceLinear:
     return SentenceLinear(block, context)
 
 
-@task_heads.register("crf")
+@task_heads.register("crf.v1", schema=FeedForwardConfig)
 def build_crf(block: dict, *, context: HeadContext) -> CRFTagger:
     return CRFTagger(block, context)
 
 
-@task_heads.register("linear_tagger")
+@task_heads.register("linear_tagger.v1", schema=LinearTaggerConfig)
 def build_linear_tagger(block: dict, *, context: HeadContext) -> LinearTagger:
     return LinearTagger(block, context)

@@ -35,12 +35,15 @@ Words (``words``; ``vectors`` is a ``profner_models.vectors`` block):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from profner_models.config import Schema
 
 from profner_models.models.base import (
     SEEN,
@@ -53,18 +56,51 @@ from profner_models.models.base import (
 )
 from profner_models.text.features import UNK, Vocab, char_ids, pad_ids
 from profner_models.vectors import VectorSpace, space_from_config
+from profner_models.vectors.compose import VectorsConfig
 
 WORDS_FILE, CHARS_FILE, VECTORS_DIR = "vocab/words.json", "vocab/chars.json", "vectors"
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 UNK_ID = 1
-TUNINGS, DROPOUT_TARGETS = ("full", "delta"), ("unk", "pretrained")
-
-WORD_DEFAULTS = {"dim": 300, "lowercase": True, "min_count": 1, "trainable": True,
-                 "vectors": None, "add_vector_words": True, "tuning": "full", "dropout": 0.0,
-                 "dropout_to": "unk"}
-CHAR_DEFAULTS = {"dim": 64, "hidden": 64, "max_chars": 20, "min_count": 1}
-ENCODER_DEFAULTS = {"cell": "gru", "layers": 1, "hidden": 512, "dropout": 0.5}
 MEMO_SIZE = 100_000  # unknown words' computed vectors kept per process
+
+
+class WordsConfig(Schema):
+    dim: int = Field(300, ge=1)
+    """Without vectors; with them, their size (recorded at build)."""
+    lowercase: bool = True
+    min_count: int = Field(1, ge=1)
+    trainable: bool = True
+    vectors: VectorsConfig | None = None
+    add_vector_words: bool = True
+    tuning: Literal["full", "delta"] = "full"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout_to: Literal["unk", "pretrained"] = "unk"
+    trained_rows: int | None = Field(None, ge=2)
+    """Recorded at build: the vocabulary rows of training words (``<pad>``, ``<unk>`` included)."""
+
+
+class CharsConfig(Schema):
+    dim: int = Field(64, ge=1)
+    hidden: int = Field(64, ge=1)
+    max_chars: int = Field(20, ge=1)
+    min_count: int = Field(1, ge=1)
+
+
+class EncoderConfig(Schema):
+    cell: Literal["gru", "lstm"] = "gru"
+    layers: int = Field(1, ge=1)
+    hidden: int = Field(512, ge=1)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+
+
+class RNNConfig(Schema):
+    """The ``rnn`` backbone block (module docstring)."""
+
+    words: WordsConfig = WordsConfig()
+    chars: CharsConfig | None = CharsConfig()
+    gazetteer_dim: int = Field(16, ge=1)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    encoder: EncoderConfig = EncoderConfig()
 
 
 def run_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
@@ -89,14 +125,11 @@ class RNNBackbone(Backbone):
     def __init__(self, block: dict, words: Vocab, chars: Vocab | None, gazetteer_size: int,
                  space: VectorSpace | None = None, table: np.ndarray | None = None) -> None:
         super().__init__()
-        self.word_cfg = _word_settings(block)
-        char_cfg = block.get("chars", CHAR_DEFAULTS)
-        self.char_cfg = None if char_cfg is None else {**CHAR_DEFAULTS, **char_cfg}
-        enc = {**ENCODER_DEFAULTS, **block.get("encoder", {})}
+        self.word_cfg, self.char_cfg, enc = block["words"], block["chars"], block["encoder"]
         self.words, self.chars, self.space = words, chars, space
-        self.trained_rows = int(self.word_cfg.get("trained_rows") or len(words))
+        self.trained_rows = self.word_cfg["trained_rows"] or len(words)
 
-        dim = int(self.word_cfg["dim"])
+        dim = self.word_cfg["dim"]
         self.word_embedding = nn.Embedding(len(words), dim, padding_idx=0)
         if table is not None:
             with torch.no_grad():
@@ -109,7 +142,7 @@ class RNNBackbone(Backbone):
         if self.mode == "delta":
             self.word_delta = nn.Embedding(self.trained_rows, dim, padding_idx=0)
             nn.init.zeros_(self.word_delta.weight)
-        self.word_dropout = float(self.word_cfg["dropout"])
+        self.word_dropout = self.word_cfg["dropout"]
         self.extends = self.mode != "full" and space is not None and space.extends
         self._memo: dict[str, np.ndarray] = {}
         self._unknown_table: torch.Tensor | None = None
@@ -122,15 +155,14 @@ class RNNBackbone(Backbone):
             width += 2 * self.char_cfg["hidden"]
         self.gazetteer_size = gazetteer_size
         if gazetteer_size:
-            self.gazetteer_embedding = nn.Embedding(gazetteer_size, block.get("gazetteer_dim", 16))
+            self.gazetteer_embedding = nn.Embedding(gazetteer_size, block["gazetteer_dim"])
             width += self.gazetteer_embedding.embedding_dim
-        self.dropout = nn.Dropout(block.get("dropout", 0.5))
-        layers = int(enc["layers"])
+        self.dropout = nn.Dropout(block["dropout"])
         self.encoder = rnn_cell(enc["cell"])(
-            width, int(enc["hidden"]), num_layers=layers, batch_first=True, bidirectional=True,
-            dropout=float(enc["dropout"]) if layers > 1 else 0.0)
-        self.output_dropout = nn.Dropout(float(enc["dropout"]))
-        self.word_dim = 2 * int(enc["hidden"])
+            width, enc["hidden"], num_layers=enc["layers"], batch_first=True, bidirectional=True,
+            dropout=enc["dropout"] if enc["layers"] > 1 else 0.0)
+        self.output_dropout = nn.Dropout(enc["dropout"])
+        self.word_dim = 2 * enc["hidden"]
         self.sentence_dim = 0
 
     def _norm(self, word: str) -> str:
@@ -235,22 +267,9 @@ class RNNBackbone(Backbone):
         return written
 
 
-def _word_settings(block: dict) -> dict:
-    cfg = {**WORD_DEFAULTS, **block.get("words", {})}
-    if cfg["tuning"] not in TUNINGS:
-        raise ValueError(f"words.tuning {cfg['tuning']!r}: expected one of {', '.join(TUNINGS)}")
-    if cfg["dropout_to"] not in DROPOUT_TARGETS:
-        raise ValueError(f"words.dropout_to {cfg['dropout_to']!r}: expected one of "
-                         f"{', '.join(DROPOUT_TARGETS)}")
-    if not 0.0 <= float(cfg["dropout"]) < 1.0:
-        raise ValueError(f"words.dropout {cfg['dropout']!r}: expected a probability in [0, 1)")
-    return cfg
-
-
-@backbones.register("rnn")
+@backbones.register("rnn.v1", schema=RNNConfig)
 def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
-    word_cfg = _word_settings(block)
-    char_cfg = block.get("chars", CHAR_DEFAULTS)
+    word_cfg, char_cfg = block["words"], block["chars"]
     if context.model_dir is not None:
         model_dir = Path(context.model_dir)
         words = Vocab.load(model_dir / WORDS_FILE)
@@ -263,18 +282,17 @@ def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
     space = space_from_config(word_cfg["vectors"], lowercase=word_cfg["lowercase"],
                               train_words=train, held_out=context.held_out,
                               cache_dir=context.cache_dir)
-    trained = Vocab.build(train, min_count=int(word_cfg["min_count"]))
+    trained = Vocab.build(train, min_count=word_cfg["min_count"])
     extra = space.words if space is not None and word_cfg["add_vector_words"] else ()
     words = Vocab([*trained.items[2:], *extra])
-    min_chars = int({**CHAR_DEFAULTS, **(char_cfg or {})}["min_count"])
-    chars = (Vocab.build(("".join(doc).lower() for doc in context.train_words), min_count=min_chars)
-             if char_cfg is not None else None)
+    chars = (Vocab.build(("".join(doc).lower() for doc in context.train_words),
+                         min_count=char_cfg["min_count"]) if char_cfg is not None else None)
     table = None
     if space is not None:
         table = space.vectors(words.items)
         table[0] = 0.0  # <pad>
         table[UNK_ID] = space.null_vector()
     # The saved config must rebuild the same shapes: record what the data decided.
-    block.setdefault("words", {}).update(dim=space.dim if space is not None else int(word_cfg["dim"]),
-                                         trained_rows=len(trained))
+    word_cfg.update(dim=space.dim if space is not None else word_cfg["dim"],
+                    trained_rows=len(trained))
     return RNNBackbone(block, words, chars, context.gazetteer_size, space, table)

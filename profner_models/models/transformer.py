@@ -42,10 +42,13 @@ the original name; the weights travel in ``model.safetensors``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
+from pydantic import Field
 from torch import nn
+
+from profner_models.config import Schema
 
 from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
 from profner_models.pretrained import resolve
@@ -60,6 +63,25 @@ if TYPE_CHECKING:
 DEFAULT_ENCODER = "dccuchile/bert-base-spanish-wwm-cased"
 TOKENIZER_DIR = "tokenizer"
 ENCODER_DIR = "encoder"
+
+
+class WordRNNConfig(Schema):
+    cell: Literal["gru", "lstm"] = "lstm"
+    hidden: int = Field(128, ge=1)
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class TransformerConfig(Schema):
+    """The ``transformer`` backbone block (module docstring)."""
+
+    encoder: str = DEFAULT_ENCODER
+    max_pieces: int | None = Field(None, ge=1)
+    stride: int | None = Field(None, ge=1)
+    freeze: bool = False
+    freeze_epochs: int = Field(0, ge=0)
+    freeze_embeddings: bool = False
+    rnn: WordRNNConfig | None = None
 
 
 class TransformerBackbone(Backbone):
@@ -102,7 +124,7 @@ class TransformerBackbone(Backbone):
         self.rnn = None if not rnn else _word_rnn(config.hidden_size, rnn)
         if self.rnn is not None:
             self.word_dim = 2 * self.rnn.hidden_size
-            self.rnn_dropout = nn.Dropout(float(rnn.get("dropout", 0.1)))
+            self.rnn_dropout = nn.Dropout(rnn["dropout"])
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """The encoder's weights (``training.pretrained_lr`` applies to them)."""
@@ -220,7 +242,7 @@ def _take_pooler(encoder: PreTrainedModel) -> nn.Linear:
     return pooler
 
 
-@backbones.register("transformer")
+@backbones.register("transformer.v1", schema=TransformerConfig)
 def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBackbone:
     """Fresh: load ``block['encoder']`` (hub name or local dir). Restore: the tokenizer and
     config saved in the model dir, with random weights that the loader then overwrites."""
@@ -228,7 +250,7 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     if context.model_dir is None:
-        source = resolve(block.get("encoder") or DEFAULT_ENCODER)
+        source = resolve(block["encoder"])
         tokenizer = AutoTokenizer.from_pretrained(source)
         encoder = AutoModel.from_pretrained(source)
     else:
@@ -238,17 +260,16 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
     return TransformerBackbone(
         encoder,
         tokenizer,
-        max_pieces=block.get("max_pieces"),
-        stride=block.get("stride"),
-        freeze=bool(block.get("freeze", False)),
-        freeze_epochs=int(block.get("freeze_epochs", 0)),
-        freeze_embeddings=bool(block.get("freeze_embeddings", False)),
-        rnn=block.get("rnn"),
+        max_pieces=block["max_pieces"],
+        stride=block["stride"],
+        freeze=block["freeze"],
+        freeze_epochs=block["freeze_epochs"],
+        freeze_embeddings=block["freeze_embeddings"],
+        rnn=block["rnn"],
     )
 
 
 def _word_rnn(size: int, block: dict) -> nn.RNNBase:
-    layers = int(block.get("layers", 1))
-    return rnn_cell(block.get("cell", "lstm"))(
-        size, int(block.get("hidden", 128)), num_layers=layers, batch_first=True,
-        bidirectional=True, dropout=float(block.get("dropout", 0.1)) if layers > 1 else 0.0)
+    return rnn_cell(block["cell"])(
+        size, block["hidden"], num_layers=block["layers"], batch_first=True,
+        bidirectional=True, dropout=block["dropout"] if block["layers"] > 1 else 0.0)

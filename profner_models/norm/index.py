@@ -25,13 +25,15 @@ import json
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from profner_models.config import ConfigError, Schema, check, describe
 from profner_models.pretrained import resolve
 
 DEFAULT_MODEL = "sentence-transformers/distiluse-base-multilingual-cased-v2"
@@ -45,42 +47,43 @@ class Encoder(Protocol):
     def encode(self, sentences: list[str], **kwargs) -> np.ndarray: ...
 
 
-@dataclass
-class NormConfig:
+class NormConfig(Schema):
     """How the index is built and queried (the ``norm`` block of a MEDDOPROF config)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     model: str = DEFAULT_MODEL
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
-    k: int = 5
-    vote: str = "weighted"  # weighted (sum of cosines) | majority (count, cosine breaks ties)
-    kinds: tuple[str, ...] = KINDS  # which rows the kNN step sees
-    string_match: bool = True  # exact match after folding, before kNN
+    k: int = Field(5, ge=1)
+    vote: Literal["weighted", "majority"] = "weighted"
+    """weighted: sum of cosines; majority: count, cosine breaks ties."""
+    kinds: tuple[Literal["description", "mention", "centroid"], ...] = Field(KINDS, min_length=1)
+    """Which rows the kNN step sees."""
+    string_match: bool = True
+    """Exact match after folding, before kNN."""
     fold_accents: bool = True
-    strip_endings: bool = True  # plural/gender-insensitive string keys
-    batch_size: int = 64
+    strip_endings: bool = True
+    """Plural/gender-insensitive string keys."""
+    batch_size: int = Field(64, ge=1)
 
-    def __post_init__(self) -> None:
-        self.templates = tuple(self.templates)
-        self.kinds = tuple(self.kinds)
-        if self.k < 1:
-            raise ValueError(f"norm.k must be >= 1, got {self.k}")
-        if self.vote not in ("weighted", "majority"):
-            raise ValueError(f"norm.vote must be 'weighted' or 'majority', got {self.vote!r}")
-        unknown = set(self.kinds) - set(KINDS)
-        if unknown or not self.kinds:
-            raise ValueError(f"norm.kinds must be a non-empty subset of {KINDS}, got {self.kinds}")
-        for template in self.templates:
+    def __init__(self, **settings) -> None:
+        try:
+            super().__init__(**settings)
+        except ValidationError as error:
+            raise ConfigError(describe(error, type(self), "norm")) from None
+
+    @field_validator("templates")
+    @classmethod
+    def _one_slot(cls, templates: tuple[str, ...]) -> tuple[str, ...]:
+        for template in templates:
             if template.count("{}") != 1:
                 raise ValueError(f"norm template {template!r} must hold exactly one '{{}}'")
+        return templates
 
     @classmethod
-    def from_dict(cls, block: Mapping | None) -> "NormConfig":
-        block = dict(block or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = set(block) - known
-        if unknown:
-            raise ValueError(f"unknown norm settings {sorted(unknown)} (known: {sorted(known)})")
-        return cls(**block)
+    def from_dict(cls, block: Mapping | None, path: str = "norm") -> "NormConfig":
+        """The block checked (``config.ConfigError`` naming the key path)."""
+        return cls(**check(cls, dict(block or {}), path))
 
 
 def code_descriptions(label: str, alternative_label: str = "") -> list[str]:
@@ -284,7 +287,7 @@ class NormIndex:
         directory.mkdir(parents=True, exist_ok=True)
         save_file({"embeddings": np.ascontiguousarray(self.embeddings)}, directory / EMBEDDINGS_FILE)
         meta = {
-            "config": asdict(self.config),
+            "config": self.config.model_dump(mode="json"),
             "valid_codes": self.valid_codes,
             "row_codes": self.row_codes,
             "row_kinds": self.row_kinds,

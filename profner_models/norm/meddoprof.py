@@ -18,7 +18,14 @@ from typing import Sequence
 from profner_models.config import resolve_data_path
 from profner_models.corpus import read_valid_codes
 from profner_models.documents import Document
-from profner_models.norm.index import EMBEDDINGS_FILE, INDEX_FILE, NormConfig, NormIndex, code_descriptions, load_encoder
+from profner_models.norm.index import (
+    EMBEDDINGS_FILE,
+    INDEX_FILE,
+    NormConfig,
+    NormIndex,
+    code_descriptions,
+    load_encoder,
+)
 from profner_models.sample import MEDDOPROF_SAMPLE
 
 log = logging.getLogger(__name__)
@@ -27,7 +34,7 @@ NORM_DIR = "norm"
 SAMPLE_CODES = "@sample"  # norm.valid_codes: the bundled sample's code list
 
 
-def norm_config(config: dict):
+def norm_config(config: dict) -> NormConfig:
     block = {k: v for k, v in (config.get("norm") or {}).items() if k != "valid_codes"}
     return NormConfig.from_dict(block)
 

@@ -7,6 +7,6 @@ predict). Importing the package registers both tasks.
 """
 
 from profner_models.tasks import meddoprof, profner  # noqa: F401  (they register)
-from profner_models.tasks.base import DEFAULT_TASK, Task, task_of, tasks
+from profner_models.tasks.base import DEFAULT_TASK, Task, data_config, task_of, tasks, validate
 
-__all__ = ["DEFAULT_TASK", "Task", "task_of", "tasks"]
+__all__ = ["DEFAULT_TASK", "Task", "data_config", "task_of", "tasks", "validate"]

@@ -16,17 +16,80 @@ spaCy's pipeline only calls a component's), so a task is one module that registe
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
+from pydantic import Field
 
+from profner_models.config import ConfigError, Schema, check
+from profner_models.corpus.augment import AugmentConfig
 from profner_models.documents import Document, Prediction
-from profner_models.models import Encoded, TrainedModel
+from profner_models.models import Encoded, TrainedModel, backbones, task_heads
 from profner_models.registry import Registry
 from profner_models.text.gazetteer import Gazetteer
 
 DEFAULT_TASK = "profner"
+
+
+class TrainingConfig(Schema):
+    """``training``: how ``training.fit`` trains (architecture- and task-blind)."""
+
+    seed: int = 13
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    grad_clip: float | None = Field(1.0, ge=0)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    bucketing: bool = True
+    loss_weights: dict[str, float] = Field(default_factory=dict)
+    """Per head role; a role not listed weighs 1."""
+    select: str | None = None
+    """The dev metric that picks the kept epoch, or ``last``; None: the task's metric."""
+    eval_batch_size: int = Field(128, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)
+    pretrained_lr: float | None = Field(None, gt=0)
+    interleave_positive: bool = False
+    vectors_cache: str | None = None
+    fail_at_epoch: int | None = None
+    """Fault injection for sweep tests (``trainables.trainable``); ``fit`` ignores it."""
+
+
+class DataConfig(Schema):
+    """``data``: the split and the entity types (tasks extend it)."""
+
+    dev_fraction: float = Field(0.2, gt=0, lt=1)
+    dev_seed: int = 13
+    train_on_dev: bool = False
+    """The refit of a tuned config: train on train + dev (``unseen.train`` still holds dev out
+    of a second, held-out run of the same recipe)."""
+    check: str | None = "bundled"
+    """Labelled text neither the refit nor its held-out run trained on (``unseen``)."""
+    scheme: Literal["IO", "BIO", "BILOU"] = "BIO"
+    types: list[str] = Field(default_factory=lambda: ["PROFESION", "SITUACION_LABORAL"])
+    gazetteer: str | None = None
+    augment: AugmentConfig | Literal[False] | None = None
+    """LM-ranked substitution of rare-type spans (``corpus.augment``); off by default."""
+
+
+class ModelConfig(Schema):
+    """``model``: a backbone and one head per role, each checked by its registry's schema."""
+
+    backbone: dict
+    heads: dict[str, dict]
+
+
+class TaskConfig(Schema):
+    """A whole config: a task names its own ``task``, ``data`` and ``model`` schemas."""
+
+    task: str = DEFAULT_TASK
+    data: DataConfig = DataConfig()
+    model: ModelConfig
+    training: TrainingConfig = TrainingConfig()
 
 
 class Task:
@@ -34,6 +97,8 @@ class Task:
 
     metric: str = ""
     """The dev metric that says how good a model is (``evaluate`` reports it)."""
+    schema: type[TaskConfig] = TaskConfig
+    """The schema of this task's configs."""
     shown_metrics: tuple[str, ...] = ()
     """The metrics printed after each epoch."""
 
@@ -77,9 +142,43 @@ class Task:
         raise NotImplementedError
 
 
-tasks: Registry[Task] = Registry("task")
+tasks: Registry[Task] = Registry("task", versioned=False)
 
 
 def task_of(config: dict) -> Task:
     """The task of ``config["task"]`` (``profner`` when absent)."""
     return tasks.get(config.get("task") or DEFAULT_TASK)()
+
+
+def data_config(config: dict) -> dict:
+    """The ``data`` block alone, checked by the task's schema (what reading a corpus needs)."""
+    try:
+        task = task_of(config)
+    except KeyError as error:
+        raise ConfigError(f"task: {error.args[0]}") from None
+    return check(task.schema.model_fields["data"].annotation, config.get("data"), "data")
+
+
+def validate(config: dict) -> dict:
+    """``config`` checked whole, as a new plain dict with every default filled in: the task's
+    schema, then each registered part's (names versioned), then the head roles against the
+    task's labels; ``training.select`` defaults to the task's metric. ``ConfigError`` names
+    the key path of the first problem block (all its problems)."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"a config must be a mapping, got {config!r}")
+    try:
+        task = task_of(config)
+    except KeyError as error:
+        raise ConfigError(f"task: {error.args[0]}") from None
+    checked = check(task.schema, copy.deepcopy(config))
+    model = checked["model"]
+    model["backbone"] = backbones.check(model["backbone"], "model.backbone")
+    model["heads"] = {role: task_heads.check(block, f"model.heads.{role}")
+                      for role, block in model["heads"].items()}
+    try:
+        task.labels(checked)
+    except ValueError as error:
+        raise ConfigError(f"model.heads: {error}") from None
+    if checked["training"]["select"] is None:
+        checked["training"]["select"] = task.metric
+    return checked

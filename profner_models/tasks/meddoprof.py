@@ -37,16 +37,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
+from pydantic import Field, model_validator
 
+from profner_models.config import Schema, check
 from profner_models.documents import Document, Prediction, Span
 from profner_models.models import Encoded, TrainedModel, encode_text, encode_tokens, scored_batches
+from profner_models.norm.index import NormConfig
 from profner_models.norm.meddoprof import NORM_DIR, build_norm, load_norm, save_norm
 from profner_models.sample import MEDDOPROF_SAMPLE
 from profner_models.tasks import metrics as scoring
-from profner_models.tasks.base import Task, tasks
+from profner_models.tasks.base import DataConfig, Task, TaskConfig, tasks
 from profner_models.text.tags import decode, encode, flat_spans, tag_set
 from profner_models.text.tokenize import Token, tokenize
 from profner_models.text.windows import merge, plan_windows
@@ -56,8 +59,40 @@ log = logging.getLogger(__name__)
 TYPES = ("PROFESION", "SITUACION_LABORAL", "ACTIVIDAD")
 CLASSES = ("PACIENTE", "FAMILIAR", "SANITARIO", "OTROS")
 CROSS = "+"  # cross-product label: PROFESION+PACIENTE
-CLASS_OUTPUTS = ("joint", "cross")
-WINDOW_DEFAULTS = {"size": 128, "stride": 64, "train_stride": 128}
+
+
+class WindowConfig(Schema):
+    """Words per window, and between window starts at prediction / in training."""
+
+    size: int = Field(128, ge=1)
+    stride: int = Field(64, ge=1)
+    train_stride: int = Field(128, ge=1)
+
+    @model_validator(mode="after")
+    def _strides_fit(self) -> "WindowConfig":
+        for name in ("stride", "train_stride"):
+            if getattr(self, name) > self.size:
+                raise ValueError(f"{name} must be in 1..{self.size} (the window size)")
+        return self
+
+
+class MeddoprofDataConfig(DataConfig):
+    types: list[str] = Field(default_factory=lambda: list(TYPES))
+    classes: list[str] = Field(default_factory=lambda: list(CLASSES))
+    class_output: Literal["joint", "cross"] = "joint"
+    window: WindowConfig = WindowConfig()
+
+
+class NormBlockConfig(NormConfig):
+    """``norm``: the index settings plus where the valid codes come from (``norm.meddoprof``)."""
+
+    valid_codes: str | None = None
+
+
+class MeddoprofConfig(TaskConfig):
+    task: Literal["meddoprof"] = "meddoprof"
+    data: MeddoprofDataConfig = MeddoprofDataConfig()
+    norm: NormBlockConfig | Literal[False] = NormBlockConfig()
 
 
 @dataclass(frozen=True)
@@ -72,18 +107,10 @@ class Settings:
 
     @classmethod
     def of(cls, config: dict) -> "Settings":
-        data = config.get("data", {})
-        window = {**WINDOW_DEFAULTS, **(data.get("window") or {})}
-        output = data.get("class_output", "joint")
-        if output not in CLASS_OUTPUTS:
-            raise ValueError(f"data.class_output must be one of {CLASS_OUTPUTS}, not {output!r}")
-        settings = cls(tuple(data.get("types") or TYPES), tuple(data.get("classes") or CLASSES),
-                       data.get("scheme", "BIO"), output, int(window["size"]),
-                       int(window["stride"]), int(window["train_stride"]))
-        for name in ("stride", "train_stride"):
-            if not 1 <= getattr(settings, name) <= settings.size:
-                raise ValueError(f"data.window.{name} must be in 1..{settings.size}")
-        return settings
+        data = check(MeddoprofDataConfig, config.get("data"), "data")
+        window = data["window"]
+        return cls(tuple(data["types"]), tuple(data["classes"]), data["scheme"],
+                   data["class_output"], window["size"], window["stride"], window["train_stride"])
 
 
 # ---- labels and training targets ----------------------------------------------------------
@@ -256,6 +283,7 @@ class MeddoprofTask(Task):
 
     metric = "f1_mean"
     shown_metrics = ("f1_ner", "f1_class", "f1_norm", "f1_mean")
+    schema = MeddoprofConfig
 
     def sample_dir(self) -> Path:
         return MEDDOPROF_SAMPLE

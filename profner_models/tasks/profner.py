@@ -15,14 +15,21 @@ weaker ``pooled_linear`` head (e.g. 0.8421 vs 0.8067 at epoch 3).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 
 from profner_models.documents import Document, Prediction, Span
-from profner_models.models import BackboneOutput, Encoded, HeadOutput, TrainedModel, encode_text, scored_batches
+from profner_models.models import (
+    BackboneOutput,
+    Encoded,
+    HeadOutput,
+    TrainedModel,
+    encode_text,
+    scored_batches,
+)
 from profner_models.sample import PROFNER_SAMPLE
-from profner_models.tasks.base import Task, tasks
+from profner_models.tasks.base import ModelConfig, Task, TaskConfig, tasks
 from profner_models.tasks.metrics import score_7a, score_7b
 from profner_models.text.gazetteer import Gazetteer
 from profner_models.text.tags import decode, encode, flat_spans, tag_set
@@ -31,10 +38,21 @@ from profner_models.text.tokenize import Token
 ROLES = ("classify", "tag")
 
 
+class ProfnerModelConfig(ModelConfig):
+    label_from_entities: bool = True
+    """7a: the classifier's label OR "an entity was found" (module docstring)."""
+
+
+class ProfnerConfig(TaskConfig):
+    task: Literal["profner"] = "profner"
+    model: ProfnerModelConfig
+
+
 @tasks.register("profner")
 class ProfnerTask(Task):
     metric = "f1_7b"
     shown_metrics = ("loss", "f1_7a", "f1_7b")
+    schema = ProfnerConfig
 
     def sample_dir(self) -> Path:
         return PROFNER_SAMPLE
@@ -99,7 +117,7 @@ def decode_batch(model: TrainedModel, batch: Sequence[Encoded], output: Backbone
     documents' tokens, so they index the original text)."""
     network = model.network
     scheme = model.config["data"]["scheme"]
-    from_entities = model.config["model"].get("label_from_entities", True)
+    from_entities = model.config["model"]["label_from_entities"]
     probs = torch.zeros(len(batch))
     if "classify" in heads:
         probs = network.heads["classify"].probabilities(heads["classify"].scores)[:, 1].float().cpu()

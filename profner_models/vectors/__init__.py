@@ -7,7 +7,14 @@ multilingual-e5-small static vectors (``e5``) and the composed space a backbone 
 ``e5_format`` only.
 """
 
-from profner_models.vectors.base import Part, StaticPart, VectorsError, WordVectors, load_vectors, write_word2vec
+from profner_models.vectors.base import (
+    Part,
+    StaticPart,
+    VectorsError,
+    WordVectors,
+    load_vectors,
+    write_word2vec,
+)
 from profner_models.vectors.compose import VectorSpace, concat, space_from_config
 from profner_models.vectors.e5 import E5Part
 from profner_models.vectors.gensim import FastTextPart, train_part

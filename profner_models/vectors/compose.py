@@ -30,19 +30,70 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence, Union
 
 import numpy as np
 import torch
+from pydantic import Field, model_serializer, model_validator
 from safetensors.numpy import load_file, save_file
 
-from profner_models.config import resolve_data_path
+from profner_models.config import Schema, resolve_data_path
 from profner_models.vectors.base import Part, StaticPart, VectorsError, load_vectors
 from profner_models.vectors.e5 import E5Part, e5_part
 from profner_models.vectors.gensim import FastTextPart, train_part
 from profner_models.vectors.sources import NOTHING, HeldOut
 
 SPACE_FILE, ARRAYS_FILE = "space.json", "space.safetensors"
+
+
+class TrainVectorsConfig(Schema):
+    """``train``: gensim vectors (``gensim.train_part``)."""
+
+    sources: list[str] = Field(default_factory=lambda: ["@train"])
+    algorithm: Literal["skipgram", "cbow", "fasttext"] = "skipgram"
+    dim: int = Field(300, ge=1)
+    window: int = Field(5, ge=1)
+    min_count: int = Field(2, ge=1)
+    epochs: int = Field(10, ge=1)
+    seed: int = 13
+    lowercase: bool | None = None
+    """None: as the backbone's words."""
+    min_n: int = Field(3, ge=1)
+    max_n: int = Field(6, ge=1)
+    bucket: int = Field(100_000, ge=1)
+
+
+class E5VectorsConfig(Schema):
+    """``e5``: multilingual-e5-small static vectors of the sources' words (``e5.e5_part``)."""
+
+    sources: list[str] = Field(min_length=1)
+    lowercase: bool | None = None
+
+
+class VectorsConfig(Schema):
+    """A ``vectors`` block: exactly one of ``path`` / ``train`` / ``e5`` / ``concat``, plus an
+    optional ``pca``. Keys left unset are left out of the saved config."""
+
+    path: str | None = None
+    format: Literal["auto", "text", "binary"] | None = None
+    limit: int | None = Field(None, ge=1)
+    train: TrainVectorsConfig | None = None
+    e5: E5VectorsConfig | None = None
+    concat: Union[list[Union["VectorsConfig", None]], dict[str, Union["VectorsConfig", None]], None] = None
+    pca: int | None = Field(None, ge=1)
+    cache_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "VectorsConfig":
+        given = [key for key in ("path", "train", "e5", "concat") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a vectors block needs exactly one of path, train, e5, concat "
+                             f"(got {', '.join(given) or 'none'})")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _set_keys_only(self, handler):
+        return {key: value for key, value in handler(self).items() if value is not None}
 PART_KINDS: dict[str, type[Part]] = {"static": StaticPart, "fasttext": FastTextPart, "e5": E5Part}
 
 
@@ -148,7 +199,7 @@ def space_from_config(block: dict | None, *, lowercase: bool,
         if space is None:
             raise VectorsError("pca: needs vectors to cut (the block gives none)")
         return space.fit_pca(int(block["pca"]))
-    if "concat" in block:
+    if block.get("concat") is not None:
         parts = block["concat"]
         if isinstance(parts, dict):  # named parts (a search space can merge into one, or null it)
             parts = [part for part in parts.values() if part]
@@ -171,17 +222,19 @@ def concat(parts: Sequence[Part]) -> VectorSpace:
 
 def _part(block: dict, lowercase: bool, train_words: Sequence[Sequence[str]], held_out: HeldOut,
           cache_dir: str | Path | None) -> Part:
-    if "path" in block:
+    if block.get("path"):
         return StaticPart(load_vectors(resolve_data_path(block["path"]),
-                                       block.get("format", "auto"), block.get("limit")))
-    if "train" in block:
+                                       block.get("format") or "auto", block.get("limit")))
+    if block.get("train"):
         settings = dict(block["train"])
         sources = settings.pop("sources", ["@train"])
-        settings.setdefault("lowercase", lowercase)
+        if settings.get("lowercase") is None:
+            settings["lowercase"] = lowercase
         return train_part(sources, train_words=train_words, held_out=held_out,
-                          cache_dir=block.get("cache_dir", cache_dir), **settings)
-    if "e5" in block:
+                          cache_dir=block.get("cache_dir") or cache_dir, **settings)
+    if block.get("e5") is not None:
         settings = dict(block["e5"] or {})
+        lower = settings.get("lowercase")
         return e5_part(settings.get("sources") or [], held_out=held_out, train_words=train_words,
-                       lowercase=bool(settings.get("lowercase", lowercase)))
+                       lowercase=lowercase if lower is None else bool(lower))
     raise VectorsError(f"vectors block needs 'path', 'train', 'e5' or 'concat': {block!r}")
