@@ -24,7 +24,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from profner_models.corpus import load_corpus, splits_of
 from profner_models.corpus.augment import augment_documents
@@ -39,6 +38,7 @@ from profner_models.models import (
     TrainedModel,
     collate,
 )
+from profner_models.progress import Progress
 from profner_models.spans import apply_span_policy
 from profner_models.tasks import data_config, task_of, validate
 from profner_models.text.features import bucket_batches
@@ -142,7 +142,6 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
     task = task_of(config)
     dev_encoded = [task.encode(doc, config, model.labels, model.gazetteer) for doc in dev_gold]
     novelty = word_novelty(network.backbone, dev_encoded)
-    _report_dev(len(dev_gold), len(held_out), novelty, progress)
 
     optimizer = torch.optim.AdamW(
         _parameter_groups(network, float(cfg["weight_decay"]), cfg["pretrained_lr"]),
@@ -160,6 +159,8 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
     history: list[dict] = []
     best_state, best_epoch, best_metrics, stale, step = None, 0, {}, 0, 0
     select = cfg["select"]
+    shown = Progress(total, enabled=progress)
+    shown.report(_dev_line(len(dev_gold), len(held_out), novelty))
     for epoch in range(1, int(cfg["epochs"]) + 1):
         started, cpu_started = time.perf_counter(), time.process_time()
         network.train()
@@ -168,8 +169,7 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         batches = bucket_batches([lengths[i] for i in chosen], int(cfg["batch_size"]), True, rng,
                                  bool(cfg["bucketing"]))
         losses = []
-        bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
-        for batch in bar:
+        for batch in shown.steps(batches, epoch, int(cfg["epochs"])):
             features, targets = collate(network, [encoded[chosen[i]] for i in batch])
             loss = network.loss(network(features, targets)[1])
             optimizer.zero_grad(set_to_none=True)
@@ -179,7 +179,7 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            shown.set_loss(float(np.mean(losses[-20:])))
             step += 1
             if step >= total:
                 break
@@ -192,10 +192,9 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         history.append({"epoch": epoch, **metrics})
         if select != "last" and select not in metrics:
             raise KeyError(f"training.select {select!r} is not a metric ({', '.join(metrics)})")
-        if progress:
-            tqdm.write(f"epoch {epoch}: " + " ".join(
-                f"{k}={metrics[k]:.4f}" for k in task.shown_metrics if k in metrics)
-                + f" ({train_seconds:.0f}s)")
+        shown.report(f"epoch {epoch}/{cfg['epochs']}: " + " ".join(
+            f"{k}={metrics[k]:.4f}" for k in task.shown_metrics if k in metrics)
+            + f" ({train_seconds:.0f}s)")
         if best_state is None or select == "last" or metrics[select] > best_metrics[select]:
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
             best_epoch, best_metrics, stale = epoch, metrics, 0
@@ -231,7 +230,7 @@ def word_novelty(backbone: Backbone, encoded: Sequence[Encoded]) -> dict[str, fl
             "dev_unseen_rate": sum(s != SEEN for s in statuses) / len(statuses)}
 
 
-def _report_dev(documents: int, held_out: int, novelty: dict[str, float], progress: bool) -> None:
+def _dev_line(documents: int, held_out: int, novelty: dict[str, float]) -> str:
     if held_out:
         what = f"dev: {documents} documents held out from every learned resource"
     else:
@@ -239,9 +238,7 @@ def _report_dev(documents: int, held_out: int, novelty: dict[str, float], progre
     if novelty:
         what += (f"; {novelty['dev_unknown_rate']:.1%} of its words outside the vocabulary, "
                  f"{novelty['dev_unseen_rate']:.1%} not in the training documents")
-    log.info(what)
-    if progress:
-        tqdm.write(what)
+    return what
 
 
 def _epoch_units(count: int, positive: Sequence[bool], interleave: bool

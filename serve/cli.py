@@ -3,6 +3,9 @@
 Blocking by default (Ctrl-C or SIGTERM shuts Serve and Ray down); ``--detach`` returns once the
 server answers and prints its URL; ``profner serve --stop [--port P]`` stops detached (or
 foreground) servers started on this machine by this user.
+
+Ray, torch and the server parts are imported when the command runs, not when ``profner`` lists
+its commands (every invocation registers this plugin).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def sweep(tmp_path_factory):
     try:
         with contextlib.redirect_stdout(out):
             result = run_sweep(SweepOptions(
-                space="smoke", num_samples=NUM_SAMPLES, max_concurrent=2, num_cpus=2,
+                space="smoke", num_samples=NUM_SAMPLES, max_concurrent=1, num_cpus=2,
                 name="sweep", storage=str(tmp / "runs"), ray_temp_dir=str(ray_tmp),
                 tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", export=str(tmp / "best_model")))
         yield tmp, result
@@ -51,14 +51,43 @@ def test_every_trial_ran_or_was_stopped(sweep) -> None:
     analysis = ExperimentAnalysis(str(tmp / "runs" / "sweep"))
     assert len(analysis.trials) == NUM_SAMPLES
     from trainables.runner import max_epochs as asha_max_t
+    from trainables.trainable import ran_all_epochs
 
     max_epochs = asha_max_t(load("smoke"))
     assert max_epochs == 3
+    ran = []
     for trial in analysis.trials:
         assert trial.status == "TERMINATED"
         epochs = trial.last_result["epoch"]
+        ran.append(epochs)
         # Completed trials ran every epoch; ASHA-stopped ones stopped at a rung (1, 2).
-        assert epochs == max_epochs or (not trial.last_result.get("done") and epochs in (1, 2))
+        assert epochs == max_epochs or epochs in (1, 2)
+        assert ran_all_epochs(trial.last_result) == (epochs == max_epochs)
+    assert min(ran) < max_epochs, f"ASHA stopped no trial early: epochs run {ran}"
+    assert max(ran) == max_epochs
+
+
+def test_tpe_proposes_other_configs_than_random_search_after_the_initial_points() -> None:
+    """HyperOptSearch as the runner builds it: after ``n_initial_points`` random trials, TPE
+    proposes from what it saw, not what the random sampler (same seed) would draw next."""
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    space = load("smoke")
+
+    def searcher(initial: int) -> HyperOptSearch:
+        return HyperOptSearch(space=space.to_hyperopt(), metric="f1_7b", mode="max",
+                              n_initial_points=initial, random_state_seed=13)
+
+    tpe, random_only = searcher(3), searcher(100)
+    for i in range(3):
+        first, second = tpe.suggest(str(i)), random_only.suggest(str(i))
+        assert first == second  # the initial points are the same random draws
+        for search in (tpe, random_only):  # lr near 0.02 scores best
+            lr = first["training"]["lr"]
+            search.on_trial_complete(str(i), {"f1_7b": 1.0 - abs(lr - 0.02)})
+    proposals = [tpe.suggest(f"t{i}") for i in range(3)]
+    draws = [random_only.suggest(f"t{i}") for i in range(3)]
+    assert proposals != draws
 
 
 def test_mlflow_has_one_parent_and_a_child_per_trial(sweep) -> None:
@@ -83,7 +112,7 @@ def test_mlflow_has_one_parent_and_a_child_per_trial(sweep) -> None:
             "completed" if int(tags["profner.epochs_run"]) == planned else "scheduler")
         params = child.data.params
         assert "training.lr" in params and "model.backbone.encoder.cell" in params
-        assert 0.01 <= float(params["training.lr"]) <= 0.08
+        assert 0.06 <= float(params["training.lr"]) <= 0.15
         history = c.get_metric_history(child.info.run_id, "f1_7b")
         assert [m.step for m in history] == list(range(1, int(tags["profner.epochs_run"]) + 1))
         assert child.data.metrics["best_f1_7b"] == max(m.value for m in history)

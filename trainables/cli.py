@@ -1,4 +1,9 @@
-"""``profner tune``, ``profner refit`` and ``profner ui`` (registered from one entry point)."""
+"""``profner tune``, ``profner refit`` and ``profner ui`` (registered from one entry point).
+
+The commands import the Ray side (``trainables.runner`` and friends) when they run, not when
+``profner`` lists its commands: every ``profner`` invocation registers this plugin, and
+``profner train`` or ``predict`` should not pay for importing Ray.
+"""
 
 from __future__ import annotations
 

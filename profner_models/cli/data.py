@@ -5,7 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+from profner_models.artifacts import load
+from profner_models.corpus import CorpusError, corpus_stats, format_stats, load_corpus
+from profner_models.corpus.download import (
+    MEDDOPROF_URL,
+    PROFNER_URL,
+    DownloadError,
+    default_sources,
+    fetch_all,
+)
+from profner_models.models import encode_text
+from profner_models.training import word_novelty
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,8 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from profner_models.corpus import CorpusError, corpus_stats, format_stats, load_corpus
-
     try:
         docs, report = load_corpus(args.path, split=args.split, lenient=args.lenient)
     except CorpusError as error:
@@ -56,10 +67,6 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def model_novelty(model_dir: Path, docs) -> dict:
     """``model``, ``unknown_word_rate`` and ``unseen_word_rate`` of ``docs`` for that model."""
-    from profner_models.artifacts import load
-    from profner_models.models.joint import encode_text
-    from profner_models.training import word_novelty
-
     model = load(model_dir)
     encoded = [encode_text(doc.text, model.gazetteer) for doc in docs]
     rates = word_novelty(model.network.backbone, encoded)
@@ -69,16 +76,6 @@ def model_novelty(model_dir: Path, docs) -> dict:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from profner_models.corpus.download import (
-        MEDDOPROF_URL,
-        PROFNER_URL,
-        DownloadError,
-        default_sources,
-        fetch_all,
-    )
-
     profner, meddoprof = default_sources(args.url_profner or PROFNER_URL, args.url_meddoprof or MEDDOPROF_URL)
     sources = [replace(profner, sha256=args.sha256_profner), replace(meddoprof, sha256=args.sha256_meddoprof)]
     try:

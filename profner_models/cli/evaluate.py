@@ -17,6 +17,10 @@ import json
 import sys
 from pathlib import Path
 
+from profner_models.corpus import CorpusError, read_7a_tsv, read_7b_tsv, read_norm_tsv, read_valid_codes
+from profner_models.documents import Span
+from profner_models.tasks import metrics
+
 TASKS = ("7a", "7b", "meddoprof-ner", "meddoprof-class", "meddoprof-norm")
 
 
@@ -40,9 +44,6 @@ def read_ann_folder(folder: Path, labels: tuple[str, ...], as_class: bool,
     span, is skipped (one message in ``warnings``). T-lines that are arguments of an R-line
     are dropped, and so are labels outside ``labels``. ``as_class`` puts the label in
     ``Span.cls``."""
-    from profner_models.corpus import CorpusError
-    from profner_models.documents import Span
-
     if not folder.is_dir():
         raise CorpusError("brat folder not found", folder)
     out: dict = {}
@@ -79,9 +80,6 @@ def read_ann_folder(folder: Path, labels: tuple[str, ...], as_class: bool,
 def _norm_spans(path: Path, strip: bool) -> dict:
     """``filename -> spans`` of a NORM TSV; ``strip`` trims filename and code (the official
     scorer does this to the predictions only)."""
-    from profner_models.corpus import read_norm_tsv
-    from profner_models.documents import Span
-
     spans: dict = {}
     for row in read_norm_tsv(path):
         name, code = (row.filename.strip(), row.code.strip()) if strip else (row.filename, row.code)
@@ -93,9 +91,6 @@ def score(task: str, gold: Path, pred: Path, valid_codes: Path | None = None) ->
     """Read both inputs for ``task`` and score them (see :mod:`profner_models.tasks.metrics`).
 
     ``"skipped"`` lists what the official scorer would skip or check that this run did not."""
-    from profner_models.corpus import read_7a_tsv, read_7b_tsv, read_valid_codes
-    from profner_models.tasks import metrics
-
     skipped: list[str] = []
     if task == "7a":
         result = metrics.score_7a(read_7a_tsv(gold), read_7a_tsv(pred))
@@ -143,8 +138,6 @@ def _warnings(result: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from profner_models.corpus import CorpusError
-
     for path in (args.gold, args.pred, args.valid_codes):
         if path is not None and not path.exists():
             print(f"profner evaluate: {path}: no such file or folder", file=sys.stderr)

@@ -7,6 +7,16 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from profner_models.artifacts import ModelDirError
+from profner_models.corpus import (
+    CorpusError,
+    read_text_dir,
+    write_7a_tsv,
+    write_7b_tsv,
+    write_meddoprof_outputs,
+)
+from profner_models.predict import Predictor
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="run a trained model on a folder of .txt files")
@@ -21,10 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from profner_models.artifacts import ModelDirError
-    from profner_models.corpus import CorpusError, read_text_dir, write_7a_tsv, write_7b_tsv
-    from profner_models.predict import Predictor
-
     if args.out_7a is None and args.out_7b is None and args.out_dir is None:
         print("profner predict: give --out-7a and/or --out-7b (ProfNER) or --out-dir (MEDDOPROF)",
               file=sys.stderr)
@@ -41,8 +47,6 @@ def run(args: argparse.Namespace) -> int:
     predictions = predictor.predict([doc.text for doc in docs])
     docs = [replace(doc, label=p.label, spans=p.entities) for doc, p in zip(docs, predictions)]
     if args.out_dir is not None:  # MEDDOPROF: task1/, task2/, norm.tsv
-        from profner_models.corpus import write_meddoprof_outputs
-
         counts = write_meddoprof_outputs(docs, args.out_dir)
         print(f"profner predict: {counts['documents']} documents, {counts['task1']} entities, "
               f"{counts['task2']} classes, {counts['norm']} codes -> {args.out_dir}")

@@ -204,7 +204,7 @@ class NgramScorer:
     """Witten-Bell interpolated word n-gram model (nltk) fitted on the training texts."""
 
     def __init__(self, texts: list[str], order: int) -> None:
-        from nltk.lm import WittenBellInterpolated
+        from nltk.lm import WittenBellInterpolated  # lazy: only when augmenting (~1 s)
         from nltk.lm.preprocessing import padded_everygram_pipeline
 
         self.order = order
@@ -247,7 +247,7 @@ class CausalLMScorer:
     """A Hugging Face causal LM scoring sub-word tokens (see :class:`Scorer`)."""
 
     def __init__(self, model_name: str) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: seconds to import
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_name)
         self.model = AutoModelForCausalLM.from_pretrained(model_name).eval()
@@ -258,7 +258,7 @@ class CausalLMScorer:
         self.start = start
 
     def score(self, left: str, filler: str, right: str) -> float:
-        import torch
+        import torch  # lazy: only this scorer needs it (corpus reading stays torch-free)
 
         left_ids, filler_ids, right_ids = (self.tokenizer(text, add_special_tokens=False)["input_ids"]
                                            for text in (left, filler, right))

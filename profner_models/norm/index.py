@@ -32,6 +32,7 @@ from typing import Iterable, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, field_validator
+from safetensors.numpy import load_file, save_file
 
 from profner_models.config import ConfigError, Schema, check, describe
 from profner_models.pretrained import resolve
@@ -281,8 +282,6 @@ class NormIndex:
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        from safetensors.numpy import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file({"embeddings": np.ascontiguousarray(self.embeddings)}, directory / EMBEDDINGS_FILE)
@@ -304,8 +303,6 @@ class NormIndex:
         cls, directory: str | Path, encoder: Encoder | None = None, model: str | None = None
     ) -> "NormIndex":
         """Read an index saved by ``save``; ``model`` overrides the saved encoder name/path."""
-        from safetensors.numpy import load_file
-
         directory = Path(directory)
         for name in (INDEX_FILE, EMBEDDINGS_FILE):
             if not (directory / name).is_file():

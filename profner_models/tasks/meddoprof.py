@@ -48,8 +48,8 @@ from profner_models.models import Encoded, TrainedModel, encode_text, encode_tok
 from profner_models.norm.index import NormConfig
 from profner_models.norm.meddoprof import NORM_DIR, build_norm, load_norm, save_norm
 from profner_models.sample import MEDDOPROF_SAMPLE
-from profner_models.tasks import metrics as scoring
 from profner_models.tasks.base import DataConfig, Task, TaskConfig, tasks
+from profner_models.tasks.metrics import score_meddoprof_class, score_meddoprof_ner, score_meddoprof_norm
 from profner_models.text.tags import decode, encode, flat_spans, tag_set
 from profner_models.text.tokenize import Token, tokenize
 from profner_models.text.windows import merge, plan_windows
@@ -265,8 +265,8 @@ def evaluate(model: TrainedModel, gold: Sequence[Document], batch_size: int = 64
     predictions = predict(model, [doc.text for doc in gold], batch_size)
     predicted = [Document(doc.id, doc.text, p.entities) for doc, p in zip(gold, predictions)]
     out: dict[str, float] = {}
-    for key, score in (("ner", scoring.score_meddoprof_ner), ("class", scoring.score_meddoprof_class),
-                       ("norm", scoring.score_meddoprof_norm)):
+    for key, score in (("ner", score_meddoprof_ner), ("class", score_meddoprof_class),
+                       ("norm", score_meddoprof_norm)):
         if key == "norm" and model.resources.get("norm") is None:
             continue
         result = score(gold, predicted)

@@ -15,6 +15,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from profner_models.config import resolve_data_path
+from profner_models.sample import PROFNER_SAMPLE
+from profner_models.text.tokenize import tokenize
+
 OUT, BEGIN, INSIDE = 0, 1, 2
 SIZE = 3
 FILE_NAME = "gazetteer.txt"
@@ -34,8 +38,6 @@ class Gazetteer:
     """A set of (multi-word) terms, matched over token sequences."""
 
     def __init__(self, terms: Iterable[str], max_words: int = 8) -> None:
-        from profner_models.text.tokenize import tokenize
-
         self.terms: list[str] = []
         self._entries: set[tuple[str, ...]] = set()
         self._prefixes: set[tuple[str, ...]] = set()
@@ -90,8 +92,6 @@ class Gazetteer:
 
 
 def bundled_path() -> Path:
-    from profner_models.sample import PROFNER_SAMPLE
-
     found = sorted(Path(PROFNER_SAMPLE).rglob("*gazetteer*.tsv")) or sorted(
         Path(PROFNER_SAMPLE).rglob("*gazetteer*.txt"))
     if not found:
@@ -105,6 +105,4 @@ def gazetteer_from_config(value: str | Path | None) -> Gazetteer | None:
         return None
     if value == "bundled":
         return Gazetteer.load(bundled_path())
-    from profner_models.config import resolve_data_path
-
     return Gazetteer.load(resolve_data_path(value))

@@ -1,0 +1,110 @@
+"""The house: rooms import only downwards, the import graph has no cycle, the library never
+imports Ray, MLflow or HTTP code, and every room says what it holds."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "profner_models"
+
+# Bottom to top: a room may import rooms below it, and itself. docs/design.md draws the same.
+LAYERS = [
+    {"__init__", "documents", "spans", "config", "registry", "sample", "progress"},
+    {"text"},
+    {"corpus"},
+    {"e5"},
+    {"vectors"},
+    {"pretrained"},
+    {"models"},
+    {"norm"},
+    {"tasks"},
+    {"artifacts", "training"},
+    {"predict"},
+    {"unseen"},
+    {"cli"},
+]
+LEVEL = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
+FORBIDDEN = ("ray", "mlflow", "fastapi", "uvicorn", "starlette", "trainables", "serve", "profner_ray")
+
+
+def modules() -> dict[str, Path]:
+    """Module name -> file (a package by its own name, not ``pkg.__init__``)."""
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        if parts[1:2] == ("sample",) and path.name != "__init__.py":
+            continue  # the sample's build script is data tooling, not the library
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imports(path: Path, name: str) -> set[str]:
+    """Every module ``path`` imports, at the top or inside functions."""
+    found = set()
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_rooms_import_only_downwards():
+    known = modules()
+    wrong = []
+    for name, path in known.items():
+        for target in imports(path, name):
+            if target.startswith("profner_models.") and target in known:
+                if LEVEL[room(target)] > LEVEL[room(name)]:
+                    wrong.append(f"{name} -> {target}")
+    assert not wrong, "upward imports:\n" + "\n".join(sorted(wrong))
+
+
+def test_the_import_graph_has_no_cycle():
+    known = modules()
+    graph = {name: {t for t in imports(path, name) if t in known and t != name}
+             for name, path in known.items()}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                raise AssertionError("cycle: " + " -> ".join(trail[trail.index(nxt):] + [nxt])
+                                     if nxt in trail else f"cycle via {nxt}")
+            if nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
+
+
+def test_the_library_never_imports_ray_mlflow_or_http_code():
+    offenders = sorted(f"{name} -> {target}" for name, path in modules().items()
+                       for target in imports(path, name)
+                       if target.split(".")[0] in FORBIDDEN)
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("package", sorted(
+    {"profner_models"} | {f"profner_models.{p.name}" for p in ROOT.iterdir()
+                          if (p / "__init__.py").is_file()}))
+def test_every_room_says_what_it_holds(package):
+    doc = importlib.import_module(package).__doc__
+    assert doc and len(doc.split()) >= 12, f"{package}: its __init__ needs a docstring"
