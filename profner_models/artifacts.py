@@ -44,8 +44,10 @@ class ModelDirError(ValueError):
     """A model dir that cannot be loaded; the message names the file at fault."""
 
 
-def save(model: TrainedModel, model_dir: str | Path, extra_meta: dict | None = None) -> Path:
-    """Write ``model`` as a model dir (the module docstring); ``meta.json`` last."""
+def save(model: TrainedModel, model_dir: str | Path, extra_meta: dict | None = None,
+         weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model`` as a model dir (the module docstring); ``meta.json`` last. ``weights``:
+    a state dict to write instead of the network's current one (a kept earlier epoch)."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / META).unlink(missing_ok=True)
@@ -57,7 +59,8 @@ def save(model: TrainedModel, model_dir: str | Path, extra_meta: dict | None = N
         model.gazetteer.save(model_dir / GAZETTEER)
         files.append(GAZETTEER)
     files += task_of(model.config).save_resources(model, model_dir)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous()
+             for k, v in (weights or model.network.state_dict()).items()}
     save_file(state, str(model_dir / WEIGHTS), metadata={"format": str(FORMAT)})
     meta = {
         "format": FORMAT,

@@ -11,10 +11,25 @@ MEDDOPROF schedule, which also makes those epochs cheaper) and even epochs on al
 task-blind too: labels, targets, training windows, resources such as MEDDOPROF's NORM index and the metrics are the hooks of the
 ``config["task"]`` ``Task`` (``profner_models.tasks``).
 Same config + seed -> same metrics on CPU.
+
+Device and precision (plain torch idioms: the loop is ours and small, so a wrapper such as
+``accelerate`` would add a layer without removing code): ``training.device`` ``auto`` (the GPU
+Ray gave the trial, else CPU), ``cpu``, ``cuda``, ``cuda:N`` — the network, every batch and the
+evaluation run there, and a device asked for but absent fails before any work;
+``training.precision`` ``fp32`` / ``bf16`` / ``fp16`` (autocast; a gradient scaler for fp16).
+Each epoch on a GPU reports ``gpu_memory_mb`` (peak allocated); running out of GPU memory ends
+the fit with a message that says so.
+
+Resuming: after each epoch a callback may write ``event.checkpoint(dir)``: the best-so-far model
+dir (what prediction and export read) plus ``resume/``, the current weights and everything
+needed to go on exactly — optimizer, scheduler, gradient scaler, RNG states, epoch, step,
+history, best epoch. ``fit(..., resume_from=dir)`` continues after that epoch, and gives the
+same per-epoch metrics on CPU as a fit that was never interrupted.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -24,7 +39,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
 
+from profner_models import artifacts
+from profner_models.config import ConfigError
 from profner_models.corpus import load_corpus, splits_of
 from profner_models.corpus.augment import augment_documents
 from profner_models.documents import Document
@@ -48,6 +67,9 @@ from profner_models.vectors import NOTHING, HeldOut
 
 log = logging.getLogger(__name__)
 
+RESUME_DIR, RESUME_WEIGHTS, RESUME_STATE = "resume", "model.safetensors", "state.pt"
+
+
 @dataclass
 class EpochEnd:
     """What each callback gets after an epoch; returning True stops training."""
@@ -55,6 +77,11 @@ class EpochEnd:
     epoch: int
     metrics: dict[str, float]
     model: TrainedModel
+    run: "_Run | None" = None
+
+    def checkpoint(self, directory: str | Path, extra_meta: dict | None = None) -> Path:
+        """Write the best-so-far model dir and ``resume/`` (the module docstring)."""
+        return self.run.checkpoint(Path(directory), extra_meta)
 
 
 @dataclass
@@ -63,6 +90,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     best_metrics: dict = field(default_factory=dict)
+    device: str = "cpu"
 
 
 def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[list[Document], list[Document]]:
@@ -128,87 +156,230 @@ def build_model(config: dict, train: Sequence[Document], held_out: HeldOut = NOT
 
 
 def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
-        callbacks: Sequence[Callable[[EpochEnd], bool | None]] = (), progress: bool = True) -> FitResult:
+        callbacks: Sequence[Callable[[EpochEnd], bool | None]] = (), progress: bool = True,
+        resume_from: str | Path | None = None) -> FitResult:
     """Train on ``train``, select on ``dev``; see the module docstring."""
     config = validate(config)
     cfg = config["training"]
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
+    device = resolve_device(cfg["device"], cfg["precision"])
     seed_everything(int(cfg["seed"]))
     held_out = held_out_of(train, dev)
     model, encoded, positive = build_model(config, train, held_out)
-    network = model.network
+    model.network.to(device)
+    run = _Run(model, encoded, positive, cfg, device)
     dev_gold, _ = apply_span_policy(dev, types=config["data"]["types"], overlap="keep_all")
     task = task_of(config)
     dev_encoded = [task.encode(doc, config, model.labels, model.gazetteer) for doc in dev_gold]
-    novelty = word_novelty(network.backbone, dev_encoded)
-
-    optimizer = torch.optim.AdamW(
-        _parameter_groups(network, float(cfg["weight_decay"]), cfg["pretrained_lr"]),
-        lr=float(cfg["lr"]))
-    rng = random.Random(int(cfg["seed"]))
-    units = _epoch_units(len(encoded), positive, bool(cfg["interleave_positive"]))
-    lengths = [len(e.words) for e in encoded]
-    total = sum(len(bucket_batches([lengths[i] for i in units(epoch)], int(cfg["batch_size"]),
-                                   False)) for epoch in range(1, int(cfg["epochs"]) + 1))
-    if cfg["max_steps"]:
-        total = min(total, int(cfg["max_steps"]))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _linear_warmup_decay(int(cfg["warmup_steps"]), total))
-
-    history: list[dict] = []
-    best_state, best_epoch, best_metrics, stale, step = None, 0, {}, 0, 0
-    select = cfg["select"]
-    shown = Progress(total, enabled=progress)
+    novelty = word_novelty(model.network.backbone, dev_encoded)
+    if resume_from is not None:
+        run.restore(Path(resume_from))
+    shown = Progress(run.total, enabled=progress)
     shown.report(_dev_line(len(dev_gold), len(held_out), novelty))
-    for epoch in range(1, int(cfg["epochs"]) + 1):
+    for epoch in range(run.epoch + 1, int(cfg["epochs"]) + 1):
         started, cpu_started = time.perf_counter(), time.process_time()
-        network.train()
-        network.backbone.on_epoch_start(epoch)
-        chosen = units(epoch)
-        batches = bucket_batches([lengths[i] for i in chosen], int(cfg["batch_size"]), True, rng,
-                                 bool(cfg["bucketing"]))
-        losses = []
-        for batch in shown.steps(batches, epoch, int(cfg["epochs"])):
-            features, targets = collate(network, [encoded[chosen[i]] for i in batch])
-            loss = network.loss(network(features, targets)[1])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(network.parameters(), float(cfg["grad_clip"]))
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            shown.set_loss(float(np.mean(losses[-20:])))
-            step += 1
-            if step >= total:
-                break
+        losses, trained_on = run.train_epoch(epoch, shown)
         train_seconds = time.perf_counter() - started
         train_cpu_seconds = time.process_time() - cpu_started
         metrics = evaluate(model, dev_gold, dev_encoded, int(cfg["eval_batch_size"]))
         metrics.update(train_loss=float(np.mean(losses)) if losses else float("nan"),
                        epoch_seconds=train_seconds, epoch_cpu_seconds=train_cpu_seconds,
-                       train_docs=len(chosen), dev_docs=len(dev_gold), **novelty)
-        history.append({"epoch": epoch, **metrics})
-        if select != "last" and select not in metrics:
-            raise KeyError(f"training.select {select!r} is not a metric ({', '.join(metrics)})")
+                       train_docs=trained_on, dev_docs=len(dev_gold), **novelty, **run.memory())
         shown.report(f"epoch {epoch}/{cfg['epochs']}: " + " ".join(
             f"{k}={metrics[k]:.4f}" for k in task.shown_metrics if k in metrics)
             + f" ({train_seconds:.0f}s)")
-        if best_state is None or select == "last" or metrics[select] > best_metrics[select]:
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-            best_epoch, best_metrics, stale = epoch, metrics, 0
-        else:
-            stale += 1
+        run.end_epoch(epoch, metrics)
         model.metrics = dict(metrics)  # the current epoch's, for callbacks that save the model
-        stop = any([bool(cb(EpochEnd(epoch, metrics, model))) for cb in callbacks])
+        stop = any([bool(cb(EpochEnd(epoch, metrics, model, run))) for cb in callbacks])
         patience = cfg["early_stopping_patience"]
-        if stop or (patience and stale >= int(patience)) or step >= total:
+        if stop or (patience and run.stale >= int(patience)) or run.step >= run.total:
             break
-    network.load_state_dict(best_state)
-    network.eval()
-    model.metrics = dict(best_metrics)
-    return FitResult(model, history, best_epoch, best_metrics)
+    model.network.load_state_dict(run.best_state)
+    model.network.eval()
+    model.metrics = dict(run.best_metrics)
+    return FitResult(model, run.history, run.best_epoch, run.best_metrics, str(device))
+
+
+def resolve_device(spec: str, precision: str = "fp32") -> torch.device:
+    """``training.device``: ``auto`` is the GPU Ray assigned (CUDA_VISIBLE_DEVICES) when torch
+    sees one, else the CPU; a device asked for that this machine lacks is a ``ConfigError``
+    before any work starts, and so is a precision the device cannot run."""
+    if spec == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(spec)
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if (device.index or 0) >= count:
+                raise ConfigError(f"training.device: {spec!r} asked for, but torch sees "
+                                  f"{count} CUDA device(s) here (use auto or cpu)")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("training.precision: fp16 needs a CUDA device (bf16 runs on CPU)")
+    return device
+
+
+class _Run:
+    """The state of one fit: what an epoch trains with and what a checkpoint holds."""
+
+    def __init__(self, model: TrainedModel, encoded: list[Encoded], positive: list[bool],
+                 cfg: dict, device: torch.device) -> None:
+        self.model, self.encoded, self.cfg, self.device = model, encoded, cfg, device
+        network = model.network
+        self.optimizer = torch.optim.AdamW(
+            _parameter_groups(network, float(cfg["weight_decay"]), cfg["pretrained_lr"]),
+            lr=float(cfg["lr"]))
+        self.batches_rng = random.Random(int(cfg["seed"]))
+        self.units = _epoch_units(len(encoded), positive, bool(cfg["interleave_positive"]))
+        self.lengths = [len(e.words) for e in encoded]
+        total = sum(len(bucket_batches([self.lengths[i] for i in self.units(epoch)],
+                                       int(cfg["batch_size"]), False))
+                    for epoch in range(1, int(cfg["epochs"]) + 1))
+        self.total = min(total, int(cfg["max_steps"])) if cfg["max_steps"] else total
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _linear_warmup_decay(int(cfg["warmup_steps"]), self.total))
+        self.precision = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg["precision"]]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg["precision"] == "fp16")
+        self.epoch = self.step = self.best_epoch = self.stale = 0
+        self.history: list[dict] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_metrics: dict = {}
+
+    def train_epoch(self, epoch: int, shown: Progress) -> tuple[list[float], int]:
+        network, cfg = self.model.network, self.cfg
+        network.train()
+        network.backbone.on_epoch_start(epoch)
+        chosen = self.units(epoch)
+        batches = bucket_batches([self.lengths[i] for i in chosen], int(cfg["batch_size"]), True,
+                                 self.batches_rng, bool(cfg["bucketing"]))
+        losses = []
+        for features, targets in shown.steps(self._tensors(chosen, batches), epoch, int(cfg["epochs"])):
+            loss = self._step({k: v.to(self.device, non_blocking=True) for k, v in features.items()},
+                              {k: v.to(self.device, non_blocking=True) for k, v in targets.items()})
+            losses.append(loss)
+            shown.set_loss(float(np.mean(losses[-20:])))
+            self.step += 1
+            if self.step >= self.total:
+                break
+        return losses, len(chosen)
+
+    def _tensors(self, chosen: list[int], batches: list[list[int]]):
+        """(features, targets) per batch: made here, or by ``training.loader_workers`` worker
+        processes (a ``DataLoader``, pinned memory on a GPU) while this thread trains."""
+        network = self.model.network
+        items = [[self.encoded[chosen[i]] for i in batch] for batch in batches]
+        workers = int(self.cfg["loader_workers"])
+        if not workers:
+            return (collate(network, batch) for batch in items)
+        return DataLoader(items, batch_size=None, num_workers=workers,
+                          collate_fn=functools.partial(collate, network),
+                          pin_memory=self.device.type == "cuda",
+                          # its own generator: the workers' seed leaves torch's RNG untouched
+                          generator=torch.Generator().manual_seed(int(self.cfg["seed"])))
+
+    def _step(self, features: dict, targets: dict) -> float:
+        network, cfg = self.model.network, self.cfg
+        try:
+            with torch.autocast(self.device.type, dtype=self.precision,
+                                enabled=self.precision is not None):
+                loss = network.loss(network(features, targets)[1])
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        except torch.OutOfMemoryError as error:
+            raise RuntimeError(
+                f"out of GPU memory on {self.device} at step {self.step} (batch_size "
+                f"{cfg['batch_size']}): lower training.batch_size or give the trial a larger "
+                f"GPU share ({error})") from error
+        if cfg["grad_clip"]:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), float(cfg["grad_clip"]))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item()
+
+    def memory(self) -> dict[str, float]:
+        if self.device.type != "cuda":
+            return {}
+        return {"gpu_memory_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
+
+    def end_epoch(self, epoch: int, metrics: dict) -> None:
+        select = self.cfg["select"]
+        if select != "last" and select not in metrics:
+            raise KeyError(f"training.select {select!r} is not a metric ({', '.join(metrics)})")
+        self.epoch = epoch
+        self.history.append({"epoch": epoch, **metrics})
+        if self.best_state is None or select == "last" or metrics[select] > self.best_metrics[select]:
+            self.best_state = {k: v.detach().clone() for k, v in self.model.network.state_dict().items()}
+            self.best_epoch, self.best_metrics, self.stale = epoch, metrics, 0
+        else:
+            self.stale += 1
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def checkpoint(self, directory: Path, extra_meta: dict | None = None) -> Path:
+        """The best-so-far model dir, and ``resume/`` with what continues this run exactly."""
+        model = self.model
+        live_metrics = model.metrics
+        model.metrics = dict(self.best_metrics)
+        artifacts.save(model, directory, weights=self.best_state, extra_meta={
+            "best_epoch": self.best_epoch, "device": str(self.device), **(extra_meta or {})})
+        model.metrics = live_metrics
+        resume = directory / RESUME_DIR
+        resume.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()},
+                  str(resume / RESUME_WEIGHTS))
+        torch.save(self._state(), resume / RESUME_STATE)
+        return directory
+
+    def _state(self) -> dict:
+        numpy_state = np.random.get_state()
+        return {
+            "epoch": self.epoch, "step": self.step, "stale": self.stale,
+            "best_epoch": self.best_epoch, "best_metrics": self.best_metrics,
+            "history": self.history,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "batches": _plain(self.batches_rng.getstate()),
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                    "python": _plain(random.getstate()),
+                    "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]]},
+        }
+
+    def restore(self, directory: Path) -> None:
+        """Continue after the checkpoint's epoch (``ValueError`` naming what is missing)."""
+        resume = directory / RESUME_DIR
+        for name in (RESUME_WEIGHTS, RESUME_STATE):
+            if not (resume / name).is_file():
+                raise ValueError(f"{resume / name}: missing: not a resumable checkpoint")
+        network = self.model.network
+        network.load_state_dict(load_file(str(resume / RESUME_WEIGHTS), device=str(self.device)))
+        state = torch.load(resume / RESUME_STATE, weights_only=True, map_location=self.device)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step, self.stale = state["epoch"], state["step"], state["stale"]
+        self.best_epoch, self.best_metrics = state["best_epoch"], state["best_metrics"]
+        self.history = state["history"]
+        best = load_file(str(directory / artifacts.WEIGHTS), device=str(self.device))
+        self.best_state = best if self.best_epoch != self.epoch else {
+            k: v.detach().clone() for k, v in network.state_dict().items()}
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        if rng["cuda"]:
+            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+        self.batches_rng.setstate(_tuples(rng["batches"]))
+        random.setstate(_tuples(rng["python"]))
+        numpy = rng["numpy"]
+        np.random.set_state((numpy[0], np.array(numpy[1], dtype=np.uint32), *numpy[2:]))
+
+
+def _plain(value):
+    """Tuples -> lists, so ``torch.load(weights_only=True)`` reads the state back."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def evaluate(model: TrainedModel, gold: Sequence[Document], encoded: Sequence[Encoded],

@@ -120,6 +120,7 @@ class ProfnerDetector:
         self._limits = self._settings.limits
         self._info = _model_info(self._settings, resolved.model_dir,
                                  self._settings.source or resolved.source)
+        self._info.device = str(self._predictor.device)
         self._predict_batch.set_max_batch_size(self._settings.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(self._settings.batch_wait_ms / 1000)
         self._started = time.monotonic()

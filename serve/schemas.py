@@ -127,6 +127,7 @@ class ModelInfo(BaseModel):
     limits: dict[str, int]
     batching: dict[str, float]
     versions: dict[str, str]
+    device: str = Field("cpu", description="where the replica predicts (cuda with --num-gpus)")
 
 
 def parse_predict_body(body: bytes, limits: Limits) -> list[str]:

@@ -131,6 +131,7 @@ def test_health_model_and_docs(server, model_dir, tmp_path_factory):
     meta = json.loads((model_dir / "meta.json").read_text("utf-8"))
     assert info["meta"] == meta and info["metrics"] == meta["metrics"] and info["metrics"]
     assert info["config"] == json.loads((model_dir / "config.json").read_text("utf-8"))
+    assert info["device"] == "cpu"  # no --num-gpus
     assert info["task"] == "profner"
     assert info["limits"] == {"max_texts": MAX_TEXTS, "max_chars": MAX_CHARS}
     assert info["batching"]["max_batch_size"] == MAX_BATCH

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from tune_support import all_runs, client, kill_ray_under, short_temp_dir
 
@@ -107,6 +108,7 @@ def test_mlflow_has_one_parent_and_a_child_per_trial(sweep) -> None:
         tags = child.data.tags
         assert tags["study"] == "smoke" and tags["search_space"].endswith("smoke.yaml")
         assert tags["seed"] == "13" and tags["git_commit"] and tags["node_id"]
+        assert tags["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
         planned = 3  # smoke.yaml's epochs; ASHA's stops end a trial before them
         assert tags["profner.stopped_by"] == (
             "completed" if int(tags["profner.epochs_run"]) == planned else "scheduler")

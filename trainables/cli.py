@@ -47,6 +47,8 @@ def _register_tune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-initial-points", type=int, default=None,
                    help="random trials before TPE (default: num-samples/4 within [3, 20])")
     p.add_argument("--seed", type=int, default=13, help="searcher seed (reproducible sweeps)")
+    p.add_argument("--max-failures", type=int, default=0,
+                   help="retries of a failed trial, continued from its last checkpoint")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep (--name, or the study's latest)")
     p.add_argument("--name", default=None, help="sweep name (default <study>-<time>)")
@@ -91,7 +93,7 @@ def _tune(args: argparse.Namespace) -> int:
             seed=args.seed, resume=args.resume, name=args.name, storage=args.storage,
             tracking_uri=args.tracking_uri, experiment=args.experiment, export=args.export,
             report=not args.no_report, ray_temp_dir=args.ray_temp_dir,
-            scheduler=args.scheduler)
+            scheduler=args.scheduler, max_failures=args.max_failures)
         result = run_sweep(options)
     except (SearchSpaceError, FileExistsError, FileNotFoundError, LookupError) as error:
         print(f"profner tune: {error}", file=sys.stderr)

@@ -25,6 +25,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.hyperopt import HyperOptSearch
 
 import profner_ray
+from profner_models.training import RESUME_DIR
 from search_spaces import loader
 from search_spaces.loader import SearchSpace
 from trainables import report, tracking
@@ -65,6 +66,7 @@ class SweepOptions:
     report: bool = True
     ray_temp_dir: str | None = None
     scheduler: str = "asha"              # asha | fifo (every trial runs all its epochs)
+    max_failures: int = 0                # retries of a failed trial, from its last checkpoint
     # Replay these sampled configs instead of searching (benchmarks, reruns); num_samples is
     # then their count.
     fixed_configs: list[dict[str, Any]] | None = None
@@ -210,9 +212,10 @@ def build_tuner(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metr
             reuse_actors=True),
         run_config=tune.RunConfig(
             name=sweep_dir.name, storage_path=str(sweep_dir.parent), callbacks=[tracker],
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=metric, checkpoint_score_order=mode),
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            # One checkpoint per trial, the latest: it holds the trial's best model dir and what
+            # resumes it (so a 50-trial sweep keeps 50 checkpoints, not one per epoch).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=options.max_failures, fail_fast=False),
             verbose=1),
     )
 
@@ -420,7 +423,7 @@ def export_model(checkpoint: Path, model_dir: Path, info: dict[str, Any], trial_
     """Copy the best checkpoint (a model dir) to ``model_dir``, noting its source in meta.json."""
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    shutil.copytree(checkpoint, model_dir)
+    shutil.copytree(checkpoint, model_dir, ignore=shutil.ignore_patterns(RESUME_DIR))
     meta_path = model_dir / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
     meta["source_run"] = {"sweep_run_id": info["parent_run_id"], "trial_id": trial_id,
@@ -429,7 +432,7 @@ def export_model(checkpoint: Path, model_dir: Path, info: dict[str, Any], trial_
     meta["unseen"] = {"estimate": {
         "from": "dev split held out of this trial's vocabulary, vectors and index (the best of "
                 "the sweep's trials on it, so somewhat optimistic: refit it with profner refit)",
-        "epoch": int(metrics.get("epoch", 0)), "dev_docs": int(metrics.get("dev_docs", 0)),
+        "epoch": int(meta.get("best_epoch", 0)), "dev_docs": int(metrics.get("dev_docs", 0)),
         "metrics": {k: v for k, v in metrics.items()
                     if k.startswith(("f1", "precision", "recall", "dev_un"))}}}
     meta_path.write_text(json.dumps(meta, indent=1), encoding="utf-8")

@@ -35,7 +35,7 @@ TRIAL_TAG = "trial_id"
 CONFIG_TAG = "profner.config"
 KIND_TAG = "profner.kind"  # sweep | trial
 STOPPED_TAG = "profner.stopped_by"
-PLACEMENT_KEYS = ("node_id", "host", "worker_pid")
+PLACEMENT_KEYS = ("node_id", "host", "worker_pid", "device")
 MAX_PARAM_LENGTH = 6000
 
 
@@ -168,11 +168,12 @@ class TrialTracker(tune.Callback):
         self._client = None
         self._runs: dict[str, str] = {}
         self._best: dict[str, dict[str, float]] = {}
+        self._logged: dict[str, int] = {}  # run id -> last epoch in MLflow
 
     # Tune pickles run_config (with its callbacks) for Tuner.restore: no client in the pickle.
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_client=None, _runs={}, _best={})
+        state.update(_client=None, _runs={}, _best={}, _logged={})
         return state
 
     @property
@@ -194,6 +195,8 @@ class TrialTracker(tune.Callback):
             run_id = found[0].info.run_id
             self.mlflow.update_run(run_id, status="RUNNING")
             self.mlflow.set_tag(run_id, "profner.resumed", "true")
+            history = self.mlflow.get_metric_history(run_id, self.metric)
+            self._logged[run_id] = max((m.step for m in history), default=0)
         else:
             config = trial.config
             seed = config.get("training", {}).get("seed", self.base_seed)
@@ -215,8 +218,12 @@ class TrialTracker(tune.Callback):
         run_id = self.run_id(trial)
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
         values = {k: v for k, v in _numeric(result).items() if k in self._metric_keys(result)}
-        stamp = int(time.time() * 1000)
-        self.mlflow.log_batch(run_id, metrics=[Metric(k, v, stamp, epoch) for k, v in values.items()])
+        # A trial restored from a checkpoint older than its last report (a driver killed
+        # between the two) trains that epoch again, with the same result: it is in MLflow once.
+        if epoch > self._logged.get(run_id, 0):
+            stamp = int(time.time() * 1000)
+            self.mlflow.log_batch(run_id, metrics=[Metric(k, v, stamp, epoch) for k, v in values.items()])
+            self._logged[run_id] = epoch
         if epoch == 1 or trial.trial_id not in self._best:
             set_tags(self.mlflow, run_id, {k: str(result[k]) for k in PLACEMENT_KEYS if k in result})
         best = self._best.get(trial.trial_id)

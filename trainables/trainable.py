@@ -15,18 +15,17 @@ epoch ``N``, after that epoch was reported. The key is removed before ``fit`` se
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import socket
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
 
-from profner_models import artifacts
 from profner_models.config import deep_merge
 from profner_models.training import fit, load_task_data
 
@@ -49,9 +48,11 @@ def train_trial(config: dict[str, Any], *, base_config: dict[str, Any], data_dir
     full = deep_merge(base_config, config)
     fail_at = full.get("training", {}).pop(FAULT_KEY, None)
     train, dev = task_data(full, data_dir)
-    reporter = EpochReporter(metric=metric, fail_at=fail_at, resume_epoch=_restored_epoch(),
+    reporter = EpochReporter(metric=metric, fail_at=fail_at,
                              epochs=int(full.get("training", {}).get("epochs", 0)))
-    fit(full, train, dev, callbacks=[reporter], progress=False)
+    checkpoint = tune.get_checkpoint()  # set when Tune restores the trial (resume, retry)
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as restored:
+        fit(full, train, dev, callbacks=[reporter], progress=False, resume_from=restored)
 
 
 @functools.lru_cache(maxsize=4)
@@ -67,14 +68,13 @@ def task_data(config: dict[str, Any], data_dir: str | None):
 
 
 class EpochReporter:
-    """A ``fit`` callback that reports each epoch to Tune with the epoch's model dir."""
+    """A ``fit`` callback that reports each epoch to Tune with a checkpoint: the trial's best
+    model dir so far, plus what resumes the fit exactly after this epoch (``training``)."""
 
-    def __init__(self, metric: str, fail_at: int | None = None, resume_epoch: int = 0,
-                 epochs: int = 0) -> None:
+    def __init__(self, metric: str, fail_at: int | None = None, epochs: int = 0) -> None:
         self.metric = metric
         self.epochs = epochs
         self.fail_at = None if fail_at is None else int(fail_at)
-        self.resume_epoch = resume_epoch
         self.where = _placement()
 
     def __call__(self, event) -> bool:
@@ -84,14 +84,11 @@ class EpochReporter:
         metrics[PLANNED_KEY] = self.epochs
         if self.metric not in metrics:
             raise KeyError(f"metric {self.metric!r} is not reported by fit ({', '.join(metrics)})")
-        # A trial restarted after a driver crash replays its reported epochs silently (fit is
-        # deterministic for a seed), so Tune and MLflow never see an epoch twice.
-        if event.epoch > self.resume_epoch:
-            with tempfile.TemporaryDirectory(prefix="profner-ckpt-") as tmp:
-                artifacts.save(event.model, tmp, extra_meta={"metrics": metrics, TUNE_META: {
-                    "epoch": event.epoch, "trial_id": _trial_id(), **self.where}})
-                tune.report({**metrics, **self.where},
-                            checkpoint=tune.Checkpoint.from_directory(tmp))
+        where = {**self.where, "device": str(event.run.device)}
+        with tempfile.TemporaryDirectory(prefix="profner-ckpt-") as tmp:
+            event.checkpoint(tmp, extra_meta={TUNE_META: {"epoch": event.epoch,
+                                                          "trial_id": _trial_id(), **where}})
+            tune.report({**metrics, **where}, checkpoint=tune.Checkpoint.from_directory(tmp))
         if self.fail_at is not None and event.epoch >= self.fail_at:
             raise InjectedFault(f"training.{FAULT_KEY}={self.fail_at}: injected failure "
                                 f"after epoch {event.epoch}")
@@ -106,19 +103,6 @@ def ran_all_epochs(result: dict[str, Any]) -> bool:
     ended trial ``done``, so this is what tells a completed trial from one stopped early (by
     ASHA, or by ``training.early_stopping_patience``)."""
     return int(result.get("epoch", 0)) >= int(result.get(PLANNED_KEY, 0) or 0) > 0
-
-
-def _restored_epoch() -> int:
-    """The epoch of the checkpoint Tune restored this trial from (0: a fresh trial)."""
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as directory:
-        meta_path = Path(directory) / "meta.json"
-        if not meta_path.exists():
-            return 0
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    return int(meta.get(TUNE_META, {}).get("epoch", 0))
 
 
 def _trial_id() -> str:

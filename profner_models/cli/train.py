@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
               "data": str(args.data) if args.data else "bundled sample",
               "train_docs": history[0]["train_docs"], "dev_docs": history[0]["dev_docs"]}
     artifacts.save(result.model, args.out, extra_meta={"source": source, "best_epoch": result.best_epoch,
+                                                       "device": result.device,
                                             "history": history, "unseen": trained.unseen})
     print(json.dumps({"model_dir": str(args.out), "best_epoch": result.best_epoch,
                       "parameters": result.model.num_parameters, **result.best_metrics,

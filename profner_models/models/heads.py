@@ -184,8 +184,8 @@ class CRFTagger(EmissionTagger):
 
     def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
         self._forbid()
-        mask = output.mask
-        return -self.crf(scores, targets.masked_fill(~mask, 0), mask=mask, reduction="mean")
+        mask = output.mask  # the CRF sums over paths: in float32 even under autocast
+        return -self.crf(scores.float(), targets.masked_fill(~mask, 0), mask=mask, reduction="mean")
 
     def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         if self._decoding is None or self.training:
@@ -224,16 +224,19 @@ def viterbi(emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, trans
     under a linear-chain CRF's ``start`` / ``transitions`` ``[from, to]`` / ``end`` scores.
 
     ``torchcrf.CRF.decode``'s algorithm, step for step, in NumPy: its loop of small torch ops
-    took 0.8 ms of a 3-4 ms tweet on CPU, this ~0.1 ms (``tests/test_model_rnn.py`` pins the
+    took 0.8 ms of a 3-4 ms tweet on CPU, this ~0.15 ms (``tests/test_model_rnn.py`` pins the
     paths equal to ``CRF.decode``'s). Training keeps pytorch-crf's likelihood.
     """
     batch, width, _ = emissions.shape
     score = start + emissions[:, 0]
+    steps = transitions[None, None] + emissions[:, 1:, None, :]  # [B, W-1, from, to], at once
+    padded = bool((lengths < width).any())
     history = np.empty((max(width - 1, 0), *score.shape), np.int64)
     for i in range(1, width):
-        candidates = score[:, :, None] + transitions + emissions[:, i, None, :]
+        candidates = score[:, :, None] + steps[:, i - 1]
         history[i - 1] = candidates.argmax(axis=1)
-        score = np.where((i < lengths)[:, None], candidates.max(axis=1), score)
+        best = candidates.max(axis=1)
+        score = np.where((i < lengths)[:, None], best, score) if padded else best
     score = score + end
     paths = []
     for row in range(batch):

@@ -54,6 +54,11 @@ class TrainingConfig(Schema):
     threads: int | None = Field(None, ge=1)
     pretrained_lr: float | None = Field(None, gt=0)
     interleave_positive: bool = False
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
+    """auto: the GPU Ray assigned to the trial when there is one, else the CPU."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    loader_workers: int = Field(0, ge=0)
+    """Processes that make the batches while training runs (0: this thread makes them)."""
     vectors_cache: str | None = None
     fail_at_epoch: int | None = None
     """Fault injection for sweep tests (``trainables.trainable``); ``fit`` ignores it."""
