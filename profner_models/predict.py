@@ -9,6 +9,8 @@ p50 1190 ms with 2 threads, 29 ms with 1).
 
 from __future__ import annotations
 
+import statistics
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -35,3 +37,25 @@ class Predictor:
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts, not one string")
         return self.task.predict(self.model, texts, self.batch_size, self.device)
+
+
+def measure_latency(model: TrainedModel, texts: Sequence[str], threads: int = 1,
+                    warmup: int = 10) -> dict[str, float]:
+    """``latency_ms_p50``: the median time to predict one text, one at a time, on ``threads``
+    torch threads and the model's own device; ``parameters``: its weight count. What a sweep
+    logs per trial for the F1-vs-latency frontier."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        predictor = Predictor(model, batch_size=1, device=next(model.network.parameters()).device)
+        for text in texts[:warmup]:
+            predictor.predict([text])
+        times = []
+        for text in texts:
+            started = time.perf_counter()
+            predictor.predict([text])
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        torch.set_num_threads(previous)
+    return {"latency_ms_p50": float(statistics.median(times)) if times else float("nan"),
+            "parameters": float(model.num_parameters)}

@@ -118,7 +118,13 @@ def _client(tracking_uri: str | None):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+MLFLOW_MODEL_ARTIFACT = "model_dir"  # trainables.mlflow_model's artifact key
+
+
 def _download(ref: str, tracking_uri: str) -> Path:
+    """The profner model dir of ``ref``: the fetched dir itself, or, for an MLflow Model
+    (``MLmodel`` + the pyfunc's artifacts), the profner model dir it carries; its Python code
+    is never run or unpickled here."""
     import mlflow.artifacts
 
     local = _mlflow_call(ref, lambda: mlflow.artifacts.download_artifacts(
@@ -126,7 +132,24 @@ def _download(ref: str, tracking_uri: str) -> Path:
     path = Path(local)
     if not path.is_dir():
         raise ModelRefError(f"model reference {ref!r} is the file {path.name}, not a model dir")
+    if (path / "MLmodel").is_file():
+        return _profner_dir_of(ref, path)
     return path
+
+
+def _profner_dir_of(ref: str, path: Path) -> Path:
+    """The profner model dir an MLflow Model (``MLmodel``, read as YAML) carries as its
+    ``model_dir`` artifact."""
+    import yaml
+
+    spec = yaml.safe_load((path / "MLmodel").read_text(encoding="utf-8")) or {}
+    artifacts = (spec.get("flavors", {}).get("python_function", {}).get("artifacts") or {})
+    entry = artifacts.get(MLFLOW_MODEL_ARTIFACT) or {}
+    found = path / str(entry.get("path", ""))
+    if not entry or not (found / "meta.json").is_file():
+        raise ModelRefError(f"model reference {ref!r}: an MLflow Model without a profner "
+                            f"'{MLFLOW_MODEL_ARTIFACT}' artifact (not logged by profner)")
+    return found
 
 
 def _mlflow_call(ref: str, call: Callable[[], Any]) -> Any:

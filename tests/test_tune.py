@@ -36,7 +36,8 @@ def sweep(tmp_path_factory):
             result = run_sweep(SweepOptions(
                 space="smoke", num_samples=NUM_SAMPLES, max_concurrent=1, num_cpus=2,
                 name="sweep", storage=str(tmp / "runs"), ray_temp_dir=str(ray_tmp),
-                tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", export=str(tmp / "best_model")))
+                tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", export=str(tmp / "best_model"),
+                export_frontier=str(tmp / "frontier")))
         yield tmp, result
     finally:
         ray.shutdown()
@@ -124,7 +125,8 @@ def test_mlflow_has_one_parent_and_a_child_per_trial(sweep) -> None:
     artifacts = {a.path for a in c.list_artifacts(parent.info.run_id)}
     assert {"search_space", "report", "best_model"} <= artifacts
     report = {Path(a.path).name for a in c.list_artifacts(parent.info.run_id, "report")}
-    assert report == {"hyperparameters.png", "parallel_coordinates.png", "learning_curves.png"}
+    assert report == {"hyperparameters.png", "parallel_coordinates.png", "learning_curves.png",
+                      "frontier.png", "trials.csv"}
     versions = c.search_model_versions("name='profner-smoke'")
     assert len(versions) == 1 and versions[0].tags["trial_id"] == parent.data.tags["best_trial_id"]
 
@@ -154,8 +156,9 @@ def test_best_checkpoint_loads_and_predicts(sweep) -> None:
 
 def test_report_plots_are_pngs(sweep) -> None:
     tmp, result = sweep
-    names = {"hyperparameters.png", "parallel_coordinates.png", "learning_curves.png"}
-    assert {p.name for p in result.report_files} == names
+    names = {"hyperparameters.png", "parallel_coordinates.png", "learning_curves.png",
+             "frontier.png"}
+    assert {p.name for p in result.report_files} == names | {"trials.csv"}
     for name in names:
         path = tmp / "runs" / "sweep" / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
@@ -214,3 +217,105 @@ def test_serve_resolves_the_best_trial_of_a_sweep(sweep) -> None:
     assert resolved.source["trial_id"] == state["best_trial_id"]
     with pytest.raises(ModelRefError, match="no sweep found"):
         resolve(f"sweep:{tmp / 'no-such-sweep'}")
+
+
+def test_the_experiment_opens_in_the_model_training_view(sweep) -> None:
+    tmp, result = sweep
+    experiment = client(tmp).get_experiment(result.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    from trainables.tracking import ui_links
+
+    links = ui_links(result.tracking_uri, result.experiment_id, result.parent_run_id)
+    assert links["run"].endswith(f"/#/experiments/{result.experiment_id}/runs/"
+                                 f"{result.parent_run_id}?workflowType=machine_learning")
+
+
+def test_the_parent_run_is_the_sweep_at_a_glance(sweep) -> None:
+    import csv
+
+    tmp, result = sweep
+    runs = all_runs(tmp)
+    parent = [r for r in runs if r.data.tags.get("profner.kind") == "sweep"][0]
+    children = {r.data.tags["trial_id"]: r for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    best = children[parent.data.tags["best_trial_id"]]
+    history = client(tmp).get_metric_history(best.info.run_id, "f1_7b")
+    best_epoch = max(history, key=lambda m: (m.value, -m.step)).step
+    for name in ("f1_7b", "f1_7a", "precision_7b", "loss"):
+        at_best = [m.value for m in client(tmp).get_metric_history(best.info.run_id, name)
+                   if m.step == best_epoch]
+        assert parent.data.metrics[f"best_{name}"] == pytest.approx(at_best[0])
+    assert parent.data.params["best.training.lr"] == best.data.params["training.lr"]
+    stopped = [r for r in children.values() if r.data.tags["profner.stopped_by"] == "scheduler"]
+    assert parent.data.metrics["num_stopped_early"] == len(stopped) > 0
+    assert parent.data.metrics["num_completed"] + len(stopped) == NUM_SAMPLES
+    rows = list(csv.DictReader((tmp / "runs" / "sweep" / "trials.csv").open()))
+    assert sorted(r["trial_id"] for r in rows) == sorted(children)
+    for row in rows:
+        run = children[row["trial_id"]]
+        assert float(row["best_f1_7b"]) == pytest.approx(run.data.metrics["best_f1_7b"])
+        assert int(row["epochs_run"]) == int(run.data.tags["profner.epochs_run"])
+
+
+def test_every_trial_records_its_data_as_dataset_inputs(sweep) -> None:
+    tmp, _ = sweep
+    for run in [r for r in all_runs(tmp) if r.data.tags.get("profner.kind") == "trial"]:
+        inputs = run.inputs.dataset_inputs
+        contexts = {i.tags[0].value: i.dataset for i in inputs}
+        assert set(contexts) == {"training", "validation"}
+        train, dev = contexts["training"], contexts["validation"]
+        assert train.name == "profner-train" and dev.name == "profner-dev"
+        assert train.digest == dev.digest and len(train.digest) == 10
+        assert json.loads(train.profile)["documents"] == int(run.data.metrics["train_docs"])
+        assert json.loads(dev.profile)["documents"] == int(run.data.metrics["dev_docs"])
+
+
+def test_the_registered_model_is_an_mlflow_model_that_predicts_as_profner_does(sweep) -> None:
+    import mlflow
+    import pandas as pd
+
+    from profner_models.predict import Predictor
+    from serve.resolve import resolve
+
+    tmp, result = sweep
+    texts = ["Trabajo de enfermera en el hospital.", "Los camioneros no paran 🚛", "Hola"]
+    mlflow.set_tracking_uri(result.tracking_uri)
+    uri = f"models:/profner-smoke/{result.model_version}"
+    frame = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"text": texts}))
+    expected = [p.to_dict() for p in Predictor(tmp / "best_model").predict(texts)]
+    assert [json.loads(e) for e in frame["entities"]] == [p["entities"] for p in expected]
+    assert list(frame["label"]) == [p["label"] for p in expected]
+    served = resolve(uri, result.tracking_uri).model_dir  # profner serve reads the same artifact
+    assert [p.to_dict() for p in Predictor(served).predict(texts)] == expected
+
+
+def test_the_frontier_is_the_set_of_non_dominated_trials(sweep) -> None:
+    tmp, result = sweep
+    runs = [r for r in all_runs(tmp) if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id]
+    points = {r.data.tags["trial_id"]: (r.data.metrics["best_f1_7b"],
+                                        r.data.metrics["best_latency_ms_p50"]) for r in runs}
+    assert all(latency > 0 for _, latency in points.values())
+
+    def dominated(trial: str) -> bool:
+        f1, latency = points[trial]
+        return any(o != trial and of1 >= f1 and olat <= latency and (of1 > f1 or olat < latency)
+                   for o, (of1, olat) in points.items())
+
+    listed = json.loads((tmp / "frontier" / "frontier.json").read_text())
+    assert {t["trial_id"] for t in listed} == {t for t in points if not dominated(t)}
+    for entry in listed:
+        assert (Path(entry["model_dir"]) / "meta.json").is_file()
+        assert not (Path(entry["model_dir"]) / "resume").exists()
+
+
+def test_pareto_marks_exactly_the_non_dominated_points() -> None:
+    import math
+
+    from trainables.report import TrialSummary, pareto
+
+    def trial(name: str, f1: float, latency: float) -> TrialSummary:
+        return TrialSummary(name, {}, f1, [1], [f1], "completed", latency)
+
+    trials = [trial("fast", 0.6, 2.0), trial("best", 0.8, 5.0), trial("both-worse", 0.55, 3.0),
+              trial("tie-slower", 0.8, 6.0), trial("middle", 0.7, 3.5), trial("nan", 0.9, math.nan)]
+    assert {t.trial_id for t in pareto(trials)} == {"fast", "best", "middle"}

@@ -107,9 +107,21 @@ def test_sweep_on_an_existing_two_node_cluster(tmp_path: Path, cluster) -> None:
     placed = {next(k for k in resources[r.data.tags["node_id"]] if k.startswith("node_"))
               for r in children}
     assert placed == {"node_a", "node_b"}
-    # The best model dir reached the server's artifact store and the model registry.
+    # The store a browser reads: the model-training view, the sweep at a glance.
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert parents[0].data.metrics["best_f1_7b"] == max(r.data.metrics["best_f1_7b"] for r in children)
+    assert all(len(r.inputs.dataset_inputs) == 2 for r in children)
+    # The best model reached the server as a registered MLflow Model, loadable over HTTP.
+    import mlflow
+    import pandas as pd
+
+    from profner_models.predict import Predictor
+
     versions = client.search_model_versions("name='profner-smoke'")
     assert len(versions) == 1
-    files = {Path(a.path).name for a in client.list_artifacts(versions[0].run_id, "model")}
-    assert {"config.json", "model.safetensors", "meta.json"} <= files
-    assert (tmp_path / "best_model" / "model.safetensors").exists()
+    mlflow.set_tracking_uri(tracking_uri)
+    texts = ["Trabajo de enfermera en el hospital.", "Hola"]
+    frame = mlflow.pyfunc.load_model(f"models:/profner-smoke/{versions[0].version}").predict(
+        pd.DataFrame({"text": texts}))
+    expected = Predictor(tmp_path / "best_model").predict(texts)
+    assert [json.loads(e) for e in frame["entities"]] == [p.to_dict()["entities"] for p in expected]

@@ -58,6 +58,8 @@ def _register_tune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", default=None, help="MLflow experiment (default profner-<study>)")
     p.add_argument("--export", default=None, metavar="MODEL_DIR",
                    help="write the best trial's model dir here")
+    p.add_argument("--export-frontier", default=None, metavar="DIR",
+                   help="write the Pareto-optimal trials (metric vs latency per tweet) here")
     p.add_argument("--narrow-from", default=None, metavar="RUN",
                    help="first narrow SPACE around the best trials of a finished sweep (sweep "
                         "dir or MLflow parent run id) and tune the narrowed space")
@@ -92,6 +94,7 @@ def _tune(args: argparse.Namespace) -> int:
             reduction_factor=args.reduction_factor, n_initial_points=args.n_initial_points,
             seed=args.seed, resume=args.resume, name=args.name, storage=args.storage,
             tracking_uri=args.tracking_uri, experiment=args.experiment, export=args.export,
+            export_frontier=args.export_frontier,
             report=not args.no_report, ray_temp_dir=args.ray_temp_dir,
             scheduler=args.scheduler, max_failures=args.max_failures)
         result = run_sweep(options)
@@ -101,8 +104,13 @@ def _tune(args: argparse.Namespace) -> int:
     except SweepInterrupted as error:
         print(f"profner tune: {error}", file=sys.stderr)
         return 130
+    from trainables.tracking import ui_links
+
     print(f"sweep: {result.sweep_dir}")
     print(f"MLflow: {result.tracking_uri} parent run {result.parent_run_id}")
+    for what, link in ui_links(result.tracking_uri, result.experiment_id,
+                               result.parent_run_id).items():
+        print(f"MLflow UI, {what}: {link}")
     states = list(result.trial_states.values())
     print(f"trials: {len(states)} ({result.num_errors} errored)")
     if result.best_trial_id:
@@ -111,6 +119,8 @@ def _tune(args: argparse.Namespace) -> int:
         print(f"model version: {result.model_version}")
     if result.exported:
         print(f"exported model dir: {result.exported}")
+    if result.frontier:
+        print(f"frontier (Pareto-optimal trials): {result.frontier}")
     for path in result.report_files:
         print(f"report: {path}")
     return 0 if result.best_trial_id else 1
@@ -157,6 +167,8 @@ def _refit(args: argparse.Namespace) -> int:
     print(f"unseen-text estimate ({estimate['from']}, {estimate['dev_docs']} dev documents): "
           f"{result.metric} {estimate['metrics'].get(result.metric, float('nan')):.4f}")
     print(f"check on text neither model saw: {json.dumps(result.unseen['check'])}")
+    for what, link in result.links.items():
+        print(f"MLflow UI, {what}: {link}")
     if not result.passed:
         print("profner refit: the refit fails its check: not registered", file=sys.stderr)
         return 3
@@ -169,6 +181,17 @@ def _register_ui(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=_ui)
+
+
+def _experiments(uri: str) -> list[tuple[str, str]]:
+    """The store's experiments (newest first), for direct links; none if it cannot be read."""
+    from trainables.tracking import client
+
+    try:
+        found = client(uri).search_experiments(order_by=["last_update_time DESC"], max_results=10)
+    except Exception:  # a store MLflow cannot open: the UI will say why
+        return []
+    return [(e.experiment_id, e.name) for e in found if e.name != "Default"]
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -186,5 +209,8 @@ def _ui(args: argparse.Namespace) -> int:
         artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
         command += ["--default-artifact-root", artifacts.resolve().as_uri()]
     print(f"MLflow UI on http://{args.host}:{args.port} ({uri})", flush=True)
+    for experiment_id, name in _experiments(uri):
+        print(f"  {name}: http://{args.host}:{args.port}/#/experiments/{experiment_id}"
+              f"?workflowType=machine_learning", flush=True)
     os.execv(command[0], command)  # the UI replaces this process: signals reach it directly
     return 0

@@ -60,6 +60,7 @@ class RefitResult:
     model_version: str | None
     unseen: dict
     passed: bool
+    links: dict[str, str]
 
 
 def best_config(info: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +96,8 @@ def refit(options: RefitOptions) -> RefitResult:
                                        tags, {"seeds": seeds, "metric": metric, "config": sampled},
                                        kind="refit")
     tracker = tracking.TrialTracker(tracking_uri, experiment_id, parent, tags, metric, mode,
-                                    first_seed)
+                                    first_seed, data=tracking.dataset_info(
+                                        data_dir, base.get("task", "profner")))
     profner_ray.start(options.address, options.num_cpus, options.ray_temp_dir, log_to_driver=True)
     param_space = deep_merge(sampled, {"training": {"seed": tune.grid_search(seeds)}})
     storage = Path(options.storage).expanduser().resolve()
@@ -161,4 +163,5 @@ def refit(options: RefitOptions) -> RefitResult:
                                              "trained_on": "train+dev"})
     client.set_terminated(parent, "FINISHED")
     return RefitResult(metric, per_seed, best_epochs, mean, std, best_seed, epochs, model_dir,
-                       parent, version, unseen, shipped.passed)
+                       parent, version, unseen, shipped.passed,
+                       tracking.ui_links(tracking_uri, experiment_id, parent))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from ray import tune
 from ray.tune import ExperimentAnalysis, Tuner
 from ray.tune.schedulers import ASHAScheduler
@@ -25,6 +27,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.hyperopt import HyperOptSearch
 
 import profner_ray
+from profner_models import __version__
 from profner_models.training import RESUME_DIR
 from search_spaces import loader
 from search_spaces.loader import SearchSpace
@@ -62,6 +65,7 @@ class SweepOptions:
     tracking_uri: str | None = None
     experiment: str | None = None        # MLflow experiment; default profner-<study>
     export: str | None = None
+    export_frontier: str | None = None   # the Pareto-optimal trials (metric vs latency) here
     register_as: str | None = None       # registered model name; default profner-<study>
     report: bool = True
     ray_temp_dir: str | None = None
@@ -87,6 +91,7 @@ class SweepResult:
     best_checkpoint: Path | None
     trial_states: dict[str, str]
     exported: Path | None = None
+    frontier: Path | None = None
     model_version: str | None = None
     report_files: list[Path] = field(default_factory=list)
     num_errors: int = 0
@@ -266,7 +271,9 @@ def run_sweep(options: SweepOptions) -> SweepResult:
         write_sweep_file(sweep_dir, info)
         tracking.client(tracking_uri).log_artifact(parent_run_id, str(space.path), "search_space")
 
-    tracker = TrialTracker(tracking_uri, experiment_id, parent_run_id, tags, metric, mode, base_seed)
+    tracker = TrialTracker(tracking_uri, experiment_id, parent_run_id, tags, metric, mode, base_seed,
+                           data=tracking.dataset_info(options.data_dir,
+                                                      space.base_config().get("task", "profner")))
     profner_ray.start(options.address, options.num_cpus, options.ray_temp_dir, log_to_driver=True)
     tuner = build_tuner(options, space, sweep_dir, metric, mode, tracker, options.resume)
     if options.resume:
@@ -358,8 +365,10 @@ def finish_sweep(results, options: SweepOptions, space: SearchSpace, sweep_dir: 
                       best_checkpoint=best_ckpt, trial_states=states,
                       num_errors=sum(1 for s in states.values() if s == "ERROR"),
                       trial_epochs=epochs)
+    trials = report.summarise(results, metric, mode)
     if options.report:
         out.report_files = report.write_report(results, space, metric, mode, sweep_dir)
+        out.report_files.append(report.write_trials_csv(trials, metric, sweep_dir / "trials.csv"))
         for path in out.report_files:
             mlflow_client.log_artifact(parent_run_id, str(path), "report")
     if best_ckpt is not None:
@@ -367,15 +376,56 @@ def finish_sweep(results, options: SweepOptions, space: SearchSpace, sweep_dir: 
                                            options.register_as or f"profner-{space.study}")
         if options.export:
             out.exported = export_model(best_ckpt, Path(options.export), info, best_id)
-        mlflow_client.log_metric(parent_run_id, f"best_{metric}", best_value)
+        summarise_best(mlflow_client, parent_run_id, best, metric, mode)
         mlflow_client.set_tag(parent_run_id, "best_trial_id", best_id)
+    if options.export_frontier:
+        out.frontier = export_frontier(results, trials, mode, Path(options.export_frontier), info)
+    stopped = {"completed": 0, "stopped": 0, "error": 0}
+    for trial in trials:
+        stopped[trial.status] += 1
     mlflow_client.log_metric(parent_run_id, "num_trials", len(states))
     mlflow_client.log_metric(parent_run_id, "num_errors", out.num_errors)
+    for status, name in (("completed", "num_completed"), ("stopped", "num_stopped_early"),
+                         ("error", "num_failed")):
+        mlflow_client.log_metric(parent_run_id, name, stopped[status])
     mlflow_client.set_terminated(parent_run_id, status="FINISHED")
     info.update(status="finished", best_trial_id=best_id, best_value=best_value,
                 best_checkpoint=str(best_ckpt) if best_ckpt else None, best_config=best_config,
                 model_version=out.model_version, exported=str(out.exported) if out.exported else None)
     write_sweep_file(sweep_dir, info)
+    return out
+
+
+def summarise_best(mlflow_client, parent_run_id: str, best, metric: str, mode: str) -> None:
+    """The best trial at a glance on the parent run: every metric of its best epoch as
+    ``best_<name>``, and its sampled hyperparameters as ``best.<key>`` params."""
+    history = best.metrics_dataframe.dropna(subset=[metric])
+    row = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
+    keys = tracking.metric_keys(best.metrics)
+    metrics = {f"best_{key}": float(value) for key, value in row.items()
+               if key in keys and isinstance(value, (int, float)) and not isinstance(value, bool)
+               and math.isfinite(float(value))}
+    for key, value in metrics.items():
+        mlflow_client.log_metric(parent_run_id, key, value)
+    tracking.log_params(mlflow_client, parent_run_id, {"best": best.config or {}})
+
+
+def export_frontier(results, trials, mode: str, out: Path, info: dict[str, Any]) -> Path:
+    """The Pareto-optimal trials (metric vs latency) as model dirs ``out/<trial_id>``, and
+    ``out/frontier.json`` listing them, fastest first."""
+    front = sorted(report.pareto(trials, mode), key=lambda t: t.latency_ms)
+    checkpoints = {str(r.metrics.get("trial_id")): r.checkpoint for r in results}
+    out.mkdir(parents=True, exist_ok=True)
+    listing = []
+    for trial in front:
+        checkpoint = checkpoints.get(trial.trial_id)
+        if checkpoint is None:
+            continue
+        export_model(Path(checkpoint.path), out / trial.trial_id, info, trial.trial_id)
+        listing.append({"trial_id": trial.trial_id, "latency_ms_p50": trial.latency_ms,
+                        "best": trial.best, "parameters": trial.parameters,
+                        "model_dir": str(out / trial.trial_id)})
+    (out / "frontier.json").write_text(json.dumps(listing, indent=1), encoding="utf-8")
     return out
 
 
@@ -400,22 +450,30 @@ def log_best_model(mlflow_client, info: dict[str, Any], checkpoint: Path, trial_
 
 def register_model_dir(mlflow_client, run_id: str, model_dir: Path, registered_name: str,
                        tags: dict[str, str]) -> str:
-    """Log ``model_dir`` as the run's ``model`` artifact and register it as a new version.
+    """Log ``model_dir`` as the run's ``model``, an MLflow Model (``trainables.mlflow_model``:
+    pyfunc, from code, with a signature and an input example), and register it as a new
+    version; the version number."""
+    import mlflow  # lazy: MLflow costs seconds to import, and only sweeps' ends need it here
+    from mlflow.models import infer_signature
 
-    A profner model dir is not an MLflow flavour (no MLmodel file), so the version is created
-    from the artifact URI with the client API rather than ``mlflow.register_model``.
-    """
-    from mlflow.exceptions import MlflowException
+    from trainables import mlflow_model  # lazy: it is MLflow's model file (imports MLflow)
 
-    mlflow_client.log_artifacts(run_id, str(model_dir), "model")
-    source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/model"
+    example = pd.DataFrame({"text": ["Mi hermana es enfermera en el hospital."]})
+    output = mlflow_model.to_frame([{"label": 1, "probability": 0.9, "entities": []}])
+    mlflow.set_tracking_uri(mlflow_client.tracking_uri)
+    with mlflow.start_run(run_id=run_id, nested=True):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(Path(mlflow_model.__file__)),
+            artifacts={mlflow_model.MODEL_DIR: str(model_dir)},
+            signature=infer_signature(example, output), input_example=example,
+            pip_requirements=[f"profner-hpo=={__version__}"])
     try:
         mlflow_client.get_registered_model(registered_name)
-    except MlflowException:
+    except mlflow.exceptions.MlflowException:
         mlflow_client.create_registered_model(
-            registered_name, description="profner model dirs (profner predict / serve)")
-    version = mlflow_client.create_model_version(registered_name, source=source, run_id=run_id,
-                                                 tags=tags)
+            registered_name, description="profner models (pyfunc; profner predict / serve)")
+    version = mlflow_client.create_model_version(registered_name, source=info.model_uri,
+                                                 run_id=run_id, tags=tags, model_id=info.model_id)
     return str(version.version)
 
 

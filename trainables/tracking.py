@@ -17,6 +17,7 @@ which ASHA's stops are, as are early stops on ``training.early_stopping_patience
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
@@ -36,6 +37,8 @@ CONFIG_TAG = "profner.config"
 KIND_TAG = "profner.kind"  # sweep | trial
 STOPPED_TAG = "profner.stopped_by"
 PLACEMENT_KEYS = ("node_id", "host", "worker_pid", "device")
+KIND_EXPERIMENT_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `profner ui` serves
 MAX_PARAM_LENGTH = 6000
 
 
@@ -75,14 +78,47 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
     mlflow_client = client(tracking_uri)
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(KIND_EXPERIMENT_TAG) != MODEL_TRAINING:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, KIND_EXPERIMENT_TAG,
+                                             MODEL_TRAINING)
         return experiment.experiment_id
     artifact_location = None
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri.removeprefix("sqlite:///"))
         artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
-    experiment_id = mlflow_client.create_experiment(name, artifact_location=artifact_location)
+    experiment_id = mlflow_client.create_experiment(
+        name, artifact_location=artifact_location, tags={KIND_EXPERIMENT_TAG: MODEL_TRAINING})
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def ui_links(tracking_uri: str, experiment_id: str, run_id: str | None = None,
+             ui: str = DEFAULT_UI) -> dict[str, str]:
+    """Addresses of the experiment (and run) in the MLflow UI's model-training view: the UI of
+    an ``mlflow server`` store is the store's own address, a sqlite store's what ``profner ui``
+    starts."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else ui
+    view = "?workflowType=machine_learning"
+    links = {"experiment": f"{base}/#/experiments/{experiment_id}{view}"}
+    if run_id:
+        links["run"] = f"{base}/#/experiments/{experiment_id}/runs/{run_id}{view}"
+    return links
+
+
+def dataset_info(data_dir: str | None, task: str) -> dict[str, str]:
+    """What a trial's MLflow dataset inputs say about its corpus: name, where it is, and a
+    digest of its files (names, sizes and contents)."""
+    if data_dir is None:
+        from profner_models.tasks import task_of
+
+        root = Path(task_of({"task": task}).sample_dir())
+    else:
+        root = Path(data_dir)
+    sha = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        sha.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return {"name": task, "source": str(root.resolve()), "digest": sha.hexdigest()[:10],
+            "kind": "bundled sample" if data_dir is None else "corpus"}
 
 
 def start_parent_run(tracking_uri: str, experiment_id: str, name: str, tags: dict[str, str],
@@ -141,6 +177,30 @@ def reconcile_after_crash(tracking_uri: str, experiment_id: str, parent_run_id: 
     return counts
 
 
+def log_datasets(mlflow_client, run_id: str, data: dict[str, str], result: dict[str, Any],
+                 config: dict[str, Any]) -> None:
+    """The trial's training and dev data as MLflow dataset inputs (the UI's Dataset column):
+    the corpus digest, where it is, the document counts, how dev was split off."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    split = config.get("data", {})
+    inputs = []
+    for part, context, count in (("train", "training", "train_docs"), ("dev", "validation", "dev_docs")):
+        profile = {"documents": int(result.get(count, 0)), "source_kind": data["kind"],
+                   "dev": {k: split[k] for k in ("dev_fraction", "dev_seed", "train_on_dev") if k in split}}
+        dataset = Dataset(name=f"{data['name']}-{part}", digest=data["digest"], source_type="local",
+                          source=json.dumps({"uri": data["source"]}), profile=json.dumps(profile))
+        inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)]))
+    mlflow_client.log_inputs(run_id, datasets=inputs)
+
+
+def metric_keys(result: dict[str, Any]) -> set[str]:
+    """The result keys that are the trial's metrics (what ``fit`` reports), not Tune's own
+    bookkeeping (``time_total_s`` kept: a trial's duration)."""
+    return (set(result) - set(AUTO_RESULT_KEYS) - set(PLACEMENT_KEYS)
+            - {"done", "checkpoint_dir_name", "should_checkpoint"}) | {"time_total_s"}
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -158,13 +218,15 @@ class TrialTracker(tune.Callback):
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str,
-                 tags: dict[str, str], metric: str, mode: str, base_seed: int | None) -> None:
+                 tags: dict[str, str], metric: str, mode: str, base_seed: int | None,
+                 data: dict[str, str] | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.tags = dict(tags)
         self.metric, self.mode = metric, mode
         self.base_seed = base_seed
+        self.data = data
         self._client = None
         self._runs: dict[str, str] = {}
         self._best: dict[str, dict[str, float]] = {}
@@ -217,7 +279,7 @@ class TrialTracker(tune.Callback):
 
         run_id = self.run_id(trial)
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
-        values = {k: v for k, v in _numeric(result).items() if k in self._metric_keys(result)}
+        values = {k: v for k, v in _numeric(result).items() if k in metric_keys(result)}
         # A trial restored from a checkpoint older than its last report (a driver killed
         # between the two) trains that epoch again, with the same result: it is in MLflow once.
         if epoch > self._logged.get(run_id, 0):
@@ -226,14 +288,12 @@ class TrialTracker(tune.Callback):
             self._logged[run_id] = epoch
         if epoch == 1 or trial.trial_id not in self._best:
             set_tags(self.mlflow, run_id, {k: str(result[k]) for k in PLACEMENT_KEYS if k in result})
+        if self.data and epoch == 1:
+            log_datasets(self.mlflow, run_id, self.data, result, trial.config)
         best = self._best.get(trial.trial_id)
         value = values.get(self.metric)
         if value is not None and (best is None or self._better(value, best[self.metric])):
             self._best[trial.trial_id] = values
-
-    def _metric_keys(self, result: dict[str, Any]) -> set[str]:
-        return (set(result) - set(AUTO_RESULT_KEYS) - set(PLACEMENT_KEYS)
-                - {"done", "checkpoint_dir_name", "should_checkpoint"}) | {"time_total_s"}
 
     def _better(self, value: float, than: float) -> bool:
         return value > than if self.mode == "max" else value < than

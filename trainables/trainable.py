@@ -21,15 +21,18 @@ import json
 import os
 import socket
 import tempfile
+import time
 from typing import Any
 
 import ray
 from ray import tune
 
 from profner_models.config import deep_merge
+from profner_models.predict import measure_latency
 from profner_models.training import fit, load_task_data
 
 FAULT_KEY = "fail_at_epoch"
+LATENCY_TEXTS = 100  # dev texts a trial predicts one at a time for its latency
 TUNE_META = "tune"  # key of the trial's provenance in the checkpoint's meta.json
 
 
@@ -49,7 +52,8 @@ def train_trial(config: dict[str, Any], *, base_config: dict[str, Any], data_dir
     fail_at = full.get("training", {}).pop(FAULT_KEY, None)
     train, dev = task_data(full, data_dir)
     reporter = EpochReporter(metric=metric, fail_at=fail_at,
-                             epochs=int(full.get("training", {}).get("epochs", 0)))
+                             epochs=int(full.get("training", {}).get("epochs", 0)),
+                             latency_texts=[doc.text for doc in dev[:LATENCY_TEXTS]])
     checkpoint = tune.get_checkpoint()  # set when Tune restores the trial (resume, retry)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as restored:
         fit(full, train, dev, callbacks=[reporter], progress=False, resume_from=restored)
@@ -71,10 +75,12 @@ class EpochReporter:
     """A ``fit`` callback that reports each epoch to Tune with a checkpoint: the trial's best
     model dir so far, plus what resumes the fit exactly after this epoch (``training``)."""
 
-    def __init__(self, metric: str, fail_at: int | None = None, epochs: int = 0) -> None:
+    def __init__(self, metric: str, fail_at: int | None = None, epochs: int = 0,
+                 latency_texts: list[str] | None = None) -> None:
         self.metric = metric
         self.epochs = epochs
         self.fail_at = None if fail_at is None else int(fail_at)
+        self.latency_texts = latency_texts or []
         self.where = _placement()
 
     def __call__(self, event) -> bool:
@@ -84,6 +90,11 @@ class EpochReporter:
         metrics[PLANNED_KEY] = self.epochs
         if self.metric not in metrics:
             raise KeyError(f"metric {self.metric!r} is not reported by fit ({', '.join(metrics)})")
+        if event.epoch == event.run.best_epoch and self.latency_texts:
+            # the frontier's latency, at each new best epoch (the checkpoint keeps that one)
+            started = time.perf_counter()
+            metrics.update(measure_latency(event.model, self.latency_texts))
+            metrics["latency_probe_s"] = time.perf_counter() - started
         where = {**self.where, "device": str(event.run.device)}
         with tempfile.TemporaryDirectory(prefix="profner-ckpt-") as tmp:
             event.checkpoint(tmp, extra_meta={TUNE_META: {"epoch": event.epoch,
