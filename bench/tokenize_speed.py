@@ -6,13 +6,16 @@ Texts: the ``.txt`` files of DIR (default: the ProfNER train tweets under the da
 The first half warms the tokenizer (spaCy caches lexemes and affix splits); the second half is
 timed one text at a time, so its words are partly new, as at inference. CPU time
 (``time.process_time``) is given too: on a shared machine wall time includes waiting.
-Target: a tweet in well under 1 ms.
+Target: a tweet in well under 1 ms. Hostile texts (runs of punctuation, emoji or random
+symbols with no space, 1,000 to 10,000 characters) are timed too: their time must grow
+linearly with the length (``ms_per_1k_chars`` about constant), not quadratically.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
@@ -55,7 +58,26 @@ def main() -> None:
         "cpu_us_p99": round(percentile(cpu, 0.99) * 1e6, 1),
         "texts_per_s": round(len(timed) / sum(wall), 1),
     }
+    figures["hostile"] = hostile_timings()
     print(json.dumps(figures) if args.json else "\n".join(f"{k:<14} {v}" for k, v in figures.items()))
+
+
+def hostile_timings(lengths: tuple[int, ...] = (1_000, 4_000, 10_000)) -> dict[str, dict]:
+    """Seconds to tokenise whitespace-free hostile texts of each length, and ms per 1k chars."""
+    rng = random.Random(0)
+    symbols = "!?¡¿.,;:…-#@\"«»()😀🇪🇸👩🏽‍⚕️"
+    makers = {"exclamations": lambda n: "!" * n, "emoji": lambda n: "😀" * n,
+              "random_symbols": lambda n: "".join(rng.choice(symbols) for _ in range(n))}
+    out = {}
+    for name, make in makers.items():
+        for length in lengths:
+            text = make(length)
+            start = time.perf_counter()
+            tokenize(text)
+            seconds = time.perf_counter() - start
+            out[f"{name}_{length}"] = {"s": round(seconds, 4),
+                                       "ms_per_1k_chars": round(1e6 * seconds / length, 2)}
+    return out
 
 
 if __name__ == "__main__":

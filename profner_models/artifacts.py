@@ -10,14 +10,18 @@ A model dir holds::
     tokenizer/...      a transformer backbone's tokenizer files, if any
     vectors/...        an RNN backbone's vector space for unknown words (PCA, n-grams), if any
     norm/...           task resources (``Task.save_resources``): MEDDOPROF's NORM index
-    meta.json          format, package and torch versions, metrics, source; written last, so a
-                       dir whose save was cut short has none and is refused
+    meta.json          format, package and torch versions, metrics, source, the SHA-256 of
+                       every other file; written last, so a dir whose save was cut short has
+                       none and is refused
 
-Nothing is ever unpickled: a corrupt or incomplete dir raises ``ModelDirError`` naming the file.
+Nothing is ever unpickled: a corrupt or incomplete dir raises ``ModelDirError`` naming the file;
+a file whose bytes changed after the save (a flipped bit, an edit) fails its SHA-256 check at
+load. Dirs saved before the checksums (no ``sha256`` in meta.json) load unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -72,6 +76,7 @@ def save(model: TrainedModel, model_dir: str | Path, extra_meta: dict | None = N
         "parameters": model.num_parameters,
         "metrics": model.metrics,
         "files": [CONFIG, LABELS, WEIGHTS, *files],
+        "sha256": {name: sha256(model_dir / name) for name in [CONFIG, LABELS, WEIGHTS, *files]},
         **(extra_meta or {}),
     }
     _write_json(model_dir / META, meta)
@@ -94,6 +99,10 @@ def load(model_dir: str | Path) -> TrainedModel:
     for name in meta.get("files", []):
         if not (model_dir / name).is_file():
             raise ModelDirError(f"{model_dir / name}: missing from the model dir")
+    for name, expected in (meta.get("sha256") or {}).items():
+        if sha256(model_dir / name) != expected:
+            raise ModelDirError(f"{model_dir / name}: SHA-256 differs from the one in {META} "
+                                "(the file changed after the save, or is corrupt)")
     try:  # a dir saved before versioned names and schemas: still checked, names mean .v1
         config = validate(_read_json(model_dir / CONFIG))
     except ConfigError as error:
@@ -124,6 +133,14 @@ def load(model_dir: str | Path) -> TrainedModel:
     except (OSError, ValueError, KeyError) as error:
         raise ModelDirError(str(error)) from error
     return model
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, value) -> None:

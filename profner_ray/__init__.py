@@ -3,12 +3,22 @@
 instance (``address="local"``: never another developer's ``ray start`` cluster), with the
 environment the workers need to import this project and stay offline.
 
+A private local instance listens on loopback only. Ray's gRPC servers and agents bind to the
+node IP, which Ray resolves to the machine's outward address on Linux even when asked for
+127.0.0.1; its local-only mode (the default on macOS and Windows, where Ray has no clusters)
+keeps every one on 127.0.0.1. That mode is read from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` at
+import by each Ray process, so ``start`` sets it for the processes it starts and for this one,
+which imported Ray already; connecting to a cluster puts the user's setting back. Beside each
+local instance runs ``profner_ray.reaper``, which stops what a killed driver leaves behind.
+
 Imports Ray only (``profner_models`` never does).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +26,9 @@ import ray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PASSED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PROFNER_DATA_DIR")
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_USER_LOCAL_ONLY = os.environ.get(LOCAL_ONLY_ENV)
+_reapers: list[subprocess.Popen] = []
 
 
 def worker_env() -> dict[str, str]:
@@ -36,8 +49,36 @@ def start(address: str | None = None, num_cpus: int | None = None, temp_dir: str
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": worker_env()}, "configure_logging": False,
                               **extra}
     if address:
+        _local_only(False)
         ray.init(address=address, **kwargs)
         return False
+    _local_only(True)
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
              _temp_dir=temp_dir, **kwargs)
+    _start_reaper()
     return True
+
+
+def _local_only(on: bool) -> None:
+    """Ray's local-only mode (loopback addresses) on or back to the user's setting."""
+    from ray._private import ray_constants
+
+    value = "0" if on else _USER_LOCAL_ONLY
+    if value is None:
+        os.environ.pop(LOCAL_ONLY_ENV, None)
+    else:
+        os.environ[LOCAL_ONLY_ENV] = value
+    ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(
+        LOCAL_ONLY_ENV, not ray_constants.IS_WINDOWS_OR_OSX)
+
+
+def _start_reaper() -> None:
+    """``profner_ray.reaper`` for the instance just started (its own session, so a Ctrl-C of
+    the driver's terminal does not stop it before it is needed)."""
+    from ray._private import worker
+
+    _reapers[:] = [reaper for reaper in _reapers if reaper.poll() is None]  # collect finished
+    session_dir = worker.global_worker.node.get_session_dir_path()
+    _reapers.append(subprocess.Popen(
+        [sys.executable, "-m", "profner_ray.reaper", str(os.getpid()), session_dir],
+        env={**os.environ, **worker_env()}, stdin=subprocess.DEVNULL, start_new_session=True))

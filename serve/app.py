@@ -2,10 +2,20 @@
 
 Every text of every request goes through ``ProfnerDetector._predict_batch`` (``@serve.batch``),
 so texts of concurrent requests share model calls: up to ``max_batch_size`` texts, waiting at
-most ``batch_wait_ms`` for a batch to fill. The model runs in a worker thread, one batch at a
-time, which keeps the event loop free to parse and queue the next requests (and answer
-``/health``) meanwhile. Answers are ``Prediction.to_dict()`` of the same ``Predictor`` that
-``profner predict`` uses, so both give the same answer for the same text.
+most ``batch_wait_ms`` for a batch to fill (default 0: a batch takes what queued up while the
+previous one ran, so a lone request never waits). The model runs in a worker thread, one batch
+at a time, which keeps the event loop free to parse and queue the next requests (and answer
+``/health``) meanwhile; tokenisation is linear in the text (``profner_models.text.tokenize``),
+so no in-limits text holds the GIL for long. A request that is not answered within
+``request_timeout_s`` gets a 504 (its batch finishes in the background). Answers are
+``Prediction.to_dict()`` of the same ``Predictor`` that ``profner predict`` uses, so both give
+the same answer for the same text.
+
+Every answer of ours is JSON, errors too (``{"detail": message}``, also for an unexpected
+exception). ``/openapi.json`` is built per replica with its live limits (``request_schema``).
+Each ``/predict`` answer has a ``Server-Timing`` header (``parse``, ``wait`` in the batch queue,
+``model``, ``replica`` total, in ms): ``bench/serving.py`` subtracts it from the client's latency
+to show what the proxy and the hops to the replica cost.
 
 ``build_app`` is the import-path app builder for ``serve run`` / ``serve deploy``
 (``serve/serve_config.yaml``); ``profner serve`` (``serve/cli.py``) calls it too.
@@ -22,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 from ray.serve import Application
 
@@ -32,33 +44,42 @@ from serve.schemas import (
     ErrorResponse,
     Health,
     ModelInfo,
-    PredictRequest,
     PredictResponse,
     RequestError,
     ServeSettings,
     body_too_large,
     parse_predict_body,
+    request_schema,
 )
 
 APP_NAME = "profner"
 logger = logging.getLogger("ray.serve")
 
-api = FastAPI(
-    title="profner-hpo occupation detector",
-    version=__version__,
-    description=(
-        "Finds mentions of professions and occupations in Spanish text (ProfNER tweets, "
-        "MEDDOPROF clinical cases). Offsets are characters of the text as sent, end "
-        "exclusive. Errors: 400 unreadable JSON, 413 a size limit, 422 wrong shape or an "
-        "empty/whitespace-only text; the body is `{\"detail\": message}`."
-    ),
+TITLE = "profner-hpo occupation detector"
+DESCRIPTION = (
+    "Finds mentions of professions and occupations in Spanish text (ProfNER tweets, "
+    "MEDDOPROF clinical cases). Offsets are characters of the text as sent, end "
+    "exclusive. Errors: 400 unreadable JSON, 413 a size limit, 422 wrong shape or a text "
+    "with no content, 504 over the time budget; the body is `{\"detail\": message}`."
 )
+# The schema and docs routes are ours (below): the schema carries the replica's live limits.
+api = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION,
+              openapi_url=None, docs_url=None, redoc_url=None)
+
+
+@api.exception_handler(Exception)
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    """A bug answers JSON like every other error (Starlette's default is plain text)."""
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": f"internal error: {type(error).__name__}"}, status_code=500)
 
 _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
     400: "the body is not JSON (empty, not UTF-8, malformed, nested too deeply)",
     413: "over a size limit (body bytes, max_texts, max_chars); the message names it",
-    422: "wrong shape or types, empty list, empty/whitespace-only text",
+    422: "wrong shape or types, empty list, a text with no content (only whitespace, control "
+         "or invisible characters)",
     500: "the model failed on a text (a bug: the server stays up)",
+    504: "not answered within the time budget (request_timeout_s)",
 }.items()}
 
 
@@ -124,16 +145,12 @@ class ProfnerDetector:
         self._predict_batch.set_max_batch_size(self._settings.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(self._settings.batch_wait_ms / 1000)
         self._started = time.monotonic()
+        self._openapi: dict[str, Any] | None = None
 
-    @api.post(
-        "/predict",
-        response_model=PredictResponse,  # the documented shape; answers are sent as built
-        responses=_ERRORS,
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": PredictRequest.model_json_schema()}}}},
-    )
+    @api.post("/predict", response_model=PredictResponse, responses=_ERRORS)
     async def predict(self, request: Request) -> Any:
         """Label and entities for each text of ``{"texts": [...]}`` or ``{"text": "..."}``."""
+        started = time.perf_counter()
         body, size = await _read_body(request, self._limits.max_body_bytes)
         try:
             if size > self._limits.max_body_bytes:
@@ -141,12 +158,27 @@ class ProfnerDetector:
             texts = parse_predict_body(body, self._limits)
         except RequestError as error:
             return _error(error.status, error.message)
-        results = await asyncio.gather(*(self._predict_batch(text) for text in texts))
-        for index, result in enumerate(results):
+        parsed = time.perf_counter()
+        budget = self._settings.request_timeout_s
+        try:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(self._predict_batch(text) for text in texts)), budget)
+        except TimeoutError:
+            return _error(504, f"not answered within request_timeout_s={budget:g} s "
+                               f"({len(texts)} texts, {sum(map(len, texts))} characters)")
+        for index, (result, _batch_start, _model_s) in enumerate(answers):
             if isinstance(result, Exception):
                 return _error(500, f"prediction failed on text {index}: "
                                    f"{type(result).__name__}: {result}")
-        return JSONResponse({"predictions": results})  # Prediction.to_dict(), untouched
+        done = time.perf_counter()
+        timing = {"parse": parsed - started,
+                  "wait": max(batch_start for _, batch_start, _ in answers) - parsed,
+                  "model": max(model_s for _, _, model_s in answers),
+                  "replica": done - started}
+        return JSONResponse(  # Prediction.to_dict(), untouched
+            {"predictions": [result for result, _, _ in answers]},
+            headers={"Server-Timing": ", ".join(f"{name};dur={1000 * seconds:.2f}"
+                                                for name, seconds in timing.items())})
 
     @api.get("/health", response_model=Health)
     async def health(self) -> Health:
@@ -159,9 +191,29 @@ class ProfnerDetector:
         """The served model: reference, dir, provenance, config, metrics, meta, versions."""
         return self._info
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _predict_batch(self, texts: list[str]) -> list[dict | Exception]:
-        return await asyncio.to_thread(self._predict_isolated, texts)
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi(self, request: Request) -> JSONResponse:
+        """The OpenAPI schema, the request body with this replica's limits."""
+        if self._openapi is None:
+            spec = get_openapi(title=TITLE, version=__version__, description=DESCRIPTION,
+                               routes=request.app.routes)
+            spec["paths"]["/predict"]["post"]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": request_schema(self._limits)}}}
+            self._openapi = spec
+        return JSONResponse(self._openapi)
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs(self) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE} - docs")
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
+    async def _predict_batch(self, texts: list[str]) -> list[tuple[dict | Exception, float, float]]:
+        """(answer, when the batch started, its model seconds) per text."""
+        started = time.perf_counter()
+        results = await asyncio.to_thread(self._predict_isolated, texts)
+        model_s = time.perf_counter() - started
+        return [(result, started, model_s) for result in results]
 
     def _predict_isolated(self, texts: list[str]) -> list[dict | Exception]:
         """``to_dict()`` per text; when the batch fails, each text alone, so one bad text

@@ -23,7 +23,9 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("--num-cpus", float, 1.0, "CPUs reserved per replica"),
     ("--num-gpus", float, 0.0, "GPUs per replica (> 0 predicts on cuda)"),
     ("--max-batch-size", int, 16, "most texts per model call (1 turns server batching off)"),
-    ("--batch-wait-ms", float, 5.0, "how long a batch waits for more texts"),
+    ("--batch-wait-ms", float, 0.0, "how long a batch waits for more texts (default 0: it "
+                                     "takes the texts that queued while the last one ran)"),
+    ("--request-timeout-s", float, 30.0, "time budget per request (over it: 504)"),
     ("--max-texts", int, 64, "most texts per request (more: 413)"),
     ("--max-chars", int, 10_000, "most characters per text (more: 413)"),
     ("--tracking-uri", str, None, "MLflow tracking URI for runs:/ and models:/ references"),
@@ -102,6 +104,7 @@ def _settings(args: argparse.Namespace):
             model=str(resolved.model_dir), source=resolved.source, tracking_uri=args.tracking_uri,
             max_texts=args.max_texts, max_chars=args.max_chars,
             max_batch_size=args.max_batch_size, batch_wait_ms=args.batch_wait_ms,
+            request_timeout_s=args.request_timeout_s,
             replicas=args.replicas, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
     except ValidationError as error:
         problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"

@@ -12,20 +12,34 @@ Checks run in this order; the first failure answers, with ``{"detail": "<message
 4. 413 Content Too Large: more than ``max_texts`` texts, or a text over ``max_chars``
    characters. The message names the limit and its value. All size limits answer 413; 422
    is for content.
-5. 422 Unprocessable Content: a text that is empty or whitespace-only (there is nothing to tag:
-   we refuse it rather than invent a probability), or one holding an unpaired UTF-16
+5. 422 Unprocessable Content: a text with no content -- empty, or only whitespace, control
+   and invisible format characters (a zero-width space, a BOM, a NUL: there is nothing to tag,
+   so we refuse it rather than invent a probability) -- or one holding an unpaired UTF-16
    surrogate (``"\\ud800"`` parses as JSON but is not Unicode text).
 
+The OpenAPI schema of the body (``request_schema``) says the same: exactly one of ``text`` /
+``texts``, at most ``max_texts`` texts of 1 to ``max_chars`` characters, each matching
+``CONTENT`` -- so every request the schema allows is accepted, and each refusal above breaks it.
 Characters are Python ``str`` characters (code points), the unit of the answer's offsets.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
+
+# A character that is content: not whitespace (ASCII, NBSP, Unicode spaces, line/paragraph
+# separators), not a C0/C1 control, not an invisible format character (soft hyphen, zero-width
+# and direction marks, word joiner, bidi isolates, BOM, interlinear annotation marks). One
+# pattern, searched for (unanchored), by the server and in the OpenAPI schema alike; BMP escapes
+# only, so JSON Schema (ECMA-262) and Python's ``re`` read it the same.
+CONTENT = ("[^\\u0000-\\u0020\\u007f-\\u00a0\\u00ad\\u1680\\u180e\\u2000-\\u200f"
+           "\\u2028-\\u202f\\u205f-\\u206f\\u3000\\ufeff\\ufff9-\\ufffb]")
+_CONTENT = re.compile(CONTENT)
 
 
 class RequestError(Exception):
@@ -169,6 +183,26 @@ def parse_predict_body(body: bytes, limits: Limits) -> list[str]:
     return texts
 
 
+def request_schema(limits: Limits) -> dict[str, Any]:
+    """The JSON Schema of a ``POST /predict`` body the server accepts, with these limits."""
+    text = {"type": "string", "minLength": 1, "maxLength": limits.max_chars, "pattern": CONTENT,
+            "description": f"1 to {limits.max_chars} characters, not only whitespace, control "
+                           f"or invisible characters"}
+    return {
+        "title": "PredictRequest",
+        "description": PredictRequest.__doc__,
+        "oneOf": [
+            {"title": "one text", "type": "object", "properties": {"text": text},
+             "required": ["text"], "additionalProperties": False},
+            {"title": "several texts", "type": "object", "required": ["texts"],
+             "additionalProperties": False,
+             "properties": {"texts": {"type": "array", "items": text, "minItems": 1,
+                                      "maxItems": limits.max_texts}}},
+        ],
+        "examples": PredictRequest.model_config["json_schema_extra"]["examples"],
+    }
+
+
 def body_too_large(size: int, limits: Limits) -> RequestError:
     return RequestError(413, f"request body is {size} bytes; the limit is {limits.max_body_bytes}"
                              f" bytes (from max_texts={limits.max_texts} and "
@@ -176,8 +210,9 @@ def body_too_large(size: int, limits: Limits) -> RequestError:
 
 
 def _check_content(name: str, text: str) -> None:
-    if not text.strip():
-        raise RequestError(422, f"{name} is empty or whitespace-only")
+    if not _CONTENT.search(text):
+        raise RequestError(422, f"{name} has no content (it is empty, or only whitespace, "
+                                f"control or invisible characters)")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
@@ -219,7 +254,11 @@ class ServeSettings(BaseModel):
     max_texts: int = Field(64, ge=1)
     max_chars: int = Field(10_000, ge=1)
     max_batch_size: int = Field(16, ge=1, description="texts per model call (1: no batching)")
-    batch_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
+    batch_wait_ms: float = Field(
+        0.0, ge=0, description="how long a batch waits to fill (0: it takes what queued up "
+                               "while the previous batch ran)")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="time budget of one request; over it: 504")
     replicas: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (> 0: predict on cuda)")

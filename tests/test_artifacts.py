@@ -30,6 +30,7 @@ def test_model_dir_holds_json_and_safetensors_only(saved):
     assert meta["metrics"]["f1_7b"] == trained().best_metrics["f1_7b"]
     assert meta["source"] == {"run": "test"}
     assert meta["parameters"] == trained().model.num_parameters
+    assert sorted(meta["sha256"]) == sorted(meta["files"]) and set(files) - set(meta["files"]) == {"meta.json"}
 
 
 def test_load_restores_identical_weights_and_predictions(saved):
@@ -42,6 +43,18 @@ def test_load_restores_identical_weights_and_predictions(saved):
     texts = [doc.text for doc in sample_data()[1][:40]]
     assert ([p.to_dict() for p in Predictor(saved).predict(texts)]
             == [p.to_dict() for p in Predictor(original).predict(texts)])
+
+
+def flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # in the tensor data: still a well-formed safetensors file
+    path.write_bytes(bytes(data))
+
+
+def without_checksums(model_dir):
+    meta = json.loads((model_dir / "meta.json").read_text())
+    del meta["sha256"]
+    (model_dir / "meta.json").write_text(json.dumps(meta))
 
 
 def broken(saved, tmp_path, edit):
@@ -62,7 +75,11 @@ def broken(saved, tmp_path, edit):
         {**json.loads((d / "meta.json").read_text()), "version": "7.0.0"})), "meta.json"),
     (lambda d: (d / "meta.json").write_text(json.dumps(
         {**json.loads((d / "meta.json").read_text()), "format": 99})), "meta.json"),
-    (lambda d: (d / "vocab/words.json").write_text('["only", "three", "words"]'), "model.safetensors"),
+    (lambda d: (d / "vocab/words.json").write_text('["only", "three", "words"]'), "words.json"),
+    (lambda d: flip_a_byte(d / "model.safetensors"), "model.safetensors: SHA-256"),
+    # a dir saved before the checksums: the edited vocabulary no longer fits the weights
+    (lambda d: (without_checksums(d), (d / "vocab/words.json").write_text(
+        '["only", "three", "words"]')), "model.safetensors: weights do not fit"),
 ])
 def test_incomplete_corrupt_or_incompatible_dirs_are_refused(saved, tmp_path, edit, named):
     with pytest.raises(ModelDirError, match=named.replace(".", r"\.")):

@@ -184,6 +184,19 @@ def test_small_profner_reads_and_round_trips(tmp_path):
     assert (tmp_path / "7a.tsv").read_bytes() == (root / "subtask-1/train.tsv").read_bytes()
 
 
+def test_a_misspelled_entity_type_is_reported_not_dropped_silently(tmp_path, caplog):
+    tweets = {**TWEETS, "104": ("Soy profesora", [("PROFESSION", 4, 13)], 1)}
+    root = make_profner(tmp_path / "profner", tweets)
+    with caplog.at_level("WARNING", logger="profner_models.corpus.load"):
+        docs, report = load_corpus(root)
+    assert report.unknown_labels == {"type:PROFESSION": 1}
+    assert any("'PROFESSION'" in r.getMessage() and "document 104" in r.getMessage()
+               for r in caplog.records)
+    assert len(docs) == 4  # reported, still read: the user decides
+    clean, clean_report = load_corpus(make_profner(tmp_path / "clean"))
+    assert not clean_report.unknown_labels and not caplog.records[1:]
+
+
 def _replace(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text

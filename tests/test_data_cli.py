@@ -49,6 +49,16 @@ def test_stats_table_and_lenient(tmp_path, capsys):
     assert "b.ann:1" in captured.err
 
 
+def test_stats_names_unknown_entity_types(tmp_path, capsys):
+    from test_corpus import TWEETS, make_profner
+
+    root = make_profner(tmp_path / "profner", {**TWEETS, "9": ("Es fontanero", [("PROFESIONN", 3, 12)], 1)})
+    assert main(["data", "stats", str(root), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["unknown_labels"] == {"type:PROFESIONN": 1}
+    assert "'PROFESIONN'" in captured.err
+
+
 def test_stats_strict_error_names_file_and_line(tmp_path, capsys):
     folder = _brat_folder(tmp_path / "brat")
     (folder / "b.ann").write_text("T1\tSITUACION_LABORAL 5\ten paro\n", encoding="utf-8")

@@ -30,6 +30,8 @@ from serve_support import (
     tiny_model,
 )
 
+from serve.schemas import CONTENT
+
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
@@ -140,7 +142,12 @@ def test_health_model_and_docs(server, model_dir, tmp_path_factory):
     status, spec = get(server.url + "/openapi.json")
     assert status == 200
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
-    assert set(body["schema"]["properties"]) == {"text", "texts"}
+    one, several = body["schema"]["oneOf"]  # exactly one of text / texts, with live limits
+    assert (one["required"], several["required"]) == (["text"], ["texts"])
+    text = one["properties"]["text"]
+    assert (text["minLength"], text["maxLength"]) == (1, MAX_CHARS)
+    assert several["properties"]["texts"]["maxItems"] == MAX_TEXTS
+    assert several["properties"]["texts"]["items"] == text and text["pattern"] == CONTENT
     assert {"400", "413", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
     assert get(server.url + "/docs")[0] == 200
 
@@ -163,9 +170,13 @@ BAD_BODIES = [
     (b'{"texts": [["nested"]]}', 422, "texts[0]: Input should be a valid string"),
     (b'{"text": 12}', 422, "text: Input should be a valid string"),
     (b'{"textos": ["hola"]}', 422, "textos: unknown field"),
-    (b'{"texts": ["ok", ""]}', 422, "texts[1] is empty or whitespace-only"),
-    (b'{"text": " \\t\\n\\u3000"}', 422, "text is empty or whitespace-only"),
+    (b'{"texts": ["ok", ""]}', 422, "texts[1] has no content"),
+    (b'{"text": " \\t\\n\\u3000"}', 422, "text has no content"),
     (b'{"text": "abc\\ud800"}', 422, "unpaired surrogate U+D800 at character 3"),
+    (b'{"text": "\\u200b"}', 422, "text has no content"),  # zero-width space
+    (b'{"text": "\\ufeff"}', 422, "text has no content"),  # BOM
+    (b'{"text": "\\u0000"}', 422, "text has no content"),  # NUL
+    (b'{"texts": ["ok", "\\u200e\\u0007 \\u2066"]}', 422, "texts[1] has no content"),
 ]
 
 
@@ -267,3 +278,18 @@ def test_serve_config_yaml_is_a_valid_serve_config():
     assert app.import_path == "serve.app:build_app"
     assert ServeSettings.model_validate(app.args).max_batch_size >= 1
     assert schema.http_options.host == "127.0.0.1"
+
+
+def test_answers_say_where_the_time_went(server):
+    """``Server-Timing``: parse, batch-queue wait, model and replica total, in ms."""
+    import urllib.request
+
+    call = urllib.request.Request(server.url + "/predict", data=b'{"text": "Soy enfermera"}',
+                                  headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(call, timeout=60) as answer:
+        header = answer.headers["Server-Timing"]
+    timing = {name: float(dur.split("=")[1]) for name, dur in
+              (part.strip().split(";") for part in header.split(","))}
+    assert list(timing) == ["parse", "wait", "model", "replica"]
+    assert all(value >= 0 for value in timing.values())
+    assert timing["replica"] >= timing["model"] and timing["replica"] >= timing["parse"]

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from serve_support import (
@@ -201,6 +204,23 @@ def _same(got: list[dict], expected: list[dict]) -> bool:
     return len(got) == len(expected) and all(
         g["label"] == e["label"] and g["entities"] == e["entities"]
         and abs(g["probability"] - e["probability"]) <= 1e-5 for g, e in zip(got, expected))
+
+
+def test_schemathesis_finds_no_failure_of_any_check(server, tmp_path):
+    """Schemathesis (examples, coverage and fuzzing phases, all checks, a bounded number of
+    cases per operation) against the live schema: no server error, every answer as documented,
+    every schema-valid body accepted and every schema-invalid one refused (413 counts as a
+    refusal: tests/schemathesis.toml)."""
+    cli = Path(sys.executable).with_name("schemathesis")
+    run = subprocess.run(
+        [str(cli), "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+         "run", f"{server.url}/openapi.json", "--checks", "all", "--max-examples", "40",
+         "--workers", "2", "--seed", str(SEED), "--generation-database", "none",
+         "--request-timeout", "30", "--phases", "examples,coverage,fuzzing", "--no-color"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "No issues found" in run.stdout, run.stdout[-3000:]
+    assert server.running(), server.log()
 
 
 def test_stop_shuts_down_and_frees_everything(server):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from profner_models.text.tokenize import Token, get_tokenizer, tokenize
+from profner_models.text import tokenize as tokenize_module
+from profner_models.text.tokenize import MAX_RUN, Token, get_tokenizer, tokenize
 
 
 def words(text: str) -> list[str]:
@@ -25,6 +26,32 @@ def test_offsets_point_into_the_text_and_whitespace_is_no_token():
 def test_empty_and_blank_text():
     assert tokenize("") == []
     assert tokenize(" \n\t ") == []
+
+
+@pytest.mark.parametrize("run", ["!" * 10_000, "😀" * 3_000, "a!" * 2_000, "é" * 500 + "?" * 500])
+def test_long_runs_are_tokenised_in_bounded_pieces(run, monkeypatch):
+    """spaCy's affix loop is quadratic in a whitespace-free run: no piece it gets may hold a run
+    longer than MAX_RUN, and the pieces' tokens still cover the text with exact offsets."""
+    stock = get_tokenizer()
+    seen: list[str] = []
+
+    def recording(text):
+        seen.append(text)
+        return stock(text)
+
+    monkeypatch.setattr(tokenize_module, "get_tokenizer", lambda: recording)
+    text = f"Soy enfermera {run} y camionero"
+    tokens = tokenize(text)
+    assert max(len(word) for piece in seen for word in piece.split()) <= MAX_RUN
+    assert all(text[t.start:t.end] == t.text for t in tokens)
+    assert "".join(t.text for t in tokens) == "".join(text.split())
+    assert [t.text for t in tokens[:2]] == ["Soy", "enfermera"]
+    assert [t.text for t in tokens[-2:]] == ["y", "camionero"]
+
+
+def test_runs_up_to_max_run_are_one_piece():
+    url = "https://example.org/" + "a" * (MAX_RUN - 20)
+    assert len(url) == MAX_RUN and words(f"ver {url} hoy") == ["ver", url, "hoy"]
 
 
 def test_tokenizer_is_built_once():

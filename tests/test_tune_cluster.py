@@ -81,6 +81,8 @@ def test_sweep_on_an_existing_two_node_cluster(tmp_path: Path, cluster) -> None:
     import ray
     from mlflow.tracking import MlflowClient
 
+    import profner_ray
+
     address, tracking_uri = cluster
     command = tune_command("smoke", tmp_path, "--address", address, "--num-samples", "2",
                            "--max-concurrent", "2", "--cpus-per-trial", "1",
@@ -89,7 +91,7 @@ def test_sweep_on_an_existing_two_node_cluster(tmp_path: Path, cluster) -> None:
     done = run_profner(command, cwd=tmp_path, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
-    ray.init(address=address, log_to_driver=False)
+    profner_ray.start(address, log_to_driver=False)
     try:
         resources = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
     finally:

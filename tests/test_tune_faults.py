@@ -5,7 +5,8 @@ picks it per trial), is started as a subprocess, SIGKILLed once a healthy trial 
 then resumed with ``--resume`` (in-process). The tests check that
 - a trial that raises is recorded failed in Tune and MLflow and the sweep goes on;
 - the resumed sweep keeps the finished trials and the searcher's history, completes, and
-  leaves exactly one MLflow run per trial (none left RUNNING, no epoch logged twice).
+  leaves exactly one MLflow run per trial (none left RUNNING, no epoch logged twice);
+- the driver's Ray listened on loopback only, and its SIGKILL left no Ray process behind.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from tune_support import (
     client,
     env,
     kill_ray_under,
+    outward_listeners,
+    process_tree,
     short_temp_dir,
+    still_running,
     tune_command,
     wait_for,
 )
@@ -56,6 +60,8 @@ def killed_and_resumed(tmp_path_factory):
     ray_tmp, ray_tmp2 = short_temp_dir("rt-kill-"), short_temp_dir("rt-resume-")
     command = tune_command(space, tmp, "--num-samples", str(NUM_SAMPLES), "--max-concurrent",
                            "2", "--num-cpus", "2", "--seed", str(SEARCH_SEED),
+                           # FIFO: an ASHA stop at epoch 1 could beat the injected fault to it
+                           "--scheduler", "fifo",
                            "--ray-temp-dir", str(ray_tmp), name="r")
     log = (tmp / "driver.log").open("w")
     driver = subprocess.Popen(command, cwd=tmp, env=env(), stdout=log, stderr=subprocess.STDOUT,
@@ -73,8 +79,11 @@ def killed_and_resumed(tmp_path_factory):
     try:
         before = wait_for(finished_trials, timeout=300, interval=1)
         assert before, (tmp / "driver.log").read_text()[-4000:]
+        tree = process_tree(driver.pid)
+        listening = outward_listeners(tree)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
+        left = wait_for(lambda: not still_running(tree), timeout=60) or still_running(tree)
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -94,7 +103,8 @@ def killed_and_resumed(tmp_path_factory):
 
     trials = ExperimentAnalysis(str(tmp / "runs" / "r")).trials
     return {"tmp": tmp, "before": before, "history": history, "at_kill": at_kill,
-            "result": result, "trials": trials}
+            "result": result, "trials": trials, "tree": [p.info["name"] for p in tree],
+            "listening": listening, "left": [] if left is True else left}
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_continues(killed_and_resumed) -> None:
@@ -155,3 +165,9 @@ def test_sigkilled_driver_resumes_without_losing_or_duplicating(killed_and_resum
     assert len(history) == NUM_SAMPLES
     assert sum(1 for t in history if t["result"].get("status") == "ok") == \
         sum(1 for t in trials if t.status == "TERMINATED")
+
+
+def test_the_killed_driver_listened_on_loopback_and_left_no_ray_process(killed_and_resumed) -> None:
+    assert any("raylet" in name for name in killed_and_resumed["tree"])  # its own local Ray
+    assert killed_and_resumed["listening"] == []
+    assert killed_and_resumed["left"] == []

@@ -21,6 +21,7 @@ def env() -> dict[str, str]:
     out.update(RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PYTHONUNBUFFERED="1", RAY_DEDUP_LOGS="0")
     out.pop("RAY_ADDRESS", None)
+    out.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # as a user's shell: profner_ray sets it
     return out
 
 
@@ -55,7 +56,8 @@ def all_runs(tmp: Path, deleted: bool = False) -> list:
 
 
 def kill_ray_under(temp_dir: Path) -> None:
-    """SIGKILL processes whose command line names ``temp_dir`` (this test's own Ray only)."""
+    """SIGKILL processes whose command line names ``temp_dir`` and their descendants (Ray's
+    agents rename themselves), this test's own Ray only."""
     me = os.getpid()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == me:
@@ -65,11 +67,57 @@ def kill_ray_under(temp_dir: Path) -> None:
         except OSError:
             continue
         if str(temp_dir) in cmdline:
-            try:
-                os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                pass
+            for member in process_tree(int(proc.name)):
+                try:
+                    os.kill(member.pid, signal.SIGKILL)
+                except OSError:
+                    pass
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def process_tree(pid: int) -> list:
+    """``pid`` and all its descendants, as psutil processes with ``info["name"]``."""
+    import psutil
+
+    by_parent: dict[int, list] = {}
+    root = None
+    for proc in psutil.process_iter(["ppid", "name"]):  # skips processes that vanish meanwhile
+        by_parent.setdefault(proc.info["ppid"], []).append(proc)
+        root = proc if proc.pid == pid else root
+    tree, todo = [], [root] if root else []
+    while todo:
+        proc = todo.pop()
+        tree.append(proc)
+        todo.extend(by_parent.get(proc.pid, []))
+    return tree
+
+
+def outward_listeners(processes: list) -> list[str]:
+    """'name address:port' of each listening socket of ``processes`` not on loopback."""
+    import psutil
+
+    names = {p.pid: p.info["name"] for p in processes}
+    found = []
+    for conn in psutil.net_connections("inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in names:
+            ip = conn.laddr.ip.removeprefix("::ffff:")
+            if not (ip.startswith("127.") or ip == "::1"):
+                found.append(f"{names[conn.pid]} {conn.laddr.ip}:{conn.laddr.port}")
+    return found
+
+
+def still_running(processes: list) -> list[str]:
+    """'pid name' of those of ``processes`` alive (zombies count as gone)."""
+    import psutil
+
+    alive = []
+    for proc in processes:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{proc.pid} {proc.info['name']}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5):

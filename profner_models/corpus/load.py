@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from pathlib import Path
 
 from profner_models.corpus.brat import read_brat_dir, read_text_dir
@@ -11,6 +13,14 @@ from profner_models.corpus.report import CorpusError, CorpusReport
 from profner_models.documents import Document
 
 LAYOUTS = ("profner", "meddoprof", "meddoprof_set", "brat", "text")
+_MEDDOPROF_TYPES = ("PROFESION", "SITUACION_LABORAL", "ACTIVIDAD")
+#: The span labels each corpus's guidelines define (ProfNER's ACTIVIDAD and FIGURATIVA are
+#: annotated but not scored); any other is a misspelling no model trains on or is scored on.
+KNOWN_LABELS = {"profner": {"type": ("PROFESION", "SITUACION_LABORAL", "ACTIVIDAD", "FIGURATIVA")},
+                "meddoprof": {"type": _MEDDOPROF_TYPES,
+                              "cls": ("PACIENTE", "FAMILIAR", "SANITARIO", "OTROS")}}
+KNOWN_LABELS["meddoprof_set"] = KNOWN_LABELS["meddoprof"]
+logger = logging.getLogger(__name__)
 
 
 def detect_layout(path: Path | str) -> str:
@@ -73,4 +83,25 @@ def load_corpus(path: Path | str, split: str = "train", lenient: bool = False) -
         docs = read_text_dir(path, report)
     report.documents = len(docs)
     report.spans = sum(len(doc.spans) for doc in docs)
+    _check_labels(docs, report)
     return docs, report
+
+
+def _check_labels(docs: list[Document], report: CorpusReport) -> None:
+    """Count, and warn about, span types / classes the corpus's guidelines do not define."""
+    for field, known in KNOWN_LABELS.get(report.layout, {}).items():
+        unknown: Counter = Counter()
+        first: dict[str, str] = {}
+        for doc in docs:
+            for span in doc.spans:
+                label = getattr(span, field)
+                if label is not None and label not in known:
+                    unknown[label] += 1
+                    first.setdefault(label, doc.id)
+        for label, count in unknown.most_common():
+            report.unknown_labels[f"{field}:{label}"] = count
+            message = (f"{report.path}: span {field} {label!r} ({count} spans, first in document "
+                       f"{first[label]}) is not one of {', '.join(known)}: no model trains on "
+                       f"it or scores it (a misspelling?)")
+            report.messages.append(message)
+            logger.warning(message)

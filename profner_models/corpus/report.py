@@ -58,6 +58,7 @@ class CorpusReport:
     skipped: Counter = field(default_factory=Counter)  # documents / spans / rows / files -> count
     notes: Counter = field(default_factory=Counter)  # e.g. docs_matched_by_text, empty_tsv_rows
     aliases: dict[str, str] = field(default_factory=dict)  # other-source doc name -> doc id
+    unknown_labels: Counter = field(default_factory=Counter)  # "type:X" / "cls:Y" -> spans
 
     def problem(self, kind: str, path: Path | str, line: int | None, message: str) -> None:
         """Raise in strict mode; record a warning in lenient mode (the caller skips the item)."""
@@ -86,5 +87,6 @@ class CorpusReport:
             "skipped": dict(self.skipped),
             "notes": dict(self.notes),
             "aliases": dict(self.aliases),
+            "unknown_labels": dict(self.unknown_labels),
             "messages": list(self.messages),
         }

@@ -33,6 +33,7 @@ def corpus_stats(docs: list[Document], report: CorpusReport, scheme: str = "BIO"
         "alignment_exact": alignment.exact,
         "alignment_exact_rate": alignment.rate,
         "warnings": dict(report.warnings),
+        "unknown_labels": dict(report.unknown_labels),
         "skipped": dict(report.skipped),
         "notes": dict(report.notes),
     }

@@ -43,7 +43,7 @@ Whitespace (spaces, ``\\n``, runs of them) and invisible format characters are n
 
 With these rules every gold boundary of both corpora falls on a token boundary except one
 ProfNER ACTIVIDAD span annotated with a leading space (``" twitter@s"``). Speed:
-``bench/tokenize_speed.py`` (a tweet takes about 0.2 ms of CPU).
+``bench/tokenize_speed.py`` (a tweet takes about 0.2 ms of CPU; hostile runs: ``--hostile``).
 """
 
 from __future__ import annotations
@@ -170,10 +170,33 @@ def get_tokenizer() -> Tokenizer:
     return tokenizer
 
 
+# spaCy strips affixes one at a time and searches the rest of the chunk for each suffix, so a
+# whitespace-free run costs time quadratic in its length (4,000 ``!`` took 2.7 s, holding the
+# GIL). No run in the corpora is longer than 128 characters (URLs included); longer ones are
+# tokenised in pieces of at most MAX_RUN characters, which keeps the work per character bounded.
+MAX_RUN = 160
+_LONG_RUN = re.compile(rf"[^\s{_INVISIBLE}]{{{MAX_RUN + 1},}}")
+
+
 def tokenize(text: str) -> list[Token]:
-    """Split ``text`` into words with character offsets; whitespace is not a token."""
+    """Split ``text`` into words with character offsets; whitespace is not a token.
+
+    Time is linear in the length of ``text`` whatever it holds (see ``MAX_RUN``)."""
+    tokens, done = [], 0
+    for run in _LONG_RUN.finditer(text):
+        tokens += _tokenize_piece(text, done, run.start())
+        for start in range(run.start(), run.end(), MAX_RUN):
+            tokens += _tokenize_piece(text, start, min(start + MAX_RUN, run.end()))
+        done = run.end()
+    return tokens + _tokenize_piece(text, done, len(text))
+
+
+def _tokenize_piece(text: str, start: int, end: int) -> list[Token]:
+    """The tokens of ``text[start:end]``, with offsets into ``text``."""
+    if start == end:
+        return []
     return [
-        Token(t.text, t.idx, t.idx + len(t.text))
-        for t in get_tokenizer()(text)
+        Token(t.text, start + t.idx, start + t.idx + len(t.text))
+        for t in get_tokenizer()(text[start:end])
         if not t.is_space and not _INVISIBLE_RUN.fullmatch(t.text)
     ]

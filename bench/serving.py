@@ -1,13 +1,19 @@
 """HTTP serving figures for ``profner serve``: latency of one tweet, throughput at concurrency
-1/8/32 with and without server-side batching, against in-process ``Predictor`` prediction.
+1/8/32/64 with and without server-side batching, against the same ``Predictor`` in-process and
+behind a plain FastAPI + uvicorn process (``bench/plain_server.py``, the baseline).
 
-    .venv/bin/python bench/serve.py [--model MODEL_DIR] [--quick] [--json]
+    .venv/bin/python bench/serving.py [--model MODEL_DIR] [--quick] [--json]
 
 Without ``--model`` a small model is trained on the bundled sample first (smoke config). The
 server runs on a private local Ray instance on a free loopback port (one replica, 1 CPU); the
 clients are threads of this process with keep-alive connections, one request = one tweet, so
 on a small machine they compete with the server for the same cores (reported as ``cpus``).
-Ratios are HTTP requests/s over in-process single-text predictions/s.
+
+Printed per run: the one-tweet p50 over the baseline's (goal <= 1.5), throughput per
+concurrency and over its own concurrency-1 throughput (goal at 32: >= 3), and where a served
+request's time went, from the ``Server-Timing`` header (means, ms): parse, wait in the batch
+queue, model, replica total, and ``hops`` = client latency - replica total (proxy, router and
+the hops between them and the replica).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,13 +35,11 @@ from pathlib import Path
 from profner_models import artifacts
 
 REPO = Path(__file__).resolve().parents[1]
-# This file is named serve.py: drop its folder from the path so that `serve` (here and in the
-# Ray workers, which get the driver's script folder) is the package, not this script.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-CONCURRENCY = (1, 8, 32)
+CONCURRENCY = (1, 8, 32, 64)
+TIMINGS = ("parse", "wait", "model", "replica")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests (under 2 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--max-batch-size", type=int, default=16, help="the batching run's size")
-    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
+    parser.add_argument("--batch-wait-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
 
     import torch
@@ -53,19 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     stdout = os.dup(1)
     os.dup2(2, 1)  # Ray prints its own messages on fd 1: keep stdout for the figures
     try:
-        model_dir = args.model or _train_smoke_model(scratch / "model", quiet=args.json)
-        tweets = _tweets()
+        model_dir = args.model or train_smoke_model(scratch / "model", quiet=args.json)
+        tweets = sample_tweets()
         seconds = 3.0 if args.quick else 10.0
         sequential = 60 if args.quick else 300
         result = {"model": str(model_dir), "cpus": os.cpu_count(), "quick": args.quick,
                   "seconds_per_level": seconds,
                   "in_process": _in_process(model_dir, tweets, sequential)}
-        result["http"] = _http(model_dir, tweets, scratch, seconds, sequential,
-                               args.max_batch_size, args.batch_wait_ms, quiet=args.json)
-        single = result["in_process"]["single_text_per_s"]
-        for run in result["http"].values():
-            for level in run["throughput"].values():
-                level["ratio_to_in_process"] = round(level["requests_per_s"] / single, 3)
+        result["http"] = {"plain_uvicorn": _plain(model_dir, tweets, seconds, sequential),
+                          **_http(model_dir, tweets, scratch, seconds, sequential,
+                                  args.max_batch_size, args.batch_wait_ms, quiet=args.json)}
+        _add_ratios(result)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         sys.stdout.flush()
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _train_smoke_model(model_dir: Path, quiet: bool) -> Path:
+def train_smoke_model(model_dir: Path, quiet: bool) -> Path:
     import yaml
 
     from profner_models.training import fit, load_task_data
@@ -87,7 +90,7 @@ def _train_smoke_model(model_dir: Path, quiet: bool) -> Path:
     return model_dir
 
 
-def _tweets() -> list[str]:
+def sample_tweets() -> list[str]:
     from profner_models.sample import PROFNER_SAMPLE
 
     folder = PROFNER_SAMPLE / "subtask-2" / "brat" / "valid"
@@ -109,7 +112,7 @@ def _in_process(model_dir: Path, tweets: list[str], count: int) -> dict:
     for _ in range(rounds):
         predictor.predict(tweets[:32])
     batched = 32 * rounds / (time.perf_counter() - started)
-    return {"latency_ms": _percentiles(times), "single_text_per_s": round(1 / statistics.mean(times), 1),
+    return {"latency_ms": percentiles(times), "single_text_per_s": round(1 / statistics.mean(times), 1),
             "batch32_texts_per_s": round(batched, 1)}
 
 
@@ -118,7 +121,7 @@ def _http(model_dir: Path, tweets: list[str], scratch: Path, seconds: float, seq
     from serve import runner
     from serve.schemas import ServeSettings
 
-    port = _free_port()
+    port = free_port()
     runs = {"batching": ServeSettings(model=str(model_dir), max_batch_size=max_batch_size,
                                       batch_wait_ms=batch_wait_ms),
             "no_batching": ServeSettings(model=str(model_dir), max_batch_size=1)}
@@ -133,15 +136,69 @@ def _http(model_dir: Path, tweets: list[str], scratch: Path, seconds: float, seq
             else:
                 runner.deploy(settings, f"http://127.0.0.1:{port}")
             _check_deployed(port, settings.max_batch_size)
-            _load(port, bodies, 1, 1.0)  # warm-up
-            latencies = _sequential(port, bodies, sequential)
             out[name] = {"max_batch_size": settings.max_batch_size,
                          "batch_wait_ms": settings.batch_wait_ms,
-                         "latency_ms": _percentiles(latencies),
-                         "throughput": {str(c): _load(port, bodies, c, seconds) for c in CONCURRENCY}}
+                         **_measure(port, bodies, seconds, sequential)}
     finally:
         runner.stop()
     return out
+
+
+def _plain(model_dir: Path, tweets: list[str], seconds: float, sequential: int) -> dict:
+    """The baseline: ``bench/plain_server.py`` in its own process on a free loopback port."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    server = subprocess.Popen([sys.executable, str(REPO / "bench" / "plain_server.py"),
+                               str(model_dir), str(port)], env=env)
+    try:
+        _wait_for_health(port, server)
+        bodies = [json.dumps({"text": t}).encode("utf-8") for t in tweets]
+        return {"max_batch_size": 1, "batch_wait_ms": None,
+                **_measure(port, bodies, seconds, sequential)}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_health(port: int, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the plain server did not come up (exit code {server.poll()})")
+
+
+def _measure(port: int, bodies: list[bytes], seconds: float, sequential: int) -> dict:
+    _load(port, bodies, 1, 1.0)  # warm-up
+    latencies, timings = _sequential(port, bodies, sequential)
+    return {"latency_ms": percentiles(latencies), "server_timing_ms": _breakdown(latencies, timings),
+            "throughput": {str(c): _load(port, bodies, c, seconds) for c in CONCURRENCY}}
+
+
+def _breakdown(latencies: list[float], timings: list[dict[str, float]]) -> dict | None:
+    """Means of the ``Server-Timing`` parts and of what the client waited beyond them."""
+    if not timings:
+        return None
+    means = {name: round(statistics.mean(t[name] for t in timings), 2) for name in TIMINGS}
+    means["hops"] = round(1000 * statistics.mean(latencies) - means["replica"], 2)
+    return means
+
+
+def _add_ratios(result: dict) -> None:
+    """p50 over the baseline's; throughput over in-process and over the run's concurrency 1."""
+    single = result["in_process"]["single_text_per_s"]
+    baseline_p50 = result["http"]["plain_uvicorn"]["latency_ms"]["p50"]
+    for run in result["http"].values():
+        run["p50_over_baseline"] = round(run["latency_ms"]["p50"] / baseline_p50, 3)
+        one = run["throughput"]["1"]["requests_per_s"]
+        for level in run["throughput"].values():
+            level["ratio_to_in_process"] = round(level["requests_per_s"] / single, 3)
+            level["ratio_to_concurrency_1"] = round(level["requests_per_s"] / one, 3)
 
 
 def _check_deployed(port: int, max_batch_size: int) -> None:
@@ -158,22 +215,29 @@ def _check_deployed(port: int, max_batch_size: int) -> None:
     raise TimeoutError("the redeployed app did not take over")
 
 
-def _post(connection: http.client.HTTPConnection, body: bytes) -> float:
+def _post(connection: http.client.HTTPConnection, body: bytes) -> tuple[float, dict | None]:
+    """(seconds, the answer's ``Server-Timing`` in ms or None)."""
     started = time.perf_counter()
     connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
     answer = connection.getresponse()
     answer.read()
+    elapsed = time.perf_counter() - started
     if answer.status != 200:
         raise RuntimeError(f"POST /predict answered {answer.status}")
-    return time.perf_counter() - started
+    header = answer.getheader("Server-Timing")
+    timing = None if header is None else {
+        name.strip(): float(duration.split("=")[1])
+        for name, duration in (part.split(";") for part in header.split(","))}
+    return elapsed, timing
 
 
-def _sequential(port: int, bodies: list[bytes], count: int) -> list[float]:
+def _sequential(port: int, bodies: list[bytes], count: int) -> tuple[list[float], list[dict]]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        return [_post(connection, bodies[i % len(bodies)]) for i in range(count)]
+        answers = [_post(connection, bodies[i % len(bodies)]) for i in range(count)]
     finally:
         connection.close()
+    return [seconds for seconds, _ in answers], [t for _, t in answers if t is not None]
 
 
 def _load(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> dict:
@@ -186,7 +250,7 @@ def _load(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> d
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         mine, i = [], offset
         while time.perf_counter() < stop_at:
-            mine.append(_post(connection, bodies[i % len(bodies)]))
+            mine.append(_post(connection, bodies[i % len(bodies)])[0])
             i += concurrency
         connection.close()
         with lock:
@@ -200,16 +264,16 @@ def _load(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> d
         thread.join()
     elapsed = time.perf_counter() - started
     return {"requests": len(latencies), "requests_per_s": round(len(latencies) / elapsed, 1),
-            "latency_ms": _percentiles(latencies)}
+            "latency_ms": percentiles(latencies)}
 
 
-def _percentiles(seconds: list[float]) -> dict:
+def percentiles(seconds: list[float]) -> dict:
     ordered = sorted(seconds)
     pick = lambda q: round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)  # noqa: E731
     return {"p50": pick(0.50), "p95": pick(0.95), "n": len(ordered)}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -223,11 +287,16 @@ def _table(result: dict) -> str:
              f"(batch of 32: {result['in_process']['batch32_texts_per_s']} texts/s)"]
     for name, run in result["http"].items():
         lines.append(f"HTTP {name} (max_batch_size={run['max_batch_size']}): one tweet "
-                     "p50 {p50} ms  p95 {p95} ms".format(**run["latency_ms"]))
+                     "p50 {p50} ms  p95 {p95} ms".format(**run["latency_ms"])
+                     + f"  x{run['p50_over_baseline']} of the baseline's p50")
+        if run["server_timing_ms"]:
+            lines.append("  one tweet, mean ms: " + "  ".join(
+                f"{part} {ms}" for part, ms in run["server_timing_ms"].items()))
         for level, figures in run["throughput"].items():
             lines.append(f"  concurrency {level:>2}: {figures['requests_per_s']:>7} req/s  "
                          f"p50 {figures['latency_ms']['p50']} ms  p95 {figures['latency_ms']['p95']}"
-                         f" ms  x{figures['ratio_to_in_process']} of in-process")
+                         f" ms  x{figures['ratio_to_concurrency_1']} of concurrency 1"
+                         f"  x{figures['ratio_to_in_process']} of in-process")
     return "\n".join(lines)
 
 

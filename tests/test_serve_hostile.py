@@ -1,0 +1,81 @@
+"""In-limits but expensive bodies against a real ``profner serve``: the server answers them (or
+refuses them with a JSON 504 at its time budget) while ``/health`` keeps answering, and it
+serves normal requests afterwards.
+
+Before tokenisation was made linear (profner_models/text/tokenize.py, ``MAX_RUN``), three texts
+of 10,000 ``!`` held the GIL for ~100 s: ``/health`` froze and Serve killed the replica.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import pytest
+from serve_support import ServerProcess, get, post_json, request, tiny_model
+
+pytestmark = pytest.mark.slow
+
+BUDGET_S = 0.5  # the server's request_timeout_s: far below what the random body needs
+SYMBOLS = "!?¡¿.,;:…-#@\"«»()😀🇪🇸👩🏽‍⚕️"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.getbasetemp()
+    state_dir = base / "serve-hostile-state"
+    state_dir.mkdir(exist_ok=True)
+    process = ServerProcess(tiny_model(base), "--max-texts", "64", "--max-chars", "10000",
+                            "--request-timeout-s", str(BUDGET_S), state_dir=state_dir)
+    yield process
+    process.close()
+
+
+def _while_polling_health(url: str, body: bytes) -> tuple[int, object, float, list[float]]:
+    """POST ``body`` to /predict and poll /health meanwhile: (status, answer, seconds the
+    POST took, seconds of each /health answer)."""
+    answer: dict = {}
+
+    def post() -> None:
+        started = time.perf_counter()
+        answer["status"], answer["body"] = request(url + "/predict", body, timeout=120)
+        answer["seconds"] = time.perf_counter() - started
+
+    worker = threading.Thread(target=post)
+    worker.start()
+    health = []
+    while worker.is_alive():
+        started = time.perf_counter()
+        status, _ = get(url + "/health", timeout=30)
+        health.append(time.perf_counter() - started)
+        assert status == 200
+        time.sleep(0.05)
+    worker.join()
+    return answer["status"], answer["body"], answer["seconds"], health
+
+
+def test_ten_thousand_exclamation_marks_do_not_stall_the_server(server):
+    body = json.dumps({"texts": ["!" * 10_000] * 3}).encode()
+    status, answer, seconds, health = _while_polling_health(server.url, body)
+    assert status in (200, 504) and isinstance(answer, dict), answer
+    assert seconds < 5 and max(health) < 1.0, (seconds, max(health))
+
+
+def test_over_the_time_budget_answers_a_json_504_and_the_server_goes_on(server):
+    rng = random.Random(7)
+    texts = ["".join(rng.choice(SYMBOLS) for _ in range(10_000)) for _ in range(64)]
+    status, answer, seconds, health = _while_polling_health(
+        server.url, json.dumps({"texts": texts}).encode())
+    assert status == 504 and f"request_timeout_s={BUDGET_S:g} s" in answer["detail"], answer
+    assert seconds < BUDGET_S + 3 and max(health) < 1.0, (seconds, max(health))
+
+    deadline = time.monotonic() + 60  # the cut-off batch finishes in the background first
+    while True:
+        status, answer = post_json(server.url + "/predict", {"text": "Soy enfermera en Madrid"})
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 200 and len(answer["predictions"]) == 1, answer
+    assert server.running(), server.log()
