@@ -28,6 +28,7 @@ import json
 import logging
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,8 @@ class ProfnerDetector:
         self._predict_batch.set_batch_wait_timeout_s(self._settings.batch_wait_ms / 1000)
         self._started = time.monotonic()
         self._openapi: dict[str, Any] | None = None
+        self._lanes = {lane: ThreadPoolExecutor(1, thread_name_prefix=f"profner-{lane}")
+                       for lane in ("batches", "long")}
 
     @api.post("/predict", response_model=PredictResponse, responses=_ERRORS)
     async def predict(self, request: Request) -> Any:
@@ -160,9 +163,11 @@ class ProfnerDetector:
             return _error(error.status, error.message)
         parsed = time.perf_counter()
         budget = self._settings.request_timeout_s
+        long_text = self._settings.long_text_chars
         try:
-            answers = await asyncio.wait_for(
-                asyncio.gather(*(self._predict_batch(text) for text in texts)), budget)
+            answers = await asyncio.wait_for(asyncio.gather(*(
+                self._predict_batch(text) if len(text) <= long_text else self._predict_long(text)
+                for text in texts)), budget)
         except TimeoutError:
             return _error(504, f"not answered within request_timeout_s={budget:g} s "
                                f"({len(texts)} texts, {sum(map(len, texts))} characters)")
@@ -210,8 +215,15 @@ class ProfnerDetector:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def _predict_batch(self, texts: list[str]) -> list[tuple[dict | Exception, float, float]]:
         """(answer, when the batch started, its model seconds) per text."""
+        return await self._on_lane("batches", texts)
+
+    async def _predict_long(self, text: str) -> tuple[dict | Exception, float, float]:
+        return (await self._on_lane("long", [text]))[0]
+
+    async def _on_lane(self, lane: str, texts: list[str]) -> list[tuple[dict | Exception, float, float]]:
         started = time.perf_counter()
-        results = await asyncio.to_thread(self._predict_isolated, texts)
+        results = await asyncio.get_running_loop().run_in_executor(
+            self._lanes[lane], self._predict_isolated, texts)
         model_s = time.perf_counter() - started
         return [(result, started, model_s) for result in results]
 

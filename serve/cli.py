@@ -26,6 +26,8 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("--batch-wait-ms", float, 0.0, "how long a batch waits for more texts (default 0: it "
                                      "takes the texts that queued while the last one ran)"),
     ("--request-timeout-s", float, 30.0, "time budget per request (over it: 504)"),
+    ("--long-text-chars", int, 1000, "texts longer than this are predicted on a lane of their "
+                                     "own, one at a time, not batched with short ones"),
     ("--max-texts", int, 64, "most texts per request (more: 413)"),
     ("--max-chars", int, 10_000, "most characters per text (more: 413)"),
     ("--tracking-uri", str, None, "MLflow tracking URI for runs:/ and models:/ references"),
@@ -104,7 +106,7 @@ def _settings(args: argparse.Namespace):
             model=str(resolved.model_dir), source=resolved.source, tracking_uri=args.tracking_uri,
             max_texts=args.max_texts, max_chars=args.max_chars,
             max_batch_size=args.max_batch_size, batch_wait_ms=args.batch_wait_ms,
-            request_timeout_s=args.request_timeout_s,
+            request_timeout_s=args.request_timeout_s, long_text_chars=args.long_text_chars,
             replicas=args.replicas, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
     except ValidationError as error:
         problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"

@@ -259,6 +259,10 @@ class ServeSettings(BaseModel):
                                "while the previous batch ran)")
     request_timeout_s: float = Field(
         30.0, gt=0, description="time budget of one request; over it: 504")
+    long_text_chars: int = Field(
+        1000, ge=1, description="texts longer than this are predicted one at a time on a lane "
+                                "of their own, so they never hold up the short texts batched "
+                                "together")
     replicas: int = Field(1, ge=1)
     num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (> 0: predict on cuda)")
