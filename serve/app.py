@@ -126,6 +126,26 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _keep_replica_grpc_on_loopback() -> None:
+    """Ray Serve 2.60 starts each replica's inter-deployment gRPC server on ``[::]:0``, every
+    interface, whatever the node's address (``ray/serve/_private/replica.py``). On a local
+    instance (Ray's local-only mode, see ``profner_ray``) bind it to 127.0.0.1 like the rest;
+    called in the replica before Serve starts that server. A Ray without the hook is left as is
+    (``tests/test_serve_hostile.py`` checks the listeners)."""
+    from ray._private import ray_constants
+    from ray.serve._private import replica
+
+    original = getattr(replica, "add_port_to_grpc_server", None)
+    if ray_constants.ENABLE_RAY_CLUSTER or original is None or getattr(original, "loopback", False):
+        return
+
+    def on_loopback(server: Any, address: str) -> int:
+        return original(server, "127.0.0.1:0" if address == "[::]:0" else address)
+
+    on_loopback.loopback = True
+    replica.add_port_to_grpc_server = on_loopback
+
+
 # Serve pickles the class when it is decorated: whatever it uses must be defined above it.
 @serve.deployment(name="ProfnerDetector")
 @serve.ingress(api)
@@ -133,6 +153,7 @@ class ProfnerDetector:
     def __init__(self, settings: dict[str, Any]) -> None:
         from profner_models.predict import Predictor  # torch: import in the replica only
 
+        _keep_replica_grpc_on_loopback()
         self._settings = ServeSettings.model_validate(settings)
         resolved = resolve(self._settings.model, self._settings.tracking_uri)
         self._model_dir = resolved.model_dir

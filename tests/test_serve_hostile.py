@@ -15,6 +15,7 @@ import time
 
 import pytest
 from serve_support import ServerProcess, get, post_json, request, tiny_model
+from tune_support import outward_listeners, process_tree
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +93,9 @@ def test_a_tweet_is_not_held_up_by_long_texts_in_flight(server):
     # Batched with (or queued behind) the long texts, it would wait for them: a 504 at the
     # 0.5 s budget.
     assert status == 200 and seconds < BUDGET_S, (status, seconds, answer)
+
+
+def test_the_server_and_its_ray_listen_on_loopback_only(server):
+    tree = process_tree(server.pid)
+    assert any("raylet" in proc.info["name"] for proc in tree)  # its own local Ray
+    assert outward_listeners(tree) == []
