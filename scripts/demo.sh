@@ -6,16 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PROFNER=.venv/bin/profner
-OUT=${DEMO_OUT:-runs/demo}
+OUT=$(realpath -m "${DEMO_OUT:-runs/demo}")  # absolute: the stores below take full paths
 SAMPLE=$(.venv/bin/python -c "from profner_models.sample import PROFNER_SAMPLE; print(PROFNER_SAMPLE)")
 mkdir -p "$OUT"
 
 $PROFNER data stats "$SAMPLE"
-$PROFNER tune demo --num-samples 4 --max-concurrent 2 --name "demo-$(date +%Y%m%d-%H%M%S)" --storage "$PWD/$OUT/ray_results" \
-  --tracking-uri "sqlite:///$PWD/$OUT/mlflow.db" --export "$OUT/best-model"
+$PROFNER tune demo --num-samples 4 --max-concurrent 2 --name "demo-$(date +%Y%m%d-%H%M%S)" --storage "$OUT/ray_results" \
+  --tracking-uri "sqlite:///$OUT/mlflow.db" --export "$OUT/best-model"
 $PROFNER predict --model "$OUT/best-model" --input "$SAMPLE/subtask-2/brat/valid" \
   --out-7a "$OUT/pred-7a.tsv" --out-7b "$OUT/pred-7b.tsv"
 $PROFNER evaluate --task 7a --gold "$SAMPLE/subtask-1/valid.tsv" --pred "$OUT/pred-7a.tsv"
 $PROFNER evaluate --task 7b --gold "$SAMPLE/subtask-2/tsv/valid.tsv" --pred "$OUT/pred-7b.tsv"
-echo "MLflow runs: $OUT/mlflow.db  (profner ui --tracking-uri sqlite:///$PWD/$OUT/mlflow.db)"
+echo "MLflow runs: $OUT/mlflow.db  (profner ui --tracking-uri sqlite:///$OUT/mlflow.db)"
 echo "Serve the best model: $PROFNER serve $OUT/best-model"
