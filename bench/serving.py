@@ -146,31 +146,20 @@ def _http(model_dir: Path, tweets: list[str], scratch: Path, seconds: float, seq
 
 def _plain(model_dir: Path, tweets: list[str], seconds: float, sequential: int) -> dict:
     """The baseline: ``bench/plain_server.py`` in its own process on a free loopback port."""
+    from serve import runner
+
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     server = subprocess.Popen([sys.executable, str(REPO / "bench" / "plain_server.py"),
                                str(model_dir), str(port)], env=env)
     try:
-        _wait_for_health(port, server)
+        runner.wait_ready(f"http://127.0.0.1:{port}", timeout_s=120)
         bodies = [json.dumps({"text": t}).encode("utf-8") for t in tweets]
         return {"max_batch_size": 1, "batch_wait_ms": None,
                 **_measure(port, bodies, seconds, sequential)}
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _wait_for_health(port: int, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/health")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"the plain server did not come up (exit code {server.poll()})")
 
 
 def _measure(port: int, bodies: list[bytes], seconds: float, sequential: int) -> dict:

@@ -155,6 +155,30 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def names(pids: set[int]) -> list[str]:
+    """The process names (``comm``) of those of ``pids`` still there."""
+    found = []
+    for pid in sorted(pids):
+        try:
+            found.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:
+            continue
+    return found
+
+
+def outward_listeners(pids: set[int]) -> list[str]:
+    """'pid address:port' of each listening socket of ``pids`` not on loopback."""
+    import psutil  # a dev dependency, for the sockets of other processes
+
+    found = []
+    for conn in psutil.net_connections("inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
+            ip = conn.laddr.ip.removeprefix("::ffff:")
+            if not (ip.startswith("127.") or ip == "::1"):
+                found.append(f"{conn.pid} {conn.laddr.ip}:{conn.laddr.port}")
+    return found
+
+
 def alive(pids: set[int]) -> set[int]:
     """Those of ``pids`` still running (zombies count as gone)."""
     running = set()

@@ -14,8 +14,16 @@ import threading
 import time
 
 import pytest
-from serve_support import ServerProcess, get, post_json, request, tiny_model
-from tune_support import outward_listeners, process_tree
+from serve_support import (
+    ServerProcess,
+    descendants,
+    get,
+    names,
+    outward_listeners,
+    post_json,
+    request,
+    tiny_model,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +104,6 @@ def test_a_tweet_is_not_held_up_by_long_texts_in_flight(server):
 
 
 def test_the_server_and_its_ray_listen_on_loopback_only(server):
-    tree = process_tree(server.pid)
-    assert any("raylet" in proc.info["name"] for proc in tree)  # its own local Ray
+    tree = descendants(server.pid) | {server.pid}
+    assert "raylet" in names(tree)  # its own local Ray
     assert outward_listeners(tree) == []

@@ -18,18 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tune_support import (
-    all_runs,
-    client,
-    env,
-    kill_ray_under,
-    outward_listeners,
-    process_tree,
-    short_temp_dir,
-    still_running,
-    tune_command,
-    wait_for,
-)
+from serve_support import alive, descendants, names, outward_listeners
+from tune_support import all_runs, client, env, kill_ray_under, short_temp_dir, tune_command, wait_for
 
 pytestmark = pytest.mark.slow
 NUM_SAMPLES = 4
@@ -79,11 +69,11 @@ def killed_and_resumed(tmp_path_factory):
     try:
         before = wait_for(finished_trials, timeout=300, interval=1)
         assert before, (tmp / "driver.log").read_text()[-4000:]
-        tree = process_tree(driver.pid)
-        listening = outward_listeners(tree)
+        tree = descendants(driver.pid) | {driver.pid}
+        tree_names, listening = names(tree), outward_listeners(tree)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
-        left = wait_for(lambda: not still_running(tree), timeout=60) or still_running(tree)
+        left = wait_for(lambda: not alive(tree), timeout=60) or alive(tree)
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -103,8 +93,8 @@ def killed_and_resumed(tmp_path_factory):
 
     trials = ExperimentAnalysis(str(tmp / "runs" / "r")).trials
     return {"tmp": tmp, "before": before, "history": history, "at_kill": at_kill,
-            "result": result, "trials": trials, "tree": [p.info["name"] for p in tree],
-            "listening": listening, "left": [] if left is True else left}
+            "result": result, "trials": trials, "tree": tree_names,
+            "listening": listening, "left": [] if left is True else names(left)}
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_continues(killed_and_resumed) -> None:

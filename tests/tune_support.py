@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from serve_support import descendants
+
 REPO = Path(__file__).resolve().parents[1]
 PROFNER = [sys.executable, "-m", "profner_models.cli.main"]
 
@@ -67,57 +69,12 @@ def kill_ray_under(temp_dir: Path) -> None:
         except OSError:
             continue
         if str(temp_dir) in cmdline:
-            for member in process_tree(int(proc.name)):
+            for pid in descendants(int(proc.name)) | {int(proc.name)}:
                 try:
-                    os.kill(member.pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
     shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def process_tree(pid: int) -> list:
-    """``pid`` and all its descendants, as psutil processes with ``info["name"]``."""
-    import psutil
-
-    by_parent: dict[int, list] = {}
-    root = None
-    for proc in psutil.process_iter(["ppid", "name"]):  # skips processes that vanish meanwhile
-        by_parent.setdefault(proc.info["ppid"], []).append(proc)
-        root = proc if proc.pid == pid else root
-    tree, todo = [], [root] if root else []
-    while todo:
-        proc = todo.pop()
-        tree.append(proc)
-        todo.extend(by_parent.get(proc.pid, []))
-    return tree
-
-
-def outward_listeners(processes: list) -> list[str]:
-    """'name address:port' of each listening socket of ``processes`` not on loopback."""
-    import psutil
-
-    names = {p.pid: p.info["name"] for p in processes}
-    found = []
-    for conn in psutil.net_connections("inet"):
-        if conn.status == psutil.CONN_LISTEN and conn.pid in names:
-            ip = conn.laddr.ip.removeprefix("::ffff:")
-            if not (ip.startswith("127.") or ip == "::1"):
-                found.append(f"{names[conn.pid]} {conn.laddr.ip}:{conn.laddr.port}")
-    return found
-
-
-def still_running(processes: list) -> list[str]:
-    """'pid name' of those of ``processes`` alive (zombies count as gone)."""
-    import psutil
-
-    alive = []
-    for proc in processes:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(f"{proc.pid} {proc.info['name']}")
-        except psutil.NoSuchProcess:
-            continue
-    return alive
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5):

@@ -7,18 +7,19 @@ from collections import Counter
 from pathlib import Path
 
 from profner_models.corpus.brat import read_brat_dir, read_text_dir
+from profner_models.corpus.meddoprof import CLASSES as MEDDOPROF_CLASSES
+from profner_models.corpus.meddoprof import TYPES as MEDDOPROF_TYPES
 from profner_models.corpus.meddoprof import read_meddoprof_set
+from profner_models.corpus.profner import TYPES as PROFNER_TYPES
 from profner_models.corpus.profner import read_profner
 from profner_models.corpus.report import CorpusError, CorpusReport
 from profner_models.documents import Document
 
 LAYOUTS = ("profner", "meddoprof", "meddoprof_set", "brat", "text")
-_MEDDOPROF_TYPES = ("PROFESION", "SITUACION_LABORAL", "ACTIVIDAD")
-#: The span labels each corpus's guidelines define (ProfNER's ACTIVIDAD and FIGURATIVA are
-#: annotated but not scored); any other is a misspelling no model trains on or is scored on.
-KNOWN_LABELS = {"profner": {"type": ("PROFESION", "SITUACION_LABORAL", "ACTIVIDAD", "FIGURATIVA")},
-                "meddoprof": {"type": _MEDDOPROF_TYPES,
-                              "cls": ("PACIENTE", "FAMILIAR", "SANITARIO", "OTROS")}}
+#: The span labels each corpus's guidelines define; any other is a misspelling no model trains
+#: on or is scored on.
+KNOWN_LABELS = {"profner": {"type": PROFNER_TYPES},
+                "meddoprof": {"type": MEDDOPROF_TYPES, "cls": MEDDOPROF_CLASSES}}
 KNOWN_LABELS["meddoprof_set"] = KNOWN_LABELS["meddoprof"]
 logger = logging.getLogger(__name__)
 

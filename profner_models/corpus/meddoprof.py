@@ -20,6 +20,9 @@ from profner_models.corpus.tsv import quoted_tsv_rows, write_quoted_tsv
 from profner_models.documents import Document
 
 NORM_HEADER = ("filename", "text", "span", "code")
+#: The span types and CLASS labels of the MEDDOPROF guidelines.
+TYPES = ("PROFESION", "SITUACION_LABORAL", "ACTIVIDAD")
+CLASSES = ("PACIENTE", "FAMILIAR", "SANITARIO", "OTROS")
 CODES_HEADER = ("code", "label", "alternative_label")
 
 

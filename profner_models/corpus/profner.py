@@ -15,6 +15,8 @@ HEADER_7A = ("tweet_id", "label")
 HEADER_7B = ("tweet_id", "begin", "end", "type", "extraction")
 #: The entity types the official ProfNER evaluation scores.
 SCORED_TYPES = ("PROFESION", "SITUACION_LABORAL")
+#: The span types the ProfNER guidelines annotate (ACTIVIDAD and FIGURATIVA are not scored).
+TYPES = (*SCORED_TYPES, "ACTIVIDAD", "FIGURATIVA")
 _EMPTY = ["-", "-", "-", "-"]
 
 

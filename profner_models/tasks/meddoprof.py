@@ -43,6 +43,7 @@ import torch
 from pydantic import Field, model_validator
 
 from profner_models.config import Schema, check
+from profner_models.corpus.meddoprof import CLASSES, TYPES
 from profner_models.documents import Document, Prediction, Span
 from profner_models.models import Encoded, TrainedModel, encode_text, encode_tokens, scored_batches
 from profner_models.norm.index import NormConfig
@@ -56,8 +57,6 @@ from profner_models.text.windows import merge, plan_windows
 
 log = logging.getLogger(__name__)
 
-TYPES = ("PROFESION", "SITUACION_LABORAL", "ACTIVIDAD")
-CLASSES = ("PACIENTE", "FAMILIAR", "SANITARIO", "OTROS")
 CROSS = "+"  # cross-product label: PROFESION+PACIENTE
 
 
