@@ -35,7 +35,6 @@ from pathlib import Path
 from profner_models import artifacts
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CONCURRENCY = (1, 8, 32, 64)

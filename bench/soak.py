@@ -32,7 +32,6 @@ from pathlib import Path
 import psutil
 from serving import free_port, percentiles, sample_tweets, train_smoke_model
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MIX = {"tweet": 80, "batch16": 8, "bang10k": 3, "symbols10k": 3, "invisible": 2,

@@ -42,6 +42,9 @@ from profner_models.text.gazetteer import Gazetteer
 FORMAT = 1
 CONFIG, LABELS, WEIGHTS, META = "config.json", "labels.json", "model.safetensors", "meta.json"
 GAZETTEER = f"vocab/{GAZETTEER_FILE}"
+WHAT_IS_A_MODEL_DIR = ("a model dir is what `profner train --out`, `profner tune --export` and "
+                       "`profner refit --out` write; `profner serve` also takes "
+                       "runs:/<run_id>/model, models:/<name>/<version> and sweep:<name or dir>")
 
 
 class ModelDirError(ValueError):
@@ -87,7 +90,10 @@ def load(model_dir: str | Path) -> TrainedModel:
     """Restore a saved model (eval mode, CPU). Raises ``ModelDirError`` naming the bad file."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise ModelDirError(f"{model_dir}: model dir not found")
+        raise ModelDirError(f"{model_dir}: model dir not found ({WHAT_IS_A_MODEL_DIR})")
+    if not any((model_dir / name).exists() for name in (META, CONFIG, WEIGHTS)):
+        raise ModelDirError(f"{model_dir}: not a model dir, it holds no {META}, {CONFIG} or "
+                            f"{WEIGHTS} ({WHAT_IS_A_MODEL_DIR})")
     meta = _read_json(model_dir / META)
     if meta.get("format") != FORMAT or meta.get("package") != "profner-hpo":
         raise ModelDirError(

@@ -11,6 +11,13 @@ import by each Ray process, so ``start`` sets it for the processes it starts and
 which imported Ray already; connecting to a cluster puts the user's setting back. Beside each
 local instance runs ``profner_ray.reaper``, which stops what a killed driver leaves behind.
 
+Authentication is decided once, here, for the head and every worker alike: the user's
+``RAY_AUTH_MODE`` when the shell holds one, else Ray's own default for a new local instance,
+token authentication (the token lives in ``~/.ray/auth_token``, made on first use). Workers
+inherit the mode from the raylet that starts them, so it is never handed to them through the
+runtime environment (a head with tokens and workers told ``disabled`` never start a worker).
+On a cluster (``address``) the cluster's setting stands and the driver uses the user's.
+
 Imports Ray only (``profner_models`` never does).
 """
 
@@ -27,14 +34,15 @@ import ray
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PASSED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PROFNER_DATA_DIR")
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+AUTH_ENV, LOCAL_AUTH_DEFAULT = "RAY_AUTH_MODE", "token"
 _USER_LOCAL_ONLY = os.environ.get(LOCAL_ONLY_ENV)
 _reapers: list[subprocess.Popen] = []
 
 
 def worker_env() -> dict[str, str]:
-    """What every worker gets: this checkout on its path, Ray's auth mode, offline hubs."""
+    """What every worker gets: this checkout on its path, offline hubs (not the auth mode:
+    workers take the raylet's)."""
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
            "TOKENIZERS_PARALLELISM": "false"}
     env.update({key: os.environ[key] for key in PASSED_ENV if key in os.environ})
     return env
@@ -53,10 +61,24 @@ def start(address: str | None = None, num_cpus: int | None = None, temp_dir: str
         ray.init(address=address, **kwargs)
         return False
     _local_only(True)
+    local_auth_mode()
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
              _temp_dir=temp_dir, **kwargs)
     _start_reaper()
     return True
+
+
+def local_auth_mode() -> str:
+    """The auth mode of a new local instance: the user's ``RAY_AUTH_MODE``, else token auth.
+    Set in this process's environment, which the head and (through the raylet) every worker
+    inherit, and in Ray's already imported config (read at import, as Ray's own default does)."""
+    from ray._raylet import Config
+
+    mode = os.environ.get(AUTH_ENV) or LOCAL_AUTH_DEFAULT
+    if os.environ.get(AUTH_ENV) != mode:
+        os.environ[AUTH_ENV] = mode
+        Config.initialize("")
+    return mode
 
 
 def _local_only(on: bool) -> None:

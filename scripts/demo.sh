@@ -4,7 +4,7 @@
 # Each run is a new sweep (timestamped) in the same MLflow store; best-model is the latest one's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PROFNER=.venv/bin/profner
 OUT=$(realpath -m "${DEMO_OUT:-runs/demo}")  # absolute: the stores below take full paths
 SAMPLE=$(.venv/bin/python -c "from profner_models.sample import PROFNER_SAMPLE; print(PROFNER_SAMPLE)")

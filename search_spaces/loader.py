@@ -60,6 +60,7 @@ from hyperopt.pyll.stochastic import sample as pyll_sample
 
 from profner_models.config import ConfigError, deep_merge
 from profner_models.tasks import validate
+from search_spaces import SHIPPED_DIR, shipped_spaces
 
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "uniform": ("low", "high"),
@@ -75,7 +76,6 @@ NUMERIC = ("uniform", "loguniform", "quniform", "qloguniform", "randint", "qrand
 LOG_SCALE = ("loguniform", "qloguniform")
 TOP_LEVEL_KEYS = {"study", "description", "base", "metric", "mode", "space", "narrowed_from"}
 CONFIG_SECTIONS = {"task", "data", "model", "training"}
-SHIPPED_DIR = Path(__file__).resolve().parent
 
 
 class SearchSpaceError(ValueError):
@@ -165,11 +165,6 @@ class SearchSpace:
             out["mode"] = self.mode
         out["space"] = self.spec
         return out
-
-
-def shipped_spaces() -> list[str]:
-    """Names of the search spaces shipped in this package (``smoke``, ``rnn_wide``, ...)."""
-    return sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
 
 
 def resolve_space_path(name_or_path: str | Path) -> Path:

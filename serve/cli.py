@@ -135,7 +135,8 @@ def _stop(port: int | None) -> int:
     status = 0
     for entry in servers:
         if runner.stop_running(entry):
-            print(f"stopped {entry.url} (pid {entry.pid}, {entry.model})")
+            starting = "" if entry.ready else ", still starting"
+            print(f"stopped {entry.url} (pid {entry.pid}, {entry.model}{starting})")
         else:
             print(f"profner serve --stop: pid {entry.pid} at {entry.url} did not stop within "
                   f"{runner.STOP_TIMEOUT_S:.0f} s", file=sys.stderr)

@@ -3,9 +3,10 @@ servers and ``--stop``.
 
 A local server owns its Ray instance (``address="local"``, its own temp dir), so it never joins
 or stops another user's Ray on the same machine, and ``stop`` (``serve.shutdown`` then
-``ray.shutdown``) leaves no process behind. While it serves, a state file
-(``<state dir>/<port>.json``: pid, its start time, URL) lets ``profner serve --stop`` find it and
-Ctrl-C it (SIGTERM is handled the same way).
+``ray.shutdown``) leaves no process behind. From the moment it starts (not only once ready),
+a state file (``<state dir>/<port>.json``: pid, its start time, URL, whether it is ready yet)
+lets ``profner serve --stop`` find it and Ctrl-C it (SIGTERM is handled the same way), so a
+server stuck while starting can be stopped like a running one.
 """
 
 from __future__ import annotations
@@ -65,12 +66,17 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    if port_in_use(host, port):
+        raise OSError(f"port {port} on {host} is already in use")
+
+
 def start(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | None = None,
           ray_address: str | None = None, ready_timeout_s: float = READY_TIMEOUT_S) -> str:
     """Start Ray (a new local instance unless ``ray_address``), Serve and the app; returns
     the URL once ``GET /health`` answers. On failure, what was started is stopped again."""
-    if ray_address is None and port_in_use(host, port):
-        raise OSError(f"port {port} on {host} is already in use")
+    if ray_address is None:
+        ensure_port_free(host, port)
     _session["owns_ray"] = ray_address is None
     try:
         temp_dir = ray_temp_dir or os.path.join(tempfile.gettempdir(), f"profner-serve-{port}")
@@ -138,12 +144,14 @@ def serve_forever(settings: ServeSettings, host: str, port: int, ray_temp_dir: s
     handled alike), then shut down in order; a second Ctrl-C during shutdown is ignored."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    state, recorded = state_dir() / f"{port}.json", False
+    if ray_address is None:  # before the record: a port in use is another server's
+        ensure_port_free(host, port)
+    state = state_dir() / f"{port}.json"
+    _write_state(state, url_for(host, port), settings, ready=False)
     try:
         url = start(settings, host, port, ray_temp_dir, ray_address)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # ray.init installed its own
-        _write_state(state, url, settings)
-        recorded = True
+        _write_state(state, url, settings, ready=True)
         print(f"profner serve: {settings.model} at {url}  (API docs {url}/docs; Ctrl-C stops)",
               flush=True)
         while True:
@@ -156,8 +164,7 @@ def serve_forever(settings: ServeSettings, host: str, port: int, ray_temp_dir: s
         try:
             stop()
         finally:
-            if recorded:
-                state.unlink(missing_ok=True)
+            state.unlink(missing_ok=True)
     print("profner serve: stopped", flush=True)
     return 0
 
@@ -171,6 +178,7 @@ class Running:
     url: str
     model: str
     path: Path
+    ready: bool = True
 
     @property
     def log(self) -> Path:
@@ -189,7 +197,7 @@ def running(port: int | None = None) -> list[Running]:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             entry = Running(int(record["port"]), int(record["pid"]), record["url"],
-                            record["model"], path)
+                            record["model"], path, bool(record.get("ready", True)))
             started = float(record["started"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
@@ -218,7 +226,7 @@ def spawn_detached(argv: list[str], port: int, timeout_s: float = READY_TIMEOUT_
             raise RuntimeError(f"the server exited with status {child.returncode}; "
                                f"log {log_path}:\n{tail}")
         for entry in running(port):
-            if entry.pid == child.pid:
+            if entry.pid == child.pid and entry.ready:
                 return entry
         time.sleep(0.5)
     child.terminate()
@@ -246,10 +254,10 @@ def stop_running(entry: Running, timeout_s: float = STOP_TIMEOUT_S) -> bool:
     return False
 
 
-def _write_state(path: Path, url: str, settings: ServeSettings) -> None:
+def _write_state(path: Path, url: str, settings: ServeSettings, ready: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"port": int(url.rsplit(":", 1)[1]), "pid": os.getpid(), "url": url,
-              "model": settings.model, "started": _process_start(os.getpid())}
+              "model": settings.model, "started": _process_start(os.getpid()), "ready": ready}
     temp = path.with_suffix(".tmp")
     temp.write_text(json.dumps(record), encoding="utf-8")
     temp.replace(path)

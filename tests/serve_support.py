@@ -65,7 +65,7 @@ def port_free(port: int) -> bool:
 
 
 def profner_env(state_dir: Path) -> dict[str, str]:
-    return {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
+    return {**os.environ, "HF_HUB_OFFLINE": "1",
             "PROFNER_SERVE_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"}
 
 

@@ -89,3 +89,10 @@ def test_incomplete_corrupt_or_incompatible_dirs_are_refused(saved, tmp_path, ed
 def test_missing_dir_is_refused(tmp_path):
     with pytest.raises(ModelDirError, match="nowhere"):
         load(tmp_path / "nowhere")
+
+
+def test_a_folder_that_is_no_model_dir_is_named_as_such(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelDirError, match="not a model dir") as error:
+        load(tmp_path)
+    assert "sweep:" in str(error.value) and "models:/" in str(error.value)

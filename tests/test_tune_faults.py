@@ -28,7 +28,7 @@ SEARCH_SEED = 5  # the first random trials are healthy, faulty, healthy: see fau
 
 def faulty_space(tmp: Path) -> Path:
     """smoke.yaml with 2 epochs and a fault switch sampled per trial."""
-    from search_spaces.loader import SHIPPED_DIR
+    from search_spaces import SHIPPED_DIR
 
     raw = yaml.safe_load((SHIPPED_DIR / "smoke.yaml").read_text())
     raw["study"] = "smoke_faults"

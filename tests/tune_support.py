@@ -20,7 +20,7 @@ PROFNER = [sys.executable, "-m", "profner_models.cli.main"]
 
 def env() -> dict[str, str]:
     out = dict(os.environ)
-    out.update(RAY_AUTH_MODE="disabled", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+    out.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PYTHONUNBUFFERED="1", RAY_DEDUP_LOGS="0")
     out.pop("RAY_ADDRESS", None)
     out.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # as a user's shell: profner_ray sets it

@@ -8,15 +8,15 @@ nothing is pickled: the logged model holds this code, the profner model dir as a
     mlflow models serve -m models:/profner-rnn_narrow/1 --env-manager local
     profner serve models:/profner-rnn_narrow/1        # reads artifacts/model_dir directly
 
-Input: a DataFrame with a ``text`` column (or a list of strings); output: a DataFrame with
-``label``, ``probability`` and ``entities`` (a JSON list of ``{start, end, type, text}``, plus
-``class`` and ``code`` for MEDDOPROF), one row per text.
+Input: a string, a list of strings, or a DataFrame with a ``text`` column (or a single
+column); the signature is one unnamed string column, which MLflow fills from all three. Output:
+a DataFrame with ``label``, ``probability`` and ``entities`` (a JSON list of
+``{start, end, type, text}``, plus ``class`` and ``code`` for MEDDOPROF), one row per text.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import mlflow
 import pandas as pd
@@ -30,10 +30,27 @@ class ProfnerModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.predictor = Predictor(context.artifacts[MODEL_DIR])
 
-    def predict(self, context, model_input: Any, params: dict | None = None) -> pd.DataFrame:
-        texts = (list(model_input["text"]) if isinstance(model_input, pd.DataFrame)
-                 else list(model_input))
-        return to_frame([p.to_dict() for p in self.predictor.predict([str(t) for t in texts])])
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        return to_frame([p.to_dict() for p in self.predictor.predict(texts_of(model_input))])
+
+
+def texts_of(frame: pd.DataFrame) -> list[str]:
+    """The texts: the ``text`` column, else the one column (under the signature MLflow turns
+    a str or a list into a column named 0)."""
+    if "text" in frame.columns:
+        return [str(t) for t in frame["text"]]
+    if len(frame.columns) != 1:
+        raise ValueError(f"a DataFrame input needs a 'text' column (got columns {list(frame.columns)})")
+    return [str(t) for t in frame.iloc[:, 0]]
+
+
+def signature():
+    """One unnamed string column in, the prediction frame out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(Schema([ColSpec("string")]), Schema([
+        ColSpec("long", "label"), ColSpec("double", "probability"), ColSpec("string", "entities")]))
 
 
 def to_frame(predictions: list[dict]) -> pd.DataFrame:

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from ray import tune
 from ray.tune import ExperimentAnalysis, Tuner
 from ray.tune.schedulers import ASHAScheduler
@@ -228,7 +227,6 @@ def build_tuner(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metr
 def run_sweep(options: SweepOptions) -> SweepResult:
     """Run (or resume) one sweep; returns where everything went."""
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Snapshot Tune's experiment state every second (default: >= 10 s), so a killed driver
     # loses at most the last second of trial bookkeeping.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -454,18 +452,17 @@ def register_model_dir(mlflow_client, run_id: str, model_dir: Path, registered_n
     pyfunc, from code, with a signature and an input example), and register it as a new
     version; the version number."""
     import mlflow  # lazy: MLflow costs seconds to import, and only sweeps' ends need it here
-    from mlflow.models import infer_signature
+    import pandas as pd  # lazy: with MLflow
 
     from trainables import mlflow_model  # lazy: it is MLflow's model file (imports MLflow)
 
-    example = pd.DataFrame({"text": ["Mi hermana es enfermera en el hospital."]})
-    output = mlflow_model.to_frame([{"label": 1, "probability": 0.9, "entities": []}])
     mlflow.set_tracking_uri(mlflow_client.tracking_uri)
     with mlflow.start_run(run_id=run_id, nested=True):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(mlflow_model.__file__)),
             artifacts={mlflow_model.MODEL_DIR: str(model_dir)},
-            signature=infer_signature(example, output), input_example=example,
+            signature=mlflow_model.signature(),
+            input_example=pd.DataFrame({"text": ["Mi hermana es enfermera en el hospital."]}),
             pip_requirements=[f"profner-hpo=={__version__}"])
     try:
         mlflow_client.get_registered_model(registered_name)

@@ -8,18 +8,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from profner_models.artifacts import load
-from profner_models.corpus import CorpusError, corpus_stats, format_stats, load_corpus
-from profner_models.corpus.download import (
-    MEDDOPROF_URL,
-    PROFNER_URL,
-    DownloadError,
-    default_sources,
-    fetch_all,
-)
-from profner_models.models import encode_text
-from profner_models.training import word_novelty
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="inspect and download the corpora")
@@ -47,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from profner_models.corpus import CorpusError, corpus_stats, format_stats, load_corpus
+
     try:
         docs, report = load_corpus(args.path, split=args.split, lenient=args.lenient)
     except CorpusError as error:
@@ -67,6 +57,10 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def model_novelty(model_dir: Path, docs) -> dict:
     """``model``, ``unknown_word_rate`` and ``unseen_word_rate`` of ``docs`` for that model."""
+    from profner_models.artifacts import load
+    from profner_models.models import encode_text
+    from profner_models.training import word_novelty
+
     model = load(model_dir)
     encoded = [encode_text(doc.text, model.gazetteer) for doc in docs]
     rates = word_novelty(model.network.backbone, encoded)
@@ -76,6 +70,14 @@ def model_novelty(model_dir: Path, docs) -> dict:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    from profner_models.corpus.download import (
+        MEDDOPROF_URL,
+        PROFNER_URL,
+        DownloadError,
+        default_sources,
+        fetch_all,
+    )
+
     profner, meddoprof = default_sources(args.url_profner or PROFNER_URL, args.url_meddoprof or MEDDOPROF_URL)
     sources = [replace(profner, sha256=args.sha256_profner), replace(meddoprof, sha256=args.sha256_meddoprof)]
     try:

@@ -1,4 +1,5 @@
-"""``profner evaluate``: official-style scores of a prediction file against the gold file.
+"""``profner evaluate``: official-style scores of a prediction file against the gold file
+(``profner_models.tasks.scoring``).
 
 Inputs:
 - ``7a``: subtask-1 TSVs (``tweet_id  label``, with header);
@@ -17,10 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-from profner_models.corpus import CorpusError, read_7a_tsv, read_7b_tsv, read_norm_tsv, read_valid_codes
-from profner_models.documents import Span
-from profner_models.tasks import metrics
-
 TASKS = ("7a", "7b", "meddoprof-ner", "meddoprof-class", "meddoprof-norm")
 
 
@@ -34,84 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "are dropped, as the official scorer does (without it: a warning)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=run)
-
-
-def read_ann_folder(folder: Path, labels: tuple[str, ...], as_class: bool,
-                    warnings: list[str]) -> dict:
-    """``doc id -> spans`` of every ``<id>.ann`` in ``folder``, parsed as the official MEDDOPROF
-    scorer parses them (TeMU-BSC/meddoprof-evaluation-library, src/ann_parsing.py): a file
-    with a line that does not have exactly 3 tab-separated fields, or with a discontinuous
-    span, is skipped (one message in ``warnings``). T-lines that are arguments of an R-line
-    are dropped, and so are labels outside ``labels``. ``as_class`` puts the label in
-    ``Span.cls``."""
-    if not folder.is_dir():
-        raise CorpusError("brat folder not found", folder)
-    out: dict = {}
-    for path in sorted(folder.glob("*.ann")):
-        try:
-            content = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise CorpusError(f"not UTF-8 at byte {error.start}", path) from error
-        lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        if lines[-1] == "":  # as readlines(): a final newline ends the last line
-            lines.pop()
-        rows = [line.split("\t") for line in lines]
-        bad = next((n for n, fields in enumerate(rows, start=1) if len(fields) != 3
-                    or (fields[0].startswith("T") and ";" in fields[1].partition(" ")[2])), None)
-        out[path.stem] = []
-        if bad is not None:
-            warnings.append(f"{path}:{bad}: not 'ID<TAB>LABEL start end<TAB>text' or discontinuous;"
-                            " the official scorer skips this whole file")
-            continue
-        related = {arg.split(":", 1)[-1] for fields in rows if fields[0].startswith("R")
-                   for arg in fields[1].split(" ")[1:3]}
-        for number, (mark, middle, text) in enumerate(rows, start=1):
-            label, *offsets = middle.split(" ")
-            if not mark.startswith("T") or mark in related or label not in labels:
-                continue
-            if len(offsets) != 2 or not all(o.isdigit() for o in offsets):
-                raise CorpusError(f"offsets {' '.join(offsets)!r} are not 'start end'", path, number)
-            span = Span(int(offsets[0]), int(offsets[1]), "" if as_class else label, text.strip(),
-                        cls=label if as_class else None)
-            out[path.stem].append(span)
-    return out
-
-
-def _norm_spans(path: Path, strip: bool) -> dict:
-    """``filename -> spans`` of a NORM TSV; ``strip`` trims filename and code (the official
-    scorer does this to the predictions only)."""
-    spans: dict = {}
-    for row in read_norm_tsv(path):
-        name, code = (row.filename.strip(), row.code.strip()) if strip else (row.filename, row.code)
-        spans.setdefault(name, []).append(Span(row.start, row.end, "", row.text, code=code))
-    return spans
-
-
-def score(task: str, gold: Path, pred: Path, valid_codes: Path | None = None) -> dict:
-    """Read both inputs for ``task`` and score them (see :mod:`profner_models.tasks.metrics`).
-
-    ``"skipped"`` lists what the official scorer would skip or check that this run did not."""
-    skipped: list[str] = []
-    if task == "7a":
-        result = metrics.score_7a(read_7a_tsv(gold), read_7a_tsv(pred))
-    elif task == "7b":
-        result = metrics.score_7b(read_7b_tsv(gold), read_7b_tsv(pred))
-    elif task in ("meddoprof-ner", "meddoprof-class"):
-        as_class = task == "meddoprof-class"
-        labels = metrics.MEDDOPROF_CLASS_LABELS if as_class else metrics.MEDDOPROF_NER_LABELS
-        scorer = metrics.score_meddoprof_class if as_class else metrics.score_meddoprof_ner
-        result = scorer(read_ann_folder(gold, labels, as_class, skipped),
-                        read_ann_folder(pred, labels, as_class, skipped))
-    elif task == "meddoprof-norm":
-        if valid_codes is None:
-            skipped.append("no --valid-codes: predicted codes were not checked against "
-                           "meddoprof_valid_codes.tsv (the official scorer drops the others)")
-        codes = None if valid_codes is None else read_valid_codes(valid_codes)
-        result = metrics.score_meddoprof_norm(_norm_spans(gold, False), _norm_spans(pred, True),
-                                              valid_codes=codes)
-    else:
-        raise ValueError(f"unknown task {task!r}")
-    return {**result, "skipped": skipped}
 
 
 def format_table(task: str, result: dict) -> str:
@@ -138,6 +57,9 @@ def _warnings(result: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from profner_models.corpus import CorpusError
+    from profner_models.tasks.scoring import score
+
     for path in (args.gold, args.pred, args.valid_codes):
         if path is not None and not path.exists():
             print(f"profner evaluate: {path}: no such file or folder", file=sys.stderr)

@@ -4,6 +4,10 @@ Sub-commands are discovered through the ``profner.commands`` entry-point group (
 pyproject.toml): each entry is a ``register(subparsers)`` function. This keeps the library
 free of Ray (``profner tune`` lives in ``trainables``, ``profner serve`` in ``serve``) and lets
 a plugin package add commands without touching this file.
+
+A command module imports only what its parser needs at its top; the command imports its stack
+(torch, spaCy, Ray, MLflow, hyperopt) when it runs. So ``profner --help`` and argument errors
+answer at once, and a command whose dependency is missing says which, while the others work.
 """
 
 from __future__ import annotations
@@ -47,7 +51,12 @@ def _register_broken(subparsers: argparse._SubParsersAction, name: str, error: I
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen sub-command; its ``func(args)`` returns the exit code."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ModuleNotFoundError as error:  # a command imports its stack when it runs
+        print(f"profner {args.command}: needs the Python module {error.name!r}, which is not "
+              f"installed here ({error})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,16 +7,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from profner_models.artifacts import ModelDirError
-from profner_models.corpus import (
-    CorpusError,
-    read_text_dir,
-    write_7a_tsv,
-    write_7b_tsv,
-    write_meddoprof_outputs,
-)
-from profner_models.predict import Predictor
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="run a trained model on a folder of .txt files")
@@ -31,6 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from profner_models.artifacts import ModelDirError
+    from profner_models.corpus import (
+        CorpusError,
+        read_text_dir,
+        write_7a_tsv,
+        write_7b_tsv,
+        write_meddoprof_outputs,
+    )
+    from profner_models.predict import Predictor
+
     if args.out_7a is None and args.out_7b is None and args.out_dir is None:
         print("profner predict: give --out-7a and/or --out-7b (ProfNER) or --out-dir (MEDDOPROF)",
               file=sys.stderr)

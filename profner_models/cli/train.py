@@ -8,14 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-from profner_models import artifacts
-from profner_models.config import apply_overrides, load_config
-from profner_models.corpus import CorpusError
-from profner_models.tasks import validate
-from profner_models.text.gazetteer import GazetteerError
-from profner_models.unseen import train
-from profner_models.vectors import VectorsError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a model from a config and save it")
@@ -33,6 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from profner_models import artifacts
+    from profner_models.config import apply_overrides, load_config
+    from profner_models.corpus import CorpusError
+    from profner_models.tasks import validate
+    from profner_models.text.gazetteer import GazetteerError
+    from profner_models.unseen import train
+    from profner_models.vectors import VectorsError
+
     try:
         config = validate(apply_overrides(load_config(args.config), args.set))
         trained = train(config, args.data, progress=not args.no_progress, jobs=args.jobs)

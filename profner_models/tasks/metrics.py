@@ -26,7 +26,7 @@ temu.bsc.es/meddoprof/evaluation-library/ names it as the official scorer). Veri
   official scorer warns "Metric greater than 1" when this pushes a score above 1. Only
   ``official_duplicates=True`` reproduces this; ``fp``/``fn`` are then
   ``predicted - tp`` / ``gold - tp`` and can be negative.
-- M7 brat parsing (``profner evaluate`` does this, see :mod:`profner_models.cli.evaluate`):
+- M7 brat parsing (``profner evaluate`` does this, see :mod:`profner_models.tasks.scoring`):
   a ``.ann`` file with a line that does not have exactly 3 tab-separated fields (a blank line
   included), or with a discontinuous T-span, is skipped as a whole with a warning. T-lines
   named as arguments of an R-line are ignored. In NORM, the predicted filename, offset and
