@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="model dir (default: train a smoke model)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (under 2 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--max-batch-size", type=int, default=16, help="the batching run's size")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="the batching run's size")
     parser.add_argument("--batch-wait-ms", type=float, default=0.0)
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="> 1: also a batching run with this many replicas (behind Serve's "
+                             "proxy: one replica answers on the port itself)")
     args = parser.parse_args(argv)
 
     import torch
@@ -66,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                   "in_process": _in_process(model_dir, tweets, sequential)}
         result["http"] = {"plain_uvicorn": _plain(model_dir, tweets, seconds, sequential),
                           **_http(model_dir, tweets, scratch, seconds, sequential,
-                                  args.max_batch_size, args.batch_wait_ms, quiet=args.json)}
+                                  args.max_batch_size, args.batch_wait_ms, args.replicas,
+                                  quiet=args.json)}
         _add_ratios(result)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -116,7 +120,7 @@ def _in_process(model_dir: Path, tweets: list[str], count: int) -> dict:
 
 
 def _http(model_dir: Path, tweets: list[str], scratch: Path, seconds: float, sequential: int,
-          max_batch_size: int, batch_wait_ms: float, quiet: bool) -> dict:
+          max_batch_size: int, batch_wait_ms: float, replicas: int, quiet: bool) -> dict:
     from serve import runner
     from serve.schemas import ServeSettings
 
@@ -124,22 +128,24 @@ def _http(model_dir: Path, tweets: list[str], scratch: Path, seconds: float, seq
     runs = {"batching": ServeSettings(model=str(model_dir), max_batch_size=max_batch_size,
                                       batch_wait_ms=batch_wait_ms),
             "no_batching": ServeSettings(model=str(model_dir), max_batch_size=1)}
+    if replicas > 1:
+        runs[f"batching_{replicas}_replicas"] = ServeSettings(
+            model=str(model_dir), max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+            replicas=replicas)
     bodies = [json.dumps({"text": t}).encode("utf-8") for t in tweets]
     out = {}
-    try:
-        for name, settings in runs.items():
-            if not quiet:
-                print(f"deploying ({name}) ...", file=sys.stderr)
-            if not out:
-                runner.start(settings, "127.0.0.1", port, ray_temp_dir=str(scratch / "ray"))
-            else:
-                runner.deploy(settings, f"http://127.0.0.1:{port}")
+    for name, settings in runs.items():  # each on a new local instance, as profner serve runs
+        if not quiet:
+            print(f"deploying ({name}) ...", file=sys.stderr)
+        runner.start(settings, "127.0.0.1", port, ray_temp_dir=str(scratch / "ray"))
+        try:
             _check_deployed(port, settings.max_batch_size)
             out[name] = {"max_batch_size": settings.max_batch_size,
-                         "batch_wait_ms": settings.batch_wait_ms,
+                         "batch_wait_ms": settings.batch_wait_ms, "replicas": settings.replicas,
+                         "direct_ingress": runner.direct_ingress(settings),
                          **_measure(port, bodies, seconds, sequential)}
-    finally:
-        runner.stop()
+        finally:
+            runner.stop()
     return out
 
 

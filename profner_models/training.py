@@ -94,14 +94,15 @@ class FitResult:
 
 
 def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[list[Document], list[Document]]:
-    """(train, dev): the corpus's ``valid`` split as dev when it has one, else a seeded
-    ``data.dev_fraction`` of train (``data.dev_seed``). ``data_dir`` None: the bundled sample
+    """(train, dev): the corpus's ``valid`` split as dev when it has one (and ``data.dev_from``
+    is ``valid``), else a seeded ``data.dev_fraction`` of train (``data.dev_seed``). ``data_dir``
+    None: the bundled sample
     of the config's ``task``. ``data.train_on_dev`` (the final refit of a tuned config) trains
     on train+dev; dev is still returned, so its scores are then on seen data."""
     data = data_config(config)
     data_dir = Path(task_of(config).sample_dir() if data_dir is None else data_dir)
     train, _ = load_corpus(data_dir, "train")
-    if "valid" in splits_of(data_dir):
+    if data["dev_from"] == "valid" and "valid" in splits_of(data_dir):
         dev, _ = load_corpus(data_dir, "valid")
     else:
         train, dev = _split_dev(train, float(data["dev_fraction"]), int(data["dev_seed"]))

@@ -49,13 +49,16 @@ def worker_env() -> dict[str, str]:
 
 
 def start(address: str | None = None, num_cpus: int | None = None, temp_dir: str | None = None,
-          **extra: Any) -> bool:
+          env: dict[str, str] | None = None, **extra: Any) -> bool:
     """Connect to ``address`` or start a private local Ray; returns whether this call started
-    an instance of its own (the caller then shuts it down). ``extra``: more ``ray.init`` options."""
+    an instance of its own (the caller then shuts it down). ``env``: more variables for every
+    worker (``worker_env``'s and these); ``extra``: more ``ray.init`` options."""
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": worker_env()}, "configure_logging": False,
-                              **extra}
+    if not sys.stderr.isatty():  # Ray colours the workers' log prefixes: not in log files
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": {**worker_env(), **(env or {})}},
+                              "configure_logging": False, **extra}
     if address:
         _local_only(False)
         ray.init(address=address, **kwargs)

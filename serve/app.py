@@ -1,12 +1,13 @@
 """The Ray Serve deployment: a FastAPI ingress around one ``Predictor`` with dynamic batching.
 
-Every text of every request goes through ``ProfnerDetector._predict_batch`` (``@serve.batch``),
-so texts of concurrent requests share model calls: up to ``max_batch_size`` texts, waiting at
-most ``batch_wait_ms`` for a batch to fill (default 0: a batch takes what queued up while the
-previous one ran, so a lone request never waits). The model runs in a worker thread, one batch
-at a time, which keeps the event loop free to parse and queue the next requests (and answer
-``/health``) meanwhile; tokenisation is linear in the text (``profner_models.text.tokenize``),
-so no in-limits text holds the GIL for long. A request that is not answered within
+Every text of every request goes to a lane (``serve.lanes.Lane``): texts up to
+``long_text_chars`` to the batches lane, so texts of concurrent requests share model calls (up
+to ``max_batch_size`` texts; a call takes what queued up while the previous one ran, waiting
+``batch_wait_ms`` more when set, so by default a lone request never waits), longer ones one at
+a time to a lane of their own, so they never hold up the tweets. Each lane runs the model in
+its worker thread, which keeps the event loop free to parse and queue the next requests (and
+answer ``/health``) meanwhile; tokenisation is linear in the text
+(``profner_models.text.tokenize``), so no in-limits text holds the GIL for long. A request that is not answered within
 ``request_timeout_s`` gets a 504 (its batch finishes in the background). Answers are
 ``Prediction.to_dict()`` of the same ``Predictor`` that ``profner predict`` uses, so both give
 the same answer for the same text.
@@ -28,7 +29,6 @@ import json
 import logging
 import platform
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from ray import serve
 from ray.serve import Application
 
 from profner_models import __version__
+from serve.lanes import Lane
 from serve.resolve import resolve
 from serve.schemas import (
     ErrorResponse,
@@ -164,12 +165,11 @@ class ProfnerDetector:
         self._info = _model_info(self._settings, resolved.model_dir,
                                  self._settings.source or resolved.source)
         self._info.device = str(self._predictor.device)
-        self._predict_batch.set_max_batch_size(self._settings.max_batch_size)
-        self._predict_batch.set_batch_wait_timeout_s(self._settings.batch_wait_ms / 1000)
         self._started = time.monotonic()
         self._openapi: dict[str, Any] | None = None
-        self._lanes = {lane: ThreadPoolExecutor(1, thread_name_prefix=f"profner-{lane}")
-                       for lane in ("batches", "long")}
+        self._batches = Lane(self._predict_isolated, self._settings.max_batch_size,
+                             self._settings.batch_wait_ms / 1000, "batches")
+        self._long = Lane(self._predict_isolated, 1, name="long")
 
     @api.post("/predict", response_model=PredictResponse, responses=_ERRORS)
     async def predict(self, request: Request) -> Any:
@@ -187,7 +187,7 @@ class ProfnerDetector:
         long_text = self._settings.long_text_chars
         try:
             answers = await asyncio.wait_for(asyncio.gather(*(
-                self._predict_batch(text) if len(text) <= long_text else self._predict_long(text)
+                (self._batches if len(text) <= long_text else self._long).submit(text)
                 for text in texts)), budget)
         except TimeoutError:
             return _error(504, f"not answered within request_timeout_s={budget:g} s "
@@ -232,21 +232,6 @@ class ProfnerDetector:
     @api.get("/docs", include_in_schema=False)
     async def docs(self) -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{TITLE} - docs")
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
-    async def _predict_batch(self, texts: list[str]) -> list[tuple[dict | Exception, float, float]]:
-        """(answer, when the batch started, its model seconds) per text."""
-        return await self._on_lane("batches", texts)
-
-    async def _predict_long(self, text: str) -> tuple[dict | Exception, float, float]:
-        return (await self._on_lane("long", [text]))[0]
-
-    async def _on_lane(self, lane: str, texts: list[str]) -> list[tuple[dict | Exception, float, float]]:
-        started = time.perf_counter()
-        results = await asyncio.get_running_loop().run_in_executor(
-            self._lanes[lane], self._predict_isolated, texts)
-        model_s = time.perf_counter() - started
-        return [(result, started, model_s) for result in results]
 
     def _predict_isolated(self, texts: list[str]) -> list[dict | Exception]:
         """``to_dict()`` per text; when the batch fails, each text alone, so one bad text

@@ -14,28 +14,36 @@ import argparse
 import sys
 
 DEFAULT_PORT = 8000
-
-# (flag, type, default, help): the serving options, also replayed to a --detach child.
+# The ServeSettings fields that are options of the command: flag, type, default and help come
+# from the schema (serve/schemas.py), the one place they are written.
+SETTINGS_OPTIONS = ("replicas", "num_cpus", "num_gpus", "max_batch_size", "batch_wait_ms",
+                    "request_timeout_s", "long_text_chars", "max_texts", "max_chars",
+                    "tracking_uri")
+# The command's own options: (flag, type, default, help); also replayed to a --detach child.
 _OPTIONS: list[tuple[str, type, object, str]] = [
     ("--host", str, "127.0.0.1", "interface to bind (default 127.0.0.1: this machine only)"),
     ("--port", int, None, f"HTTP port (default {DEFAULT_PORT}; with --stop: only this one)"),
-    ("--replicas", int, 1, "model replicas"),
-    ("--num-cpus", float, 1.0, "CPUs reserved per replica"),
-    ("--num-gpus", float, 0.0, "GPUs per replica (> 0 predicts on cuda)"),
-    ("--max-batch-size", int, 16, "most texts per model call (1 turns server batching off)"),
-    ("--batch-wait-ms", float, 0.0, "how long a batch waits for more texts (default 0: it "
-                                     "takes the texts that queued while the last one ran)"),
-    ("--request-timeout-s", float, 30.0, "time budget per request (over it: 504)"),
-    ("--long-text-chars", int, 1000, "texts longer than this are predicted on a lane of their "
-                                     "own, one at a time, not batched with short ones"),
-    ("--max-texts", int, 64, "most texts per request (more: 413)"),
-    ("--max-chars", int, 10_000, "most characters per text (more: 413)"),
-    ("--tracking-uri", str, None, "MLflow tracking URI for runs:/ and models:/ references"),
     ("--ray-temp-dir", str, None, "Ray temp dir of the local instance "
                                   "(default <tmp>/profner-serve-<port>)"),
     ("--ray-address", str, None, "deploy onto this running Ray cluster instead of a new local "
                                  "one (if Serve already runs there, its HTTP host/port apply)"),
 ]
+
+
+def _all_options() -> list[tuple[str, type, object, str]]:
+    from serve.schemas import ServeSettings  # pydantic only: help stays fast
+
+    fields = ServeSettings.model_fields
+    from_schema = [(f"--{name.replace('_', '-')}", _plain_type(fields[name].annotation),
+                    fields[name].default, (fields[name].description or "")
+                    + ("" if fields[name].default is None else f" (default {fields[name].default})"))
+                   for name in SETTINGS_OPTIONS]
+    return [*_OPTIONS[:2], *from_schema, *_OPTIONS[2:]]
+
+
+def _plain_type(annotation: object) -> type:
+    """``int`` of ``int``, ``str`` of ``str | None``."""
+    return next(t for t in getattr(annotation, "__args__", (annotation,)) if t is not type(None))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "models:/<name>/<version> or sweep:<name>) at POST /predict, GET /health, GET /model "
                     "(OpenAPI docs at /docs).")
     parser.add_argument("model_ref", nargs="?", metavar="MODEL_REF")
-    for flag, kind, default, text in _OPTIONS:
+    for flag, kind, default, text in _all_options():
         parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument("--detach", action="store_true",
                         help="run in the background; return once ready and print the URL")
@@ -102,12 +110,8 @@ def _settings(args: argparse.Namespace):
         if not torch.cuda.is_available():
             raise ValueError(f"--num-gpus {args.num_gpus}: torch sees no CUDA device here")
     try:
-        return ServeSettings(
-            model=str(resolved.model_dir), source=resolved.source, tracking_uri=args.tracking_uri,
-            max_texts=args.max_texts, max_chars=args.max_chars,
-            max_batch_size=args.max_batch_size, batch_wait_ms=args.batch_wait_ms,
-            request_timeout_s=args.request_timeout_s, long_text_chars=args.long_text_chars,
-            replicas=args.replicas, num_cpus=args.num_cpus, num_gpus=args.num_gpus)
+        return ServeSettings(model=str(resolved.model_dir), source=resolved.source,
+                             **{name: getattr(args, name) for name in SETTINGS_OPTIONS})
     except ValidationError as error:
         problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
                              for e in error.errors())
@@ -117,7 +121,7 @@ def _settings(args: argparse.Namespace):
 def _replay(args: argparse.Namespace, port: int) -> list[str]:
     """The same serve command without --detach, for the background child."""
     argv = ["serve", args.model_ref]
-    for flag, _kind, _default, _text in _OPTIONS:
+    for flag, _kind, _default, _text in _all_options():
         value = port if flag == "--port" else getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
             argv += [flag, str(value)]

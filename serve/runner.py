@@ -39,9 +39,11 @@ READY_TIMEOUT_S = 300.0
 # (bench/serving.py: one-tweet p50 18.2 -> 16.8 ms, concurrency-32 throughput 112 -> 155 req/s
 # on 2 cores). The model still runs in a worker thread (serve/app.py), so /health answers.
 LOCAL_SERVE_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
-                   "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
+                   "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+                   "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
 STOP_TIMEOUT_S = 120.0
-_session: dict[str, bool] = {}  # whether this process started the Ray instance it uses
+_session: dict[str, object] = {}  # whether this process started its Ray; a direct-ingress port
 
 
 def state_dir() -> Path:
@@ -71,6 +73,30 @@ def ensure_port_free(host: str, port: int) -> None:
         raise OSError(f"port {port} on {host} is already in use")
 
 
+def direct_ingress(settings: ServeSettings) -> bool:
+    """Whether a local server's one replica answers HTTP itself (Ray Serve's direct ingress),
+    with no proxy process and no hop between them: p50 of one tweet 11 -> 3 ms on 2 cores
+    (bench/serving.py). Several replicas share one port only through Serve's proxy; and
+    ``RAY_SERVE_ENABLE_DIRECT_INGRESS=0`` in the user's environment turns it off."""
+    return settings.replicas == 1 and os.environ.get(DIRECT_INGRESS_ENV) != "0"
+
+
+def direct_ingress_env(port: int) -> dict[str, str]:
+    """Direct ingress on exactly ``port`` (Serve's range is [min, max)), no drain period or
+    port quarantine on stop: the whole local instance stops with its one replica."""
+    return {DIRECT_INGRESS_ENV: "1", "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+            "RAY_SERVE_PORT_QUARANTINE_S": "0"}
+
+
+def free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def start(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | None = None,
           ray_address: str | None = None, ready_timeout_s: float = READY_TIMEOUT_S) -> str:
     """Start Ray (a new local instance unless ``ray_address``), Serve and the app; returns
@@ -80,14 +106,19 @@ def start(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | Non
     _session["owns_ray"] = ray_address is None
     try:
         temp_dir = ray_temp_dir or os.path.join(tempfile.gettempdir(), f"profner-serve-{port}")
-        if ray_address is None:  # read at import by the Ray processes this starts
-            for key, value in LOCAL_SERVE_ENV.items():
-                os.environ.setdefault(key, value)
+        direct = ray_address is None and direct_ingress(settings)
+        # Serve's settings, read at import by the controller, proxy and replicas of a local
+        # instance: through the runtime environment of its workers, not this process's
+        env = {} if ray_address else {**LOCAL_SERVE_ENV, **(direct_ingress_env(port) if direct else {})}
         profner_ray.start(ray_address, max(os.cpu_count() or 1,
                                            math.ceil(settings.replicas * settings.num_cpus)),
-                          temp_dir, log_to_driver=False,
+                          temp_dir, env=env, log_to_driver=False,
                           **({} if ray_address else {"object_store_memory": 256 * 1024**2}))
-        serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
+        _session["port"] = (host, port) if direct else None
+        # With direct ingress the replica answers on `port` itself; Serve's proxy, which it
+        # starts anyway, is left on a free port of its own
+        proxy_port = free_port(host) if direct else port
+        serve.start(http_options={"host": host, "port": proxy_port}, proxy_location="HeadOnly")
         url = url_for(host, port)
         deploy(settings, url, ready_timeout_s)
         return url
@@ -97,7 +128,7 @@ def start(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | Non
 
 
 def deploy(settings: ServeSettings, url: str, ready_timeout_s: float = READY_TIMEOUT_S) -> None:
-    """(Re)deploy the app with ``settings`` on the running Serve; returns once it answers."""
+    """Deploy the app with ``settings`` on the running Serve; returns once it answers."""
     try:
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
     except RuntimeError as error:  # Serve's own message only says "failed": add the replicas'
@@ -122,6 +153,14 @@ def stop(timeout_s: float = 60.0) -> None:
         print(f"profner serve: Serve did not stop within {timeout_s:.0f} s; stopping Ray",
               file=sys.stderr, flush=True)
     ray.shutdown()
+    if _session.get("port"):  # a direct-ingress replica holds the port until its process ends
+        _wait_port_free(*_session.pop("port"), timeout_s)
+
+
+def _wait_port_free(host: str, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while port_in_use(host, port) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:

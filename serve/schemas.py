@@ -251,19 +251,21 @@ class ServeSettings(BaseModel):
         None, description="provenance already found by resolve() (profner serve passes it); "
                           "None: the replica resolves `model` itself")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI for runs:/ models:/")
-    max_texts: int = Field(64, ge=1)
-    max_chars: int = Field(10_000, ge=1)
-    max_batch_size: int = Field(16, ge=1, description="texts per model call (1: no batching)")
+    max_texts: int = Field(64, ge=1, description="most texts per request (more: 413)")
+    max_chars: int = Field(10_000, ge=1, description="most characters per text (more: 413)")
+    max_batch_size: int = Field(32, ge=1, description="most texts per model call across "
+                                                      "concurrent requests (1: no batching)")
     batch_wait_ms: float = Field(
-        0.0, ge=0, description="how long a batch waits to fill (0: it takes what queued up "
-                               "while the previous batch ran)")
+        0.0, ge=0, description="how long a batch waits for more texts (0: it takes what queued "
+                               "up while the previous one ran, so a lone request never waits)")
     request_timeout_s: float = Field(
         30.0, gt=0, description="time budget of one request; over it: 504")
     long_text_chars: int = Field(
         1000, ge=1, description="texts longer than this are predicted one at a time on a lane "
                                 "of their own, so they never hold up the short texts batched "
                                 "together")
-    replicas: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=1, description="model replicas (one answers HTTP itself; "
+                                               "several share the port through Serve's proxy)")
     num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (> 0: predict on cuda)")
     max_ongoing_requests: int | None = Field(

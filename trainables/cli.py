@@ -114,7 +114,8 @@ def _tune(args: argparse.Namespace) -> int:
     states = list(result.trial_states.values())
     print(f"trials: {len(states)} ({result.num_errors} errored)")
     if result.best_trial_id:
-        print(f"best trial {result.best_trial_id}: {result.metric}={result.best_value:.4f}")
+        print(f"best trial {result.best_trial_id}: {result.metric}={result.best_value:.4f} (on "
+              f"the dev split it was selected on: optimistic, not a test figure)")
         print(f"best config: {result.best_config}")
         print(f"model version: {result.model_version}")
     if result.exported:

@@ -9,6 +9,7 @@ restored, unfinished trials restarted from their latest checkpoint) and reuses t
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from profner_models.training import RESUME_DIR
 from search_spaces import loader
 from search_spaces.loader import SearchSpace
 from trainables import report, tracking
+from trainables.console import TrialLines
 from trainables.tracking import TrialTracker
 from trainables.trainable import train_trial
 
@@ -212,21 +214,28 @@ def build_tuner(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metr
         trainable,
         tune_config=tune.TuneConfig(
             metric=metric, mode=mode, num_samples=num_samples, search_alg=search_alg,
-            scheduler=scheduler, max_concurrent_trials=options.max_concurrent,
-            reuse_actors=True),
+            scheduler=scheduler, reuse_actors=True),  # the search_alg limits concurrency
         run_config=tune.RunConfig(
-            name=sweep_dir.name, storage_path=str(sweep_dir.parent), callbacks=[tracker],
+            name=sweep_dir.name, storage_path=str(sweep_dir.parent),
+            callbacks=[tracker, TrialLines(metric, mode, num_samples)],
             # One checkpoint per trial, the latest: it holds the trial's best model dir and what
             # resumes it (so a 50-trial sweep keeps 50 checkpoints, not one per epoch).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=options.max_failures, fail_fast=False),
-            verbose=1),
+            verbose=0),  # TrialLines prints a line per trial instead of Tune's tables
     )
 
 
 def run_sweep(options: SweepOptions) -> SweepResult:
     """Run (or resume) one sweep; returns where everything went."""
 
+    # A console that reads like a log: Tune's legacy reporter (silent at verbose=0, where the
+    # new one still prints a configuration box and a TensorBoard hint), MLflow's INFO lines
+    # (its logger is set up when it is imported) and download bars off
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    importlib.import_module("mlflow")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     # Snapshot Tune's experiment state every second (default: >= 10 s), so a killed driver
     # loses at most the last second of trial bookkeeping.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -48,6 +49,8 @@ def train_trial(config: dict[str, Any], *, base_config: dict[str, Any], data_dir
     dataset is pickled into the trial config. Bind the keyword arguments with
     ``tune.with_parameters``.
     """
+    # Ray logs every checkpoint at INFO ("Checkpoint successfully created"): not for consoles
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     full = deep_merge(base_config, config)
     fail_at = full.get("training", {}).pop(FAULT_KEY, None)
     train, dev = task_data(full, data_dir)

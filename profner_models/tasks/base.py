@@ -67,6 +67,9 @@ class TrainingConfig(Schema):
 class DataConfig(Schema):
     """``data``: the split and the entity types (tasks extend it)."""
 
+    dev_from: Literal["valid", "train"] = "valid"
+    """valid: the corpus's valid split when it has one (else a fraction of train); train: always
+    a seeded fraction of train, so a valid split stays out of every selection (a final score)."""
     dev_fraction: float = Field(0.2, gt=0, lt=1)
     dev_seed: int = 13
     train_on_dev: bool = False
