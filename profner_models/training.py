@@ -16,7 +16,13 @@ Device and precision (plain torch idioms: the loop is ours and small, so a wrapp
 ``accelerate`` would add a layer without removing code): ``training.device`` ``auto`` (the GPU
 Ray gave the trial, else CPU), ``cpu``, ``cuda``, ``cuda:N`` — the network, every batch and the
 evaluation run there, and a device asked for but absent fails before any work;
-``training.precision`` ``fp32`` / ``bf16`` / ``fp16`` (autocast; a gradient scaler for fp16).
+``training.precision`` ``auto`` / ``fp32`` / ``bf16`` / ``fp16`` (autocast; a gradient scaler for
+fp16). On a CUDA device a step is worth more work, so by default (``recipe_for``) batches are
+``training.cuda_batch_scale`` (4) times larger, learning rates grow by its square root (the
+square-root rule for Adam-type optimisers: the update's noise scale stays the same), warm-up
+covers as many examples, evaluation runs in batches as many times larger, bf16 autocast is on
+where the GPU has it, and batches go to the device from pinned memory without blocking. The
+CPU recipe is the config's as written.
 Each epoch on a GPU reports ``gpu_memory_mb`` (peak allocated); running out of GPU memory ends
 the fit with a message that says so.
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -68,6 +75,7 @@ from profner_models.vectors import NOTHING, HeldOut
 log = logging.getLogger(__name__)
 
 RESUME_DIR, RESUME_WEIGHTS, RESUME_STATE = "resume", "model.safetensors", "state.pt"
+LOSS_SHOWN_EVERY = 20  # steps between progress updates of the loss
 
 
 @dataclass
@@ -77,7 +85,7 @@ class EpochEnd:
     epoch: int
     metrics: dict[str, float]
     model: TrainedModel
-    run: "_Run | None" = None
+    run: "Trainer | None" = None
 
     def checkpoint(self, directory: str | Path, extra_meta: dict | None = None) -> Path:
         """Write the best-so-far model dir and ``resume/`` (the module docstring)."""
@@ -91,6 +99,8 @@ class FitResult:
     best_epoch: int = 0
     best_metrics: dict = field(default_factory=dict)
     device: str = "cpu"
+    recipe: dict = field(default_factory=dict)
+    """``Recipe.as_dict()``: the batch size, learning-rate scale, warm-up and precision used."""
 
 
 def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[list[Document], list[Document]]:
@@ -169,7 +179,7 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
     held_out = held_out_of(train, dev)
     model, encoded, positive = build_model(config, train, held_out)
     model.network.to(device)
-    run = _Run(model, encoded, positive, cfg, device)
+    run = Trainer(model, encoded, positive, cfg, device)
     dev_gold, _ = apply_span_policy(dev, types=config["data"]["types"], overlap="keep_all")
     task = task_of(config)
     dev_encoded = [task.encode(doc, config, model.labels, model.gazetteer) for doc in dev_gold]
@@ -183,7 +193,7 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         losses, trained_on = run.train_epoch(epoch, shown)
         train_seconds = time.perf_counter() - started
         train_cpu_seconds = time.process_time() - cpu_started
-        metrics = evaluate(model, dev_gold, dev_encoded, int(cfg["eval_batch_size"]))
+        metrics = evaluate(model, dev_gold, dev_encoded, run.recipe.eval_batch_size)
         metrics.update(train_loss=float(np.mean(losses)) if losses else float("nan"),
                        epoch_seconds=train_seconds, epoch_cpu_seconds=train_cpu_seconds,
                        train_docs=trained_on, dev_docs=len(dev_gold), **novelty, **run.memory())
@@ -199,7 +209,8 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
     model.network.load_state_dict(run.best_state)
     model.network.eval()
     model.metrics = dict(run.best_metrics)
-    return FitResult(model, run.history, run.best_epoch, run.best_metrics, str(device))
+    return FitResult(model, run.history, run.best_epoch, run.best_metrics, str(device),
+                     run.recipe.as_dict())
 
 
 def resolve_device(spec: str, precision: str = "fp32") -> torch.device:
@@ -220,27 +231,57 @@ def resolve_device(spec: str, precision: str = "fp32") -> torch.device:
     return device
 
 
-class _Run:
-    """The state of one fit: what an epoch trains with and what a checkpoint holds."""
+@dataclass(frozen=True)
+class Recipe:
+    """What the steps of a fit run with on its device (module docstring)."""
+
+    batch_size: int
+    eval_batch_size: int
+    lr_scale: float
+    warmup_steps: int
+    precision: str
+
+    def as_dict(self) -> dict:
+        return {"batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
+                "lr_scale": self.lr_scale, "warmup_steps": self.warmup_steps,
+                "precision": self.precision}
+
+
+def recipe_for(cfg: dict, device: torch.device) -> Recipe:
+    """The config's recipe on the CPU; scaled on a CUDA device (module docstring)."""
+    scale = int(cfg["cuda_batch_scale"]) if device.type == "cuda" else 1
+    precision = cfg["precision"]
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return Recipe(int(cfg["batch_size"]) * scale, int(cfg["eval_batch_size"]) * scale,
+                  math.sqrt(scale), math.ceil(int(cfg["warmup_steps"]) / scale), precision)
+
+
+class Trainer:
+    """The state of one fit: what an epoch trains with and what a checkpoint holds.
+    ``batches(epoch)`` gives an epoch's (features, targets) and ``train_step`` trains on one, which
+    is how ``bench/training.py`` counts a step's ops."""
 
     def __init__(self, model: TrainedModel, encoded: list[Encoded], positive: list[bool],
                  cfg: dict, device: torch.device) -> None:
         self.model, self.encoded, self.cfg, self.device = model, encoded, cfg, device
+        self.recipe = recipe = recipe_for(cfg, device)
         network = model.network
-        self.optimizer = torch.optim.AdamW(
-            _parameter_groups(network, float(cfg["weight_decay"]), cfg["pretrained_lr"]),
-            lr=float(cfg["lr"]))
+        pretrained_lr = cfg["pretrained_lr"] and float(cfg["pretrained_lr"]) * recipe.lr_scale
+        self.optimizer = torch.optim.AdamW(  # fused: one op per update for all tensors
+            _parameter_groups(network, float(cfg["weight_decay"]), pretrained_lr),
+            lr=float(cfg["lr"]) * recipe.lr_scale, fused=True)
         self.batches_rng = random.Random(int(cfg["seed"]))
         self.units = _epoch_units(len(encoded), positive, bool(cfg["interleave_positive"]))
         self.lengths = [len(e.words) for e in encoded]
         total = sum(len(bucket_batches([self.lengths[i] for i in self.units(epoch)],
-                                       int(cfg["batch_size"]), False))
+                                       recipe.batch_size, False))
                     for epoch in range(1, int(cfg["epochs"]) + 1))
         self.total = min(total, int(cfg["max_steps"])) if cfg["max_steps"] else total
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _linear_warmup_decay(int(cfg["warmup_steps"]), self.total))
-        self.precision = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg["precision"]]
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg["precision"] == "fp16")
+            self.optimizer, _linear_warmup_decay(recipe.warmup_steps, self.total))
+        self.precision = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[recipe.precision]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=recipe.precision == "fp16")
         self.epoch = self.step = self.best_epoch = self.stale = 0
         self.history: list[dict] = []
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -250,27 +291,29 @@ class _Run:
         network, cfg = self.model.network, self.cfg
         network.train()
         network.backbone.on_epoch_start(epoch)
-        chosen = self.units(epoch)
-        batches = bucket_batches([self.lengths[i] for i in chosen], int(cfg["batch_size"]), True,
-                                 self.batches_rng, bool(cfg["bucketing"]))
-        losses = []
-        for features, targets in shown.steps(self._tensors(chosen, batches), epoch, int(cfg["epochs"])):
-            loss = self._step({k: v.to(self.device, non_blocking=True) for k, v in features.items()},
-                              {k: v.to(self.device, non_blocking=True) for k, v in targets.items()})
-            losses.append(loss)
-            shown.set_loss(float(np.mean(losses[-20:])))
+        losses: list[torch.Tensor] = []
+        for features, targets in shown.steps(self.batches(epoch), epoch, int(cfg["epochs"])):
+            losses.append(self.train_step(features, targets))
+            if len(losses) % LOSS_SHOWN_EVERY == 1:  # reading a loss waits for the device
+                shown.set_loss(float(torch.stack(losses[-LOSS_SHOWN_EVERY:]).mean()))
             self.step += 1
             if self.step >= self.total:
                 break
-        return losses, len(chosen)
+        return torch.stack(losses).tolist() if losses else [], len(self.units(epoch))
 
-    def _tensors(self, chosen: list[int], batches: list[list[int]]):
-        """(features, targets) per batch: made here, or by ``training.loader_workers`` worker
-        processes (a ``DataLoader``, pinned memory on a GPU) while this thread trains."""
-        network = self.model.network
+    def batches(self, epoch: int):
+        """(features, targets) per batch of ``epoch``: made here, or by
+        ``training.loader_workers`` worker processes (a ``DataLoader``, pinned memory on a GPU)
+        while this thread trains. Draws the epoch's shuffle from the run's RNG."""
+        network, cfg = self.model.network, self.cfg
+        chosen = self.units(epoch)
+        batches = bucket_batches([self.lengths[i] for i in chosen], self.recipe.batch_size, True,
+                                 self.batches_rng, bool(cfg["bucketing"]))
         items = [[self.encoded[chosen[i]] for i in batch] for batch in batches]
         workers = int(self.cfg["loader_workers"])
         if not workers:
+            if self.device.type == "cuda":  # pinned: the copy to the device need not block
+                return (_pinned(collate(network, batch)) for batch in items)
             return (collate(network, batch) for batch in items)
         return DataLoader(items, batch_size=None, num_workers=workers,
                           collate_fn=functools.partial(collate, network),
@@ -278,8 +321,12 @@ class _Run:
                           # its own generator: the workers' seed leaves torch's RNG untouched
                           generator=torch.Generator().manual_seed(int(self.cfg["seed"])))
 
-    def _step(self, features: dict, targets: dict) -> float:
+    def train_step(self, features: dict, targets: dict) -> torch.Tensor:
+        """One optimisation step on one batch (moved to the run's device); its loss, left on
+        the device (reading it would wait for the step to finish)."""
         network, cfg = self.model.network, self.cfg
+        features = {k: v.to(self.device, non_blocking=True) for k, v in features.items()}
+        targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
         try:
             with torch.autocast(self.device.type, dtype=self.precision,
                                 enabled=self.precision is not None):
@@ -293,11 +340,12 @@ class _Run:
                 f"GPU share ({error})") from error
         if cfg["grad_clip"]:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(network.parameters(), float(cfg["grad_clip"]))
+            torch.nn.utils.clip_grad_norm_(network.parameters(), float(cfg["grad_clip"]),
+                                           foreach=True)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.item()
+        return loss.detach()
 
     def memory(self) -> dict[str, float]:
         if self.device.type != "cuda":
@@ -323,7 +371,8 @@ class _Run:
         live_metrics = model.metrics
         model.metrics = dict(self.best_metrics)
         artifacts.save(model, directory, weights=self.best_state, extra_meta={
-            "best_epoch": self.best_epoch, "device": str(self.device), **(extra_meta or {})})
+            "best_epoch": self.best_epoch, "device": str(self.device),
+            "recipe": self.recipe.as_dict(), **(extra_meta or {})})
         model.metrics = live_metrics
         resume = directory / RESUME_DIR
         resume.mkdir(parents=True, exist_ok=True)
@@ -372,6 +421,10 @@ class _Run:
         random.setstate(_tuples(rng["python"]))
         numpy = rng["numpy"]
         np.random.set_state((numpy[0], np.array(numpy[1], dtype=np.uint32), *numpy[2:]))
+
+
+def _pinned(batch: tuple[dict, dict]) -> tuple[dict, dict]:
+    return tuple({k: v.pin_memory() for k, v in part.items()} for part in batch)
 
 
 def _plain(value):

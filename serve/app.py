@@ -100,12 +100,13 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
 
 
-def _model_info(settings: ServeSettings, model_dir: Path, source: dict[str, Any]) -> ModelInfo:
+def _model_info(settings: ServeSettings, model_dir: Path, source: dict[str, Any],
+                config: dict[str, Any]) -> ModelInfo:
+    """``config``: the model's (an ensemble's first member's: the task and data all share)."""
     import fastapi
     import ray
     import torch
 
-    config = _read_json(model_dir / "config.json")
     meta = _read_json(model_dir / "meta.json")
     return ModelInfo(
         ref=source.get("ref", settings.model),
@@ -163,7 +164,8 @@ class ProfnerDetector:
                                     device=device)
         self._limits = self._settings.limits
         self._info = _model_info(self._settings, resolved.model_dir,
-                                 self._settings.source or resolved.source)
+                                 self._settings.source or resolved.source,
+                                 self._predictor.model.config)
         self._info.device = str(self._predictor.device)
         self._started = time.monotonic()
         self._openapi: dict[str, Any] | None = None

@@ -98,12 +98,12 @@ def _settings(args: argparse.Namespace):
     with the file at fault instead of in a replica that Serve keeps restarting."""
     from pydantic import ValidationError
 
-    from profner_models.artifacts import load
+    from profner_models.predict import load_model
     from serve.resolve import resolve
     from serve.schemas import ServeSettings
 
     resolved = resolve(args.model_ref, args.tracking_uri)
-    load(resolved.model_dir)
+    load_model(resolved.model_dir)
     if args.num_gpus > 0:
         import torch
 

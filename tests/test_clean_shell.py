@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from serve_support import alive, descendants, free_port, get, post_json, short_temp_dir, tiny_model
 from tune_support import kill_ray_under
 

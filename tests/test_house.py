@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1] / "profner_models"
 
 # Bottom to top: a room may import rooms below it, and itself. docs/design.md draws the same.
 LAYERS = [
-    {"__init__", "documents", "spans", "config", "registry", "sample", "progress"},
+    {"__init__", "documents", "spans", "config", "registry", "sample", "progress", "opcount"},
     {"text"},
     {"corpus"},
     {"e5"},
@@ -22,7 +22,7 @@ LAYERS = [
     {"models"},
     {"norm"},
     {"tasks"},
-    {"artifacts", "training"},
+    {"artifacts", "training", "ensemble"},
     {"predict"},
     {"unseen"},
     {"cli"},

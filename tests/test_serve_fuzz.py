@@ -195,7 +195,7 @@ def test_hostile_bodies_get_4xx_or_a_correct_200_and_the_server_survives(server,
     assert server.running(), server.log()
     text = "Mi hermana es enfermera 👩‍⚕️ en Zaragoza"
     status, answer = post_json(server.url + "/predict", {"text": text})
-    assert status == 200 and answer["predictions"] == [p.to_dict() for p in predictor.predict([text])]
+    assert status == 200 and _same(answer["predictions"], [p.to_dict() for p in predictor.predict([text])])
     assert get(server.url + "/health")[0] == 200
 
 

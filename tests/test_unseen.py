@@ -19,7 +19,7 @@ from profner_models.sample import PROFNER_SAMPLE
 from profner_models.tasks import validate
 from profner_models.text.tokenize import tokenize
 from profner_models.training import build_model, fit, held_out_of, load_task_data
-from profner_models.unseen import check, train, unknown_entity_share
+from profner_models.unseen import check, paired_bootstrap, train, unknown_entity_share
 
 BRAT = PROFNER_SAMPLE / "subtask-2" / "brat"  # both splits: a source that holds the dev files
 
@@ -187,3 +187,75 @@ def test_unknown_entity_share_counts_entities_holding_an_unknown_word():
                    Prediction(1, 0.9, [Span(3, 12, "PROFESION", "enfermero")])]
     assert unknown_entity_share(model, texts, predictions) == 0.5
     assert check(model, model, [])["passed"]
+
+
+def check_docs(count: int | None = None):
+    docs = load_corpus(PROFNER_SAMPLE, "valid")[0][:count]
+    from profner_models.spans import apply_span_policy
+
+    return apply_span_policy(docs, types=["PROFESION", "SITUACION_LABORAL"], overlap="keep_all")[0]
+
+
+def fires_on_unknown_words(model, texts):
+    """A copy of ``model`` whose ``<unk>`` row was trained to make every word outside the
+    vocabulary a profession: the refit failure of 2026-11 (434 of its 539 false positives on
+    new tweets held an unknown word)."""
+    from profner_models.models import collate, encode_text
+
+    broken = copy.deepcopy(model)
+    network, backbone = broken.network, broken.network.backbone
+    profession = broken.labels["tag"].index("B-PROFESION")
+    encoded = [encode_text(text, broken.gazetteer) for text in texts]
+    for item in encoded:
+        status = backbone.word_status(item.words)
+        item.targets = {"classify": 1, "tag": [profession if s == UNKNOWN else 0 for s in status]}
+    table = backbone.word_embedding.weight
+    optimizer = torch.optim.Adam([table], lr=0.05)
+    network.train()
+    for _ in range(40):
+        features, targets = collate(network, encoded)
+        loss = network(features, targets)[1]["tag"].loss
+        optimizer.zero_grad()
+        loss.backward()
+        keep = torch.zeros_like(table.grad)
+        keep[1] = table.grad[1]  # the <unk> row only
+        table.grad = keep
+        optimizer.step()
+    network.eval()
+    return broken
+
+
+def test_a_refit_broken_on_unknown_words_is_refused():
+    good = trained(6).model
+    docs = check_docs()
+    broken = fires_on_unknown_words(good, [doc.text for doc in docs[50:]])
+    result = check(broken, good, docs[:50])  # checked on other texts than it was broken on
+    assert not result["passed"], result["verdict"]
+    assert result["refit"]["unknown_entity_share"] > result["holdout"]["unknown_entity_share"]
+    assert "worse" in result["verdict"] or "unknown words" in result["verdict"]
+
+
+def test_two_equally_good_models_on_a_small_check_set_are_not_refused():
+    """Two seeds of one recipe differ on 100 short documents by chance: the interval says so."""
+    train, dev = sample_data()
+    other_seed = fit(smoke_config(epochs=6, seed=15), list(train), list(dev), progress=False).model
+    result = check(trained(6).model, other_seed, check_docs())
+    d = result["difference"]
+    assert result["passed"], result["verdict"]
+    assert d["observed"] < 0 and d["low"] < 0 < d["high"] and 0 < d["share_not_worse"] < 1
+    assert "90% interval" in result["verdict"] and "not shown worse" in result["verdict"]
+
+
+def test_a_drop_past_the_old_fixed_margin_on_30_documents_is_not_proof():
+    """Right on 14 of 30 documents against 16 (-0.067, beyond the 0.05 margin that refused the
+    MEDDOPROF refit): the bootstrap interval holds 0, so no refusal; on 3,000 documents the same
+    rates are proof."""
+    def accuracy_gap(right_a: np.ndarray, right_b: np.ndarray):
+        return lambda rows: float(right_a[rows].mean() - right_b[rows].mean())
+
+    a, b = np.zeros(30, bool), np.zeros(30, bool)
+    a[:14], b[2:18] = True, True
+    small = paired_bootstrap(accuracy_gap(a, b), 30, seed=1)
+    assert small["observed"] < -0.05 and small["low"] < 0 < small["high"]
+    large = paired_bootstrap(accuracy_gap(np.tile(a, 100), np.tile(b, 100)), 3000, seed=1)
+    assert large["high"] < 0

@@ -167,7 +167,7 @@ def _refit(args: argparse.Namespace) -> int:
     estimate = result.unseen["estimate"]
     print(f"unseen-text estimate ({estimate['from']}, {estimate['dev_docs']} dev documents): "
           f"{result.metric} {estimate['metrics'].get(result.metric, float('nan')):.4f}")
-    print(f"check on text neither model saw: {json.dumps(result.unseen['check'])}")
+    print(f"check on text neither model saw: {result.unseen['check'].get('verdict') or json.dumps(result.unseen['check'])}")
     for what, link in result.links.items():
         print(f"MLflow UI, {what}: {link}")
     if not result.passed:

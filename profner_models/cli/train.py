@@ -25,33 +25,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from profner_models import artifacts
     from profner_models.config import apply_overrides, load_config
     from profner_models.corpus import CorpusError
-    from profner_models.tasks import validate
+    from profner_models.ensemble import ensemble_block
     from profner_models.text.gazetteer import GazetteerError
-    from profner_models.unseen import train
     from profner_models.vectors import VectorsError
 
     try:
-        config = validate(apply_overrides(load_config(args.config), args.set))
-        trained = train(config, args.data, progress=not args.no_progress, jobs=args.jobs)
+        config = apply_overrides(load_config(args.config), args.set)
+        summary, unseen, passed = (_train_ensemble if ensemble_block(config) is not None
+                                   else _train_one)(config, args)
     except (FileNotFoundError, ValueError, CorpusError, VectorsError, GazetteerError) as error:
         print(f"profner train: {error}", file=sys.stderr)
         return 1
-    result = trained.result
-    history = result.history
-    source = {"config": args.config, "overrides": args.set,
-              "data": str(args.data) if args.data else "bundled sample",
-              "train_docs": history[0]["train_docs"], "dev_docs": history[0]["dev_docs"]}
-    artifacts.save(result.model, args.out, extra_meta={"source": source, "best_epoch": result.best_epoch,
-                                                       "device": result.device,
-                                            "history": history, "unseen": trained.unseen})
-    print(json.dumps({"model_dir": str(args.out), "best_epoch": result.best_epoch,
-                      "parameters": result.model.num_parameters, **result.best_metrics,
-                      "unseen": trained.unseen}, indent=1))
-    if not trained.passed:
+    print(json.dumps({"model_dir": str(args.out), **summary, "unseen": unseen}, indent=1))
+    checked = unseen.get("check")
+    if checked and "verdict" in checked:
+        print(f"profner train: check: {checked['verdict']}", file=sys.stderr)
+    if not passed:
         print("profner train: the refit fails its check against the held-out model on unseen "
               "text (see 'unseen.check' above and in meta.json): do not ship it", file=sys.stderr)
         return 3
     return 0
+
+
+def _source(args: argparse.Namespace, history: list[dict]) -> dict:
+    return {"config": args.config, "overrides": args.set,
+            "data": str(args.data) if args.data else "bundled sample",
+            "train_docs": history[0]["train_docs"], "dev_docs": history[0]["dev_docs"]}
+
+
+def _fit_meta(args: argparse.Namespace, trained) -> dict:
+    """What a saved model's meta.json says of its fit (``trained``: an ``unseen.Trained``)."""
+    result = trained.result
+    return {"source": _source(args, result.history), "best_epoch": result.best_epoch,
+            "device": result.device, "recipe": result.recipe, "history": result.history,
+            "unseen": trained.unseen}
+
+
+def _train_one(config: dict, args: argparse.Namespace) -> tuple[dict, dict, bool]:
+    from profner_models import artifacts
+    from profner_models.tasks import validate
+    from profner_models.unseen import train
+
+    trained = train(validate(config), args.data, progress=not args.no_progress, jobs=args.jobs)
+    result = trained.result
+    artifacts.save(result.model, args.out, extra_meta=_fit_meta(args, trained))
+    summary = {"best_epoch": result.best_epoch, "parameters": result.model.num_parameters,
+               **result.best_metrics}
+    return summary, trained.unseen, trained.passed
+
+
+def _train_ensemble(config: dict, args: argparse.Namespace) -> tuple[dict, dict, bool]:
+    from profner_models import ensemble
+    from profner_models.unseen import train_ensemble
+
+    trained = train_ensemble(config, args.data, progress=not args.no_progress, jobs=args.jobs)
+    members = [_fit_meta(args, member) for member in trained.members]
+    ensemble.save(trained.ensemble, args.out, member_meta=members, extra_meta={
+        "source": {**members[0]["source"], "members": len(members)}, "unseen": trained.unseen})
+    summary = {"members": len(members), "method": trained.ensemble.method,
+               "parameters": trained.ensemble.num_parameters}
+    return summary, trained.unseen, trained.passed

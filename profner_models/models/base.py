@@ -203,6 +203,11 @@ class WordHead(Head):
         """Best label ids per document, each list as long as that document's real words."""
         raise NotImplementedError
 
+    def marginals(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, W, len(labels)]`` label probabilities per word (0 at padding): what an
+        ensemble averages. Default: a softmax per word."""
+        return scores.float().softmax(-1) * mask.unsqueeze(-1)
+
 
 backbones: Registry[Backbone] = Registry("backbone")
 task_heads: Registry[nn.Module] = Registry("head")

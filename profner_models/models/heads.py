@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
-from torchcrf import CRF
 
 from profner_models.config import Schema
 
@@ -33,7 +32,8 @@ from profner_models.models.base import (
     WordHead,
     task_heads,
 )
-from profner_models.models.rnn import rnn_cell, run_rnn
+from profner_models.models.crf import LinearChainCRF
+from profner_models.models.recurrent import bidirectional, rnn_cell
 from profner_models.text.tags import allowed_end_tags, allowed_start_tags, allowed_transitions
 
 FORBIDDEN = -10000.0
@@ -90,9 +90,8 @@ class RNNPooler(DocumentHead):
         self.linear = nn.Linear(2 * block["hidden"], len(context.labels))
 
     def scores(self, output: BackboneOutput) -> torch.Tensor:
-        _, state = run_rnn(self.rnn, output.words, output.mask.sum(-1))
-        h = state[0] if isinstance(state, tuple) else state  # LSTM gives (h, c)
-        return self.linear(self.dropout(torch.cat([h[-2], h[-1]], dim=-1)))
+        _, last = bidirectional(self.rnn, output.words, output.mask.sum(-1))
+        return self.linear(self.dropout(last))
 
     def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
         return nn.functional.cross_entropy(scores, targets)
@@ -166,7 +165,7 @@ class CRFTagger(EmissionTagger):
 
     def __init__(self, block: dict, *, context: HeadContext) -> None:
         super().__init__(block, context=context)
-        self.crf = CRF(len(context.labels), batch_first=True)
+        self.crf = LinearChainCRF(len(context.labels))
         start, moves, end = transition_masks(context.labels, context.scheme or "BIO")
         self.register_buffer("forbidden_start", ~start, persistent=False)
         self.register_buffer("forbidden_moves", ~moves, persistent=False)
@@ -185,7 +184,11 @@ class CRFTagger(EmissionTagger):
     def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
         self._forbid()
         mask = output.mask  # the CRF sums over paths: in float32 even under autocast
-        return -self.crf(scores.float(), targets.masked_fill(~mask, 0), mask=mask, reduction="mean")
+        return -self.crf(scores.float(), targets.masked_fill(~mask, 0), mask)
+
+    def marginals(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self._forbid()
+        return self.crf.marginals(scores, mask)
 
     def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         if self._decoding is None or self.training:
@@ -225,7 +228,7 @@ def viterbi(emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, trans
 
     ``torchcrf.CRF.decode``'s algorithm, step for step, in NumPy: its loop of small torch ops
     took 0.8 ms of a 3-4 ms tweet on CPU, this ~0.15 ms (``tests/test_model_rnn.py`` pins the
-    paths equal to ``CRF.decode``'s). Training keeps pytorch-crf's likelihood.
+    paths equal to ``CRF.decode``'s). The likelihood is ``models.crf.LinearChainCRF``'s.
     """
     batch, width, _ = emissions.shape
     score = start + emissions[:, 0]

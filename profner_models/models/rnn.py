@@ -1,4 +1,4 @@
-"""System 2 backbone ``rnn``: word vectors + char BiGRU (+ gazetteer flags) -> BiGRU/BiLSTM.
+"""System 2 backbone ``rnn``: word vectors + char BiGRU/BiLSTM (+ gazetteer flags) -> BiGRU/BiLSTM.
 
 Config block (defaults: the paper's Table 3)::
 
@@ -6,12 +6,12 @@ Config block (defaults: the paper's Table 3)::
       name: rnn
       words: {dim: 300, lowercase: true, min_count: 1, trainable: true, vectors: null,
               add_vector_words: true, tuning: full, dropout: 0.0, dropout_to: unk}
-      chars: {dim: 64, hidden: 64, max_chars: 20, min_count: 1}   # null: no char features
+      chars: {cell: gru, dim: 64, hidden: 64, max_chars: 20, min_count: 1}   # null: none
       gazetteer_dim: 16                               # used when data.gazetteer is set
       dropout: 0.5                                    # on the word representation
       encoder: {cell: gru, layers: 1, hidden: 512, dropout: 0.5}
 
-Each word is ``[word vector; last states of a BiGRU over its lower-cased characters;
+Each word is ``[word vector; last states of a BiGRU (or BiLSTM) over its lower-cased characters;
 gazetteer flag embedding]``, and the encoder's output per word is ``2 * encoder.hidden`` wide.
 
 Words (``words``; ``vectors`` is a ``profner_models.vectors`` block):
@@ -41,17 +41,16 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from profner_models.config import Schema
 
 from profner_models.models.base import SEEN, UNKNOWN, VECTORS_ONLY, Backbone, BackboneContext, BackboneOutput, backbones
+from profner_models.models.recurrent import bidirectional, rnn_cell
 from profner_models.text.features import UNK, Vocab, char_ids, pad_ids
 from profner_models.vectors import VectorSpace, space_from_config
 from profner_models.vectors.compose import VectorsConfig
 
 WORDS_FILE, CHARS_FILE, VECTORS_DIR = "vocab/words.json", "vocab/chars.json", "vectors"
-CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 UNK_ID = 1
 MEMO_SIZE = 100_000  # unknown words' computed vectors kept per process
 
@@ -72,6 +71,7 @@ class WordsConfig(Schema):
 
 
 class CharsConfig(Schema):
+    cell: Literal["gru", "lstm"] = "gru"
     dim: int = Field(64, ge=1)
     hidden: int = Field(64, ge=1)
     max_chars: int = Field(20, ge=1)
@@ -93,24 +93,6 @@ class RNNConfig(Schema):
     gazetteer_dim: int = Field(16, ge=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     encoder: EncoderConfig = EncoderConfig()
-
-
-def run_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
-    """``rnn`` over the padded batch ``x`` (batch first): packed when rows differ in length,
-    as is when none is padded (one tweet at a time: packing would only cost time)."""
-    if bool((lengths == x.shape[1]).all()):
-        return rnn(x)
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, state = rnn(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-    return out, state
-
-
-def rnn_cell(cell: str) -> type[nn.RNNBase]:
-    try:
-        return CELLS[cell.lower()]
-    except KeyError:
-        raise ValueError(f"unknown RNN cell {cell!r} (gru | lstm)") from None
 
 
 class RNNBackbone(Backbone):
@@ -144,8 +126,8 @@ class RNNBackbone(Backbone):
         width = dim
         if self.char_cfg is not None:
             self.char_embedding = nn.Embedding(len(chars), self.char_cfg["dim"], padding_idx=0)
-            self.char_rnn = nn.GRU(self.char_cfg["dim"], self.char_cfg["hidden"],
-                                   batch_first=True, bidirectional=True)
+            self.char_rnn = rnn_cell(self.char_cfg["cell"])(
+                self.char_cfg["dim"], self.char_cfg["hidden"], batch_first=True, bidirectional=True)
             width += 2 * self.char_cfg["hidden"]
         self.gazetteer_size = gazetteer_size
         if gazetteer_size:
@@ -199,7 +181,7 @@ class RNNBackbone(Backbone):
         if self.gazetteer_size:
             parts.append(self.gazetteer_embedding(features["gazetteer"]))
         x = self.dropout(torch.cat(parts, dim=-1))
-        out, _ = run_rnn(self.encoder, x, lengths)
+        out, _ = bidirectional(self.encoder, x, lengths)
         return BackboneOutput(words=self.output_dropout(out), mask=mask)
 
     def _embed_words(self, ids: torch.Tensor, unknown_vectors: torch.Tensor | None) -> torch.Tensor:
@@ -256,10 +238,7 @@ class RNNBackbone(Backbone):
 
     def _run_char_rnn(self, rows: torch.Tensor) -> torch.Tensor:
         lengths = (rows != 0).sum(-1).clamp(min=1)
-        packed = pack_padded_sequence(self.char_embedding(rows), lengths.cpu(),
-                                      batch_first=True, enforce_sorted=False)
-        _, h = self.char_rnn(packed)  # [2, N, H]
-        return torch.cat([h[0], h[1]], dim=-1)
+        return bidirectional(self.char_rnn, self.char_embedding(rows), lengths)[1]
 
     def train(self, mode: bool = True) -> "RNNBackbone":
         if mode:

@@ -52,7 +52,8 @@ from profner_models.config import Schema
 
 from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
 from profner_models.pretrained import resolve
-from profner_models.models.rnn import EncoderConfig, rnn_cell, run_rnn
+from profner_models.models.recurrent import bidirectional, rnn_cell
+from profner_models.models.rnn import EncoderConfig
 from profner_models.text.features import pad_ids
 from profner_models.text.windows import owners, plan_windows
 from profner_models.text.wordpieces import encode_words, piece_counts
@@ -199,7 +200,7 @@ class TransformerBackbone(Backbone):
         words = hidden.reshape(rows * width, size)[features["word_index"]]
         if self.rnn is not None:
             lengths = features["word_mask"].sum(-1)
-            words = self.rnn_dropout(run_rnn(self.rnn, words, lengths)[0])
+            words = self.rnn_dropout(bidirectional(self.rnn, words, lengths)[0])
         pooled = torch.tanh(self.pooler(hidden[:, 0]))
         window_doc = features["window_doc"]
         docs = features["word_index"].shape[0]

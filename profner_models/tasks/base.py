@@ -56,7 +56,12 @@ class TrainingConfig(Schema):
     interleave_positive: bool = False
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
     """auto: the GPU Ray assigned to the trial when there is one, else the CPU."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 autocast on a CUDA device that has bf16, else fp32 (the CPU: fp32)."""
+    cuda_batch_scale: int = Field(4, ge=1)
+    """On a CUDA device: batches this many times ``batch_size``, learning rates times its
+    square root, warm-up over as many examples, evaluation batches as many times larger
+    (``training.recipe_for``). 1: the CPU's recipe on the GPU."""
     loader_workers: int = Field(0, ge=0)
     """Processes that make the batches while training runs (0: this thread makes them)."""
     vectors_cache: str | None = None
@@ -147,6 +152,21 @@ class Task:
     def predict(self, model: TrainedModel, texts: Sequence[str], batch_size: int = 64,
                 device: torch.device | None = None) -> list[Prediction]:
         """``Predictor.predict``: one ``Prediction`` per text, in order."""
+        raise NotImplementedError
+
+    def predict_averaged(self, models: Sequence[TrainedModel], texts: Sequence[str],
+                         batch_size: int = 64, device: torch.device | None = None
+                         ) -> list[Prediction]:
+        """An ensemble's predictions from its members' averaged probabilities
+        (``profner_models.ensemble``, method ``posterior``)."""
+        raise NotImplementedError(f"{type(self).__name__}: an ensemble of these models "
+                                  "combines by vote (method: vote), not by averaged probabilities")
+
+    def score(self, model: TrainedModel, gold: Sequence[Document],
+              predicted: Sequence[Document]) -> dict[str, float]:
+        """The task's official scores of ``predicted`` (the model's predictions as documents,
+        in the order of ``gold``), with ``metric`` among them: what ``evaluate`` reports
+        without running the model, so a set of predictions can be rescored (resampled)."""
         raise NotImplementedError
 
 

@@ -262,13 +262,19 @@ def spans_from_windows(text: str, tokens: Sequence[Token], windows, outputs: Seq
 def evaluate(model: TrainedModel, gold: Sequence[Document], batch_size: int = 64) -> dict[str, float]:
     """Strict NER / CLASS / NORM precision, recall, F1 on whole gold documents, and their mean."""
     predictions = predict(model, [doc.text for doc in gold], batch_size)
-    predicted = [Document(doc.id, doc.text, p.entities) for doc, p in zip(gold, predictions)]
+    return score(model, gold, [Document(doc.id, doc.text, p.entities)
+                               for doc, p in zip(gold, predictions)])
+
+
+def score(model: TrainedModel, gold: Sequence[Document], predicted: Sequence[Document]
+          ) -> dict[str, float]:
+    """``evaluate``'s scores of given predictions (NORM only for a model with a NORM index)."""
     out: dict[str, float] = {}
-    for key, score in (("ner", score_meddoprof_ner), ("class", score_meddoprof_class),
-                       ("norm", score_meddoprof_norm)):
+    for key, scorer in (("ner", score_meddoprof_ner), ("class", score_meddoprof_class),
+                        ("norm", score_meddoprof_norm)):
         if key == "norm" and model.resources.get("norm") is None:
             continue
-        result = score(gold, predicted)
+        result = scorer(gold, predicted)
         out.update({f"{name}_{key}": float(result[name]) for name in ("precision", "recall", "f1")})
     f1s = [v for k, v in out.items() if k.startswith("f1_")]
     out["f1_mean"] = sum(f1s) / len(f1s)
@@ -316,3 +322,7 @@ class MeddoprofTask(Task):
     def predict(self, model: TrainedModel, texts: Sequence[str], batch_size: int = 64,
                 device: torch.device | None = None) -> list[Prediction]:
         return predict(model, texts, batch_size, device)
+
+    def score(self, model: TrainedModel, gold: Sequence[Document],
+              predicted: Sequence[Document]) -> dict[str, float]:
+        return score(model, gold, predicted)

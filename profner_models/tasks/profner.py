@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Sequence
 
+import numpy as np
 import torch
 
 from profner_models.documents import Document, Prediction, Span
@@ -28,6 +29,7 @@ from profner_models.models import (
     encode_text,
     scored_batches,
 )
+from profner_models.models.heads import FORBIDDEN, transition_masks, viterbi
 from profner_models.sample import PROFNER_SAMPLE
 from profner_models.tasks.base import ModelConfig, Task, TaskConfig, tasks
 from profner_models.tasks.metrics import score_7a, score_7b
@@ -91,15 +93,23 @@ class ProfnerTask(Task):
             loss_sum += network.loss(heads).item() * len(batch)
             for index, prediction in zip(batch, decode_batch(model, items, output, heads)):
                 predictions[index] = prediction
-        metrics = {"loss": loss_sum / max(1, len(encoded))}
-        types = model.config["data"]["types"]
         pred_docs = [p.as_document(d.id, d.text) for d, p in zip(gold, predictions)]
         head_docs = [Document(d.id, d.text, p.entities, p.head_label) for d, p in zip(gold, predictions)]
-        metrics.update(_prefixed(score_7a(gold, pred_docs), "7a"))
-        metrics["f1_7a_head"] = score_7a(gold, head_docs)["f1"]
-        metrics.update(_prefixed(score_7b(gold, pred_docs, types=types), "7b"))
+        return {"loss": loss_sum / max(1, len(encoded)), **self.score(model, gold, pred_docs),
+                "f1_7a_head": score_7a(gold, head_docs)["f1"]}
+
+    def score(self, model: TrainedModel, gold: Sequence[Document],
+              predicted: Sequence[Document]) -> dict[str, float]:
+        """Official strict 7a and 7b scores and their mean."""
+        metrics = {**_prefixed(score_7a(gold, predicted), "7a"),
+                   **_prefixed(score_7b(gold, predicted, types=model.config["data"]["types"]), "7b")}
         metrics["f1_mean"] = (metrics["f1_7a"] + metrics["f1_7b"]) / 2
         return metrics
+
+    def predict_averaged(self, models: Sequence[TrainedModel], texts: Sequence[str],
+                         batch_size: int = 64, device: torch.device | None = None
+                         ) -> list[Prediction]:
+        return predict_averaged(models, texts, batch_size, device)
 
     def predict(self, model: TrainedModel, texts: Sequence[str], batch_size: int = 64,
                 device: torch.device | None = None) -> list[Prediction]:
@@ -109,6 +119,42 @@ class ProfnerTask(Task):
             for index, prediction in zip(batch, decode_batch(model, items, output, heads)):
                 out[index] = prediction
         return out  # type: ignore[return-value]
+
+
+def predict_averaged(models: Sequence[TrainedModel], texts: Sequence[str], batch_size: int = 64,
+                     device: torch.device | None = None) -> list[Prediction]:
+    """Members' 7a probabilities and per-word tag probabilities (CRF marginals) averaged, tags
+    decoded from them with the scheme's invalid moves forbidden (``profner_models.ensemble``)."""
+    first = models[0]
+    labels, scheme = first.labels["tag"], first.config["data"]["scheme"]
+    probability = torch.zeros(len(texts))
+    per_word: list[torch.Tensor | None] = [None] * len(texts)
+    encoded: list[Encoded] = []
+    for model in models:
+        network = model.network
+        encoded = [encode_text(text, model.gazetteer) for text in texts]
+        for batch, items, output, heads in scored_batches(network, encoded, batch_size, device):
+            doc = network.heads["classify"].probabilities(heads["classify"].scores)[:, 1].float().cpu()
+            words = network.heads["tag"].marginals(heads["tag"].scores, output.mask).cpu()
+            for row, index in enumerate(batch):
+                probability[index] += doc[row]
+                mine = words[row, : len(items[row].words)]
+                per_word[index] = mine if per_word[index] is None else per_word[index] + mine
+    probability /= len(models)
+    start, moves, end = (np.where(allowed.numpy(), 0.0, FORBIDDEN)
+                         for allowed in transition_masks(labels, scheme))
+    from_entities = first.config["model"]["label_from_entities"]
+    predictions = []
+    for index, enc in enumerate(encoded):
+        entities = []
+        if enc.tokens:
+            log_p = np.log(per_word[index].numpy() / len(models) + 1e-9)[None]
+            (path,) = viterbi(log_p, np.array([log_p.shape[1]]), start, moves, end)
+            entities = decode(enc.tokens, [labels[t] for t in path], scheme, enc.text)
+        head_label = int(probability[index] >= 0.5)
+        label = int(head_label or (from_entities and bool(entities)))
+        predictions.append(Prediction(label, float(probability[index]), entities, head_label))
+    return predictions
 
 
 def decode_batch(model: TrainedModel, batch: Sequence[Encoded], output: BackboneOutput,

@@ -1,0 +1,120 @@
+"""Ensembles: members combined by averaged probabilities or by vote, saved and loaded as one
+model dir, trained by `profner train` with their estimate on unseen text."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+from rnn_support import sample_data, smoke_config, trained
+
+from profner_models import ensemble
+from profner_models.artifacts import ModelDirError
+from profner_models.cli.main import main
+from profner_models.documents import Prediction, Span
+from profner_models.ensemble import Ensemble, vote
+from profner_models.predict import Predictor
+from profner_models.tasks import task_of
+from profner_models.training import fit
+
+TEXTS = ["Aplausos para las enfermeras y los médicos del hospital 👏",
+         "Mi vecino es camionero y está en paro desde marzo",
+         "Hoy hace sol", ""]
+
+
+@pytest.fixture(scope="module")
+def members():
+    train, dev = sample_data()
+    other = fit(smoke_config(epochs=6, seed=15), list(train), list(dev), progress=False).model
+    return [trained(6).model, other]
+
+
+def test_a_span_needs_a_majority_and_overlaps_go_to_the_most_voted() -> None:
+    nurse, nurses = Span(0, 9, "PROFESION", "enfermera"), Span(0, 10, "PROFESION", "enfermeras")
+    paro = Span(20, 24, "SITUACION_LABORAL", "paro")
+    found = [Prediction(1, 0.9, [nurse, paro]), Prediction(1, 0.7, [nurse]),
+             Prediction(0, 0.2, [nurses])]
+    kept = vote(found, needed=2, from_entities=True)
+    assert kept.entities == [nurse] and kept.label == 1
+    assert kept.probability == pytest.approx(0.6)
+    assert vote(found, needed=1, from_entities=True).entities == [nurse, paro]
+
+
+def test_copies_of_one_model_vote_as_the_model_does(members) -> None:
+    one = Predictor(members[0]).predict(TEXTS)
+    copies = Ensemble([members[0], copy.deepcopy(members[0])], method="vote")
+    assert [p.entities for p in Predictor(copies).predict(TEXTS)] == [p.entities for p in one]
+
+
+def test_averaged_probabilities_give_valid_spans_and_a_mean_probability(members) -> None:
+    combined = Predictor(Ensemble(members, method="posterior")).predict(TEXTS)
+    singles = [Predictor(m).predict(TEXTS) for m in members]
+    for index, (text, prediction) in enumerate(zip(TEXTS, combined)):
+        assert prediction.probability == pytest.approx(
+            sum(s[index].probability for s in singles) / 2, abs=1e-5)
+        for span in prediction.entities:
+            assert text[span.start:span.end] == span.text and span.type in ("PROFESION", "SITUACION_LABORAL")
+        assert all(a.end <= b.start for a, b in zip(prediction.entities, prediction.entities[1:]))
+    assert any(p.entities for p in combined)
+
+
+def test_the_ensemble_scores_like_its_members_on_the_sample(members) -> None:
+    _, dev = sample_data()
+    gold = list(dev)
+    scores = []
+    for model in [*members, Ensemble(members, method="posterior")]:
+        predicted = Predictor(model).predict([d.text for d in gold])
+        docs = [p.as_document(d.id, d.text) for d, p in zip(gold, predicted)]
+        scores.append(task_of(model.config).score(model, gold, docs)["f1_7b"])
+    assert scores[2] >= min(scores[:2]) - 0.03, scores
+
+
+def test_an_ensemble_dir_loads_and_predicts_as_it_was_saved(members, tmp_path) -> None:
+    saved = ensemble.save(Ensemble(members, method="posterior"), tmp_path / "ens",
+                          extra_meta={"note": "test"})
+    assert (saved / "members" / "1" / "model.safetensors").is_file()
+    again = Predictor(saved).predict(TEXTS)
+    assert [p.to_dict() for p in again] == [p.to_dict() for p in
+                                          Predictor(Ensemble(members)).predict(TEXTS)]
+    spec = saved / ensemble.ENSEMBLE_FILE
+    spec.write_text(spec.read_text().replace("posterior", "vote"))
+    with pytest.raises(ModelDirError, match="SHA-256"):
+        Predictor(saved)
+
+
+def test_members_must_share_the_labels(members) -> None:
+    other = copy.deepcopy(members[1])
+    other.labels = {**other.labels, "tag": list(reversed(other.labels["tag"]))}
+    with pytest.raises(ValueError, match="member 1"):
+        Ensemble([members[0], other])
+
+
+def test_profner_train_builds_an_ensemble_with_its_estimate(tmp_path, capsys) -> None:
+    config = {"task": "profner", "ensemble": {"method": "posterior", "members": [
+        {"config": "smoke_rnn", "override": {"training": {"epochs": 2}}},
+        {"config": "smoke_rnn", "override": {"training": {"epochs": 2, "seed": 14}}}]}}
+    path = tmp_path / "ens.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--out", str(tmp_path / "m"), "--no-progress",
+                 "--jobs", "1"]) == 0
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    estimate = meta["unseen"]["estimate"]
+    assert meta["kind"] == "ensemble" and len(estimate["members"]["each"]) == 2
+    assert 0 <= estimate["metrics"]["f1_7b"] <= 1 and "f1_7b" in estimate["members"]["std"]
+    member_meta = json.loads((tmp_path / "m" / "members" / "1" / "meta.json").read_text())
+    assert member_meta["unseen"]["estimate"]["metrics"]["f1_7b"] == \
+        estimate["members"]["each"][1]["metrics"]["f1_7b"]
+    assert len(Predictor(tmp_path / "m").predict(TEXTS)) == len(TEXTS)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["members"] == 2 and printed["method"] == "posterior"
+
+
+def test_members_with_different_dev_splits_are_refused(tmp_path) -> None:
+    config = {"task": "profner", "ensemble": {"members": [
+        {"config": "smoke_rnn"}, {"config": "smoke_rnn", "override": {"data": {"dev_seed": 3}}}]}}
+    path = tmp_path / "ens.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--out", str(tmp_path / "m")]) == 1
+    assert not (tmp_path / "m").exists()

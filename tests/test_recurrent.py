@@ -1,0 +1,64 @@
+"""models.recurrent.bidirectional: a BiLSTM run as two padded passes gives what the packed
+nn.LSTM gives (outputs, last states, gradients) at a fraction of the ops; a BiGRU stays packed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from profner_models.models.recurrent import bidirectional
+from profner_models.opcount import OpCounter
+
+
+def packed_reference(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, state = rnn(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    h = state[0] if isinstance(state, tuple) else state
+    return out, torch.cat([h[-2], h[-1]], dim=-1)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("training", [True, False])
+def test_a_bilstm_in_two_padded_passes_is_the_packed_bilstm(layers, training) -> None:
+    torch.manual_seed(layers)
+    rnn = nn.LSTM(6, 5, num_layers=layers, batch_first=True, bidirectional=True).train(training)
+    x = torch.randn(4, 9, 6)
+    lengths = torch.tensor([9, 3, 1, 6])
+    mine_x, theirs_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out, last = bidirectional(rnn, mine_x, lengths)
+    rnn.zero_grad()
+    expected_out, expected_last = packed_reference(rnn, theirs_x, lengths)
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
+    if training:
+        (out.sum() + last.square().sum()).backward()
+        mine = [p.grad.clone() for p in rnn.parameters()]
+        rnn.zero_grad()
+        (expected_out.sum() + expected_last.square().sum()).backward()
+        for got, want in zip(mine, [p.grad for p in rnn.parameters()]):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(mine_x.grad, theirs_x.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_a_gru_runs_packed_and_matches_nn_gru() -> None:
+    torch.manual_seed(0)
+    rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True)
+    x, lengths = torch.randn(3, 7, 6), torch.tensor([7, 2, 5])
+    out, last = bidirectional(rnn, x, lengths)
+    expected_out, expected_last = packed_reference(rnn, x, lengths)
+    torch.testing.assert_close(out, expected_out)
+    torch.testing.assert_close(last, expected_last)
+
+
+def test_the_lstm_passes_cost_few_ops_whatever_the_length() -> None:
+    torch.manual_seed(0)
+    rnn = nn.LSTM(16, 32, batch_first=True, bidirectional=True)
+    x = torch.randn(16, 60, 16, requires_grad=True)
+    lengths = torch.randint(1, 61, (16,))
+    with OpCounter() as ops:
+        out, last = bidirectional(rnn, x, lengths)
+        (out.sum() + last.sum()).backward()
+    assert ops.total < 200, ops.summary()
