@@ -12,8 +12,9 @@ false``), reporting both seconds per epoch, tokens/s and the share of padding.
 What a step costs (``profner_models.opcount``), measured before the fit on ``--steps`` training
 steps after two warm-up ones, at the config's batch size: ``ops_per_step`` (aten ops dispatched
 per step: forward, loss, backward, clipping, optimiser, schedule; each is about one kernel
-launch on a GPU), ``kernel_ops_per_step`` (without views), the top ops and modules, host ms per
-step; ``ops_per_tweet`` at prediction (one tweet at a time); on a CUDA device also tweets/s,
+launch on a GPU), ``kernel_ops_per_step`` (without views), ``ops_per_step_fused_rnn`` (with each
+GRU/packed-LSTM call as one op forward and one backward, as cuDNN runs it: PyTorch dispatches
+them one time step at a time on the CPU), the top ops and modules, host ms per step; ``ops_per_tweet`` at prediction (one tweet at a time); on a CUDA device also tweets/s,
 peak memory and the share of the step time the GPU was busy (``torch.profiler``).
 """
 
@@ -154,6 +155,8 @@ def step_costs(config: dict, train, dev, steps: int) -> dict:
     tweets = sum(len(next(iter(t.values()))) for _, t in batches[2:]) / steps
     result = {"batch_size": int(cfg["batch_size"]), "device": str(device),
               "ops_per_step": round(ops.total / steps), "kernel_ops_per_step": round(ops.kernels / steps),
+              # each recurrent call as one op forward and one backward (cuDNN; oneDNN's LSTM)
+              "ops_per_step_fused_rnn": round(ops.fused_rnn_total() / steps),
               "step_ops_top": {k: round(v / steps) for k, v in ops.by_name.most_common(8)},
               "step_ops_by_module": {k or "(outside modules)": round(v / steps)
                                      for k, v in ops.by_module.most_common(8)},

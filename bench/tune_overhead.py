@@ -88,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from trainables.runner import init_ray
+    import profner_ray
 
     work = Path(tempfile.mkdtemp(prefix="tune-bench-"))
     ray_tmp = tempfile.mkdtemp(prefix="rt-bench-", dir="/tmp")
     try:
         plain = plain_loop(configs, metric)
         started = time.perf_counter()
-        init_ray(None, args.num_cpus, ray_tmp)
+        profner_ray.start(None, args.num_cpus, ray_tmp)
         ray_init = time.perf_counter() - started
         serial = through_tune(configs, work, "c1", 1, "fifo")
         parallel = through_tune(configs, work, "c2", 2, "fifo")

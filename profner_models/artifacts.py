@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from profner_models import __version__
-from profner_models.config import ConfigError
+from profner_models.config import ConfigError, deep_merge
 from profner_models.models import BackboneContext, JointModel, TrainedModel
 from profner_models.tasks import task_of, validate
 from profner_models.text.gazetteer import FILE_NAME as GAZETTEER_FILE
@@ -58,7 +58,8 @@ def save(model: TrainedModel, model_dir: str | Path, extra_meta: dict | None = N
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / META).unlink(missing_ok=True)
-    _write_json(model_dir / CONFIG, model.config)
+    recorded = {"model": {"backbone": model.network.backbone.recorded_config()}}
+    _write_json(model_dir / CONFIG, deep_merge(model.config, recorded))
     _write_json(model_dir / LABELS, model.labels)
     files = model.network.backbone.save_resources(model_dir)
     if model.gazetteer is not None:

@@ -78,13 +78,10 @@ class Registry(Generic[T]):
         return {"name": name, **(check(schema, rest, path) if schema is not None else rest)}
 
     def build(self, block: dict[str, Any], **kwargs: Any) -> T:
-        """Build from a config block; ``block['name']`` picks the factory. The block is checked
-        in place (name versioned, defaults filled), so the config a model is saved with says
-        everything it was built with."""
+        """Build from a config block; ``block['name']`` picks the factory, which gets the block
+        checked (name versioned, defaults filled). ``block`` itself is never changed."""
         checked = self.check(block, self.kind)
-        block.clear()
-        block.update(checked)
-        return self._factories[block["name"]](block, **kwargs)
+        return self._factories[checked["name"]](checked, **kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._factories)

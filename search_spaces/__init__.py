@@ -8,9 +8,14 @@ names are imported on first use (``search_spaces.load`` and so on).
 from pathlib import Path
 
 SHIPPED_DIR = Path(__file__).resolve().parent
+FAULTS_KEY = "faults"
+TRIAL_KEYS = (FAULTS_KEY,)
+"""Top-level trial-config blocks read by the Tune trainable, not model config
+(``faults: {fail_at_epoch: N}``: fault injection for tests): left out when a sampled trial
+config is checked against the model schema, removed before ``fit``."""
 _LOADER_NAMES = ("SearchSpace", "SearchSpaceError", "load", "save")
 
-__all__ = ["SHIPPED_DIR", "shipped_spaces", *_LOADER_NAMES]
+__all__ = ["FAULTS_KEY", "SHIPPED_DIR", "TRIAL_KEYS", "shipped_spaces", *_LOADER_NAMES]
 
 
 def shipped_spaces() -> list[str]:

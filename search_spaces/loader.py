@@ -60,7 +60,7 @@ from hyperopt.pyll.stochastic import sample as pyll_sample
 
 from profner_models.config import ConfigError, deep_merge
 from profner_models.tasks import validate
-from search_spaces import SHIPPED_DIR, shipped_spaces
+from search_spaces import SHIPPED_DIR, TRIAL_KEYS, shipped_spaces
 
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "uniform": ("low", "high"),
@@ -212,9 +212,10 @@ def parse(raw: Any, path: Path) -> SearchSpace:
     if not isinstance(spec, dict) or not spec:
         raise SearchSpaceError(f"{where}: space: must be a non-empty mapping")
     for key in spec:
-        if key not in CONFIG_SECTIONS:
+        if key not in CONFIG_SECTIONS and key not in TRIAL_KEYS:
             raise SearchSpaceError(
-                f"{where}: space.{key}: not a config section ({', '.join(sorted(CONFIG_SECTIONS))})"
+                f"{where}: space.{key}: not a config section "
+                f"({', '.join(sorted([*CONFIG_SECTIONS, *TRIAL_KEYS]))})"
             )
     _validate_mapping(spec, "space", where)
     space = SearchSpace(
@@ -246,8 +247,9 @@ def _check_samples(space: SearchSpace, base: dict, where: str) -> None:
     (``tasks.validate``): a study cannot sample a key the model would ignore or a value it
     refuses. Seeded samples (every branch and choice shows up in 64 draws of a shipped study)."""
     for seed in range(SCHEMA_SAMPLES):
+        trial = deep_merge(base, space.sample(seed))
         try:
-            validate(deep_merge(base, space.sample(seed)))
+            validate({k: v for k, v in trial.items() if k not in TRIAL_KEYS})
         except ConfigError as error:
             raise SearchSpaceError(f"{where}: a sampled trial config is refused: {error}") from None
 

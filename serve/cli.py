@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from serve import runner
+    from serve import runner, servers
 
     if args.stop:
         return _stop(args.port)
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     port = args.port or DEFAULT_PORT
     if args.detach:  # the child checks MODEL_REF; its error comes back with its log
         try:
-            entry = runner.spawn_detached(_replay(args, port), port)
+            entry = servers.spawn_detached(_replay(args, port), port)
         except (RuntimeError, TimeoutError) as error:
             print(f"profner serve: {error}", file=sys.stderr)
             return 1
@@ -129,20 +129,20 @@ def _replay(args: argparse.Namespace, port: int) -> list[str]:
 
 
 def _stop(port: int | None) -> int:
-    from serve import runner
+    from serve import servers
 
-    servers = runner.running(port)
-    if not servers:
+    found = servers.running(port)
+    if not found:
         where = f" on port {port}" if port else ""
         print(f"profner serve --stop: no running server{where}")
         return 0
     status = 0
-    for entry in servers:
-        if runner.stop_running(entry):
+    for entry in found:
+        if servers.stop_running(entry):
             starting = "" if entry.ready else ", still starting"
             print(f"stopped {entry.url} (pid {entry.pid}, {entry.model}{starting})")
         else:
             print(f"profner serve --stop: pid {entry.pid} at {entry.url} did not stop within "
-                  f"{runner.STOP_TIMEOUT_S:.0f} s", file=sys.stderr)
+                  f"{servers.STOP_TIMEOUT_S:.0f} s", file=sys.stderr)
             status = 1
     return status

@@ -1,39 +1,35 @@
-"""Running the app on a private local Ray instance: start, wait until ready, stop; detached
-servers and ``--stop``.
+"""Serve's lifecycle for ``profner serve``: start Ray and Serve, deploy the app, wait until it
+answers, stop; ``serve_forever`` for the blocking command.
 
 A local server owns its Ray instance (``address="local"``, its own temp dir), so it never joins
 or stops another user's Ray on the same machine, and ``stop`` (``serve.shutdown`` then
-``ray.shutdown``) leaves no process behind. From the moment it starts (not only once ready),
-a state file (``<state dir>/<port>.json``: pid, its start time, URL, whether it is ready yet)
-lets ``profner serve --stop`` find it and Ctrl-C it (SIGTERM is handled the same way), so a
-server stuck while starting can be stopped like a running one.
+``ray.shutdown``) leaves no process behind. ``serve_forever`` records the server from the moment
+it starts (``serve.servers``), so ``profner serve --stop`` finds it even while it is starting;
+SIGTERM is handled as Ctrl-C.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
 import ray
 from ray import serve
 
 import profner_ray
+from serve import servers
 from serve.app import APP_NAME, build_app
 from serve.schemas import ServeSettings
+from serve.servers import READY_TIMEOUT_S
 
-READY_TIMEOUT_S = 300.0
 # A local instance runs Serve's user code and router on each process's main event loop, not on
 # extra threads: on a small machine every hop between threads waits for the GIL
 # (bench/serving.py: one-tweet p50 18.2 -> 16.8 ms, concurrency-32 throughput 112 -> 155 req/s
@@ -42,14 +38,7 @@ LOCAL_SERVE_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
                    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
                    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
-STOP_TIMEOUT_S = 120.0
 _session: dict[str, object] = {}  # whether this process started its Ray; a direct-ingress port
-
-
-def state_dir() -> Path:
-    """Where running servers are recorded (``PROFNER_SERVE_STATE_DIR`` overrides)."""
-    default = Path.home() / ".cache" / "profner" / "serve"
-    return Path(os.environ.get("PROFNER_SERVE_STATE_DIR", default))
 
 
 def url_for(host: str, port: int) -> str:
@@ -185,12 +174,12 @@ def serve_forever(settings: ServeSettings, host: str, port: int, ray_temp_dir: s
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if ray_address is None:  # before the record: a port in use is another server's
         ensure_port_free(host, port)
-    state = state_dir() / f"{port}.json"
-    _write_state(state, url_for(host, port), settings, ready=False)
+    state = servers.state_dir() / f"{port}.json"
+    servers.record(state, url_for(host, port), settings.model, ready=False)
     try:
         url = start(settings, host, port, ray_temp_dir, ray_address)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # ray.init installed its own
-        _write_state(state, url, settings, ready=True)
+        servers.record(state, url, settings.model, ready=True)
         print(f"profner serve: {settings.model} at {url}  (API docs {url}/docs; Ctrl-C stops)",
               flush=True)
         while True:
@@ -208,105 +197,3 @@ def serve_forever(settings: ServeSettings, host: str, port: int, ray_temp_dir: s
     return 0
 
 
-@dataclass(frozen=True)
-class Running:
-    """A server recorded in the state dir."""
-
-    port: int
-    pid: int
-    url: str
-    model: str
-    path: Path
-    ready: bool = True
-
-    @property
-    def log(self) -> Path:
-        """Where a detached server writes its output."""
-        return self.path.with_suffix(".log")
-
-    def alive(self, started: float | None = None) -> bool:
-        return _process_start(self.pid) is not None and (
-            started is None or _process_start(self.pid) == started)
-
-
-def running(port: int | None = None) -> list[Running]:
-    """Recorded servers whose process still runs (stale records are removed)."""
-    found = []
-    for path in sorted(state_dir().glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            entry = Running(int(record["port"]), int(record["pid"]), record["url"],
-                            record["model"], path, bool(record.get("ready", True)))
-            started = float(record["started"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if not entry.alive(started):
-            path.unlink(missing_ok=True)
-            continue
-        if port is None or entry.port == port:
-            found.append(entry)
-    return found
-
-
-def spawn_detached(argv: list[str], port: int, timeout_s: float = READY_TIMEOUT_S) -> Running:
-    """Run ``profner <argv>`` (a blocking serve) in its own session, logging to
-    ``<state dir>/<port>.log``; return once it has recorded itself as ready."""
-    directory = state_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    log_path = directory / f"{port}.log"
-    with open(log_path, "wb") as log:
-        child = subprocess.Popen([sys.executable, "-m", "profner_models.cli.main", *argv],
-                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-            raise RuntimeError(f"the server exited with status {child.returncode}; "
-                               f"log {log_path}:\n{tail}")
-        for entry in running(port):
-            if entry.pid == child.pid and entry.ready:
-                return entry
-        time.sleep(0.5)
-    child.terminate()
-    raise TimeoutError(f"the server was not ready within {timeout_s:.0f} s; log {log_path}")
-
-
-def stop_running(entry: Running, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """Ctrl-C a recorded server as its terminal would (SIGINT to its process group when it
-    leads one, as a detached server does; else to the process) and wait until it has gone;
-    False on timeout. Ray's own processes ignore SIGINT and are stopped by the server."""
-    try:
-        if os.getpgid(entry.pid) == entry.pid:
-            os.killpg(entry.pid, signal.SIGINT)
-        else:
-            os.kill(entry.pid, signal.SIGINT)
-    except ProcessLookupError:
-        entry.path.unlink(missing_ok=True)
-        return True
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _process_start(entry.pid) is None:
-            entry.path.unlink(missing_ok=True)
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def _write_state(path: Path, url: str, settings: ServeSettings, ready: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"port": int(url.rsplit(":", 1)[1]), "pid": os.getpid(), "url": url,
-              "model": settings.model, "started": _process_start(os.getpid()), "ready": ready}
-    temp = path.with_suffix(".tmp")
-    temp.write_text(json.dumps(record), encoding="utf-8")
-    temp.replace(path)
-
-
-def _process_start(pid: int) -> float | None:
-    """The process's start time (clock ticks since boot, from /proc), None when it is gone
-    or a zombie: with the pid it identifies a process even after the pid is reused."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else float(fields[19])

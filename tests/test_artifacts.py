@@ -11,6 +11,7 @@ from rnn_support import sample_data, trained
 
 from profner_models import artifacts
 from profner_models.artifacts import ModelDirError, load
+from profner_models.config import deep_merge
 from profner_models.predict import Predictor
 
 
@@ -36,7 +37,9 @@ def test_model_dir_holds_json_and_safetensors_only(saved):
 def test_load_restores_identical_weights_and_predictions(saved):
     original = trained().model
     restored = load(saved)
-    assert restored.labels == original.labels and restored.config == original.config
+    recorded = {"model": {"backbone": original.network.backbone.recorded_config()}}
+    assert restored.labels == original.labels
+    assert restored.config == deep_merge(original.config, recorded)  # + what the data decided
     for (name, a), (_, b) in zip(original.network.state_dict().items(),
                                  restored.network.state_dict().items()):
         assert torch.equal(a, b), name

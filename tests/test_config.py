@@ -7,12 +7,16 @@ import pytest
 
 from profner_models.cli.main import main
 from profner_models.config import CONFIG_DIR, ConfigError, apply_overrides, load_config
+from profner_models.ensemble import ensemble_block, member_config
 from profner_models.tasks import validate
 
 SHIPPED = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+ENSEMBLES = [name for name in SHIPPED if "ensemble" in load_config(name)]
+
+
+@pytest.mark.parametrize("name", [name for name in SHIPPED if name not in ENSEMBLES])
 def test_shipped_configs_pass_and_come_back_complete(name):
     config = validate(load_config(name))
     assert config["model"]["backbone"]["name"].endswith(".v1")
@@ -70,3 +74,20 @@ def test_a_meddoprof_window_stride_longer_than_the_window_is_refused():
     config = apply_overrides(load_config("smoke_meddoprof"), ["data.window.stride=64"])
     with pytest.raises(ConfigError, match=r"data\.window: .*stride must be in 1\.\.32"):
         validate(config)
+
+
+@pytest.mark.parametrize("name", ENSEMBLES)
+def test_shipped_ensembles_name_members_that_pass(name):
+    config = load_config(name)
+    block = ensemble_block(config)
+    assert len(block["members"]) >= 2
+    for member in block["members"]:
+        checked = validate(member_config(member, config.get("task")))
+        assert checked["data"]["train_on_dev"]  # shipped: refits, each with its estimate
+
+
+def test_a_bad_ensemble_block_names_its_key():
+    with pytest.raises(ConfigError, match=r"ensemble\.method"):
+        ensemble_block({"ensemble": {"method": "average", "members": [{"config": "rnn"}] * 2}})
+    with pytest.raises(ConfigError, match=r"ensemble\.members"):
+        ensemble_block({"ensemble": {"members": [{"config": "rnn"}]}})

@@ -363,9 +363,9 @@ def test_span_policy_rules():
 
 @pytest.mark.parametrize(("layout", "split"), [("profner", "train"), ("profner", "valid"), ("meddoprof", "train")])
 def test_bundled_sample_reads_strictly(layout, split):
-    sample = pytest.importorskip("profner_models.sample")
-    root = Path(getattr(sample, "SAMPLE_DIR", "")) / layout
-    if not root.is_dir():
-        pytest.skip(f"bundled sample has no {layout}/ yet")
+    from profner_models.sample import SAMPLE_DIR
+
+    root = Path(SAMPLE_DIR) / layout
+    assert root.is_dir(), f"the bundled sample lost its {layout}/ folder"
     docs, report = load_corpus(root, split=split)
     assert report.ok and report.layout == layout and docs and report.spans > 0

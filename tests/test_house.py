@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "profner_models"
+REPO = Path(__file__).resolve().parents[1]
+ROOT = REPO / "profner_models"
 
 # Bottom to top: a room may import rooms below it, and itself. docs/design.md draws the same.
 LAYERS = [
@@ -27,26 +28,44 @@ LAYERS = [
     {"unseen"},
     {"cli"},
 ]
+# The drivers beside the library, each module a room. The trial side (``trainable``) sits above
+# the driver's MLflow wiring and reports, so they cannot lean on it; both read ``results``.
+DRIVER_LAYERS = {
+    "trainables": [{"__init__", "results", "mlflow_model"}, {"console", "tracking", "report"},
+                   {"trainable"}, {"sweeps", "models"}, {"runner"}, {"narrow", "refit"}, {"cli"}],
+    "serve": [{"__init__", "schemas", "lanes", "resolve", "servers"}, {"app"}, {"runner"},
+              {"cli"}],
+}
 LEVEL = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
 FORBIDDEN = ("ray", "mlflow", "fastapi", "uvicorn", "starlette", "trainables", "serve", "profner_ray")
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
 
 
-def modules() -> dict[str, Path]:
+def modules(root: Path = ROOT) -> dict[str, Path]:
     """Module name -> file (a package by its own name, not ``pkg.__init__``)."""
     out = {}
-    for path in ROOT.rglob("*.py"):
-        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
         if parts[1:2] == ("sample",) and path.name != "__init__.py":
             continue  # the sample's build script is data tooling, not the library
         out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node but those under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            continue
+        yield node
+        yield from runtime_nodes(node)
+
+
 def imports(path: Path, name: str) -> set[str]:
-    """Every module ``path`` imports, at the top or inside functions."""
+    """Every module ``path`` imports when it runs, at the top or inside functions."""
     found = set()
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -108,3 +127,30 @@ def test_the_library_never_imports_ray_mlflow_or_http_code():
 def test_every_room_says_what_it_holds(package):
     doc = importlib.import_module(package).__doc__
     assert doc and len(doc.split()) >= 12, f"{package}: its __init__ needs a docstring"
+
+
+@pytest.mark.parametrize("package", sorted(DRIVER_LAYERS))
+def test_the_drivers_rooms_import_only_downwards_without_cycles(package):
+    level = {room: n for n, rooms in enumerate(DRIVER_LAYERS[package]) for room in rooms}
+    known = modules(REPO / package)
+    assert set(map(room, known)) == set(level), f"{package}: every module needs a level"
+    wrong = [f"{name} -> {target}" for name, path in known.items()
+             for target in imports(path, name)
+             if target in known and level[room(target)] > level[room(name)]]
+    assert not wrong, "upward imports:\n" + "\n".join(sorted(wrong))
+
+
+@pytest.mark.parametrize("package", ["profner_models", "trainables", "serve"])
+def test_no_module_or_function_is_too_long(package):
+    """Module lines (data files aside: the sample's builder) and function lines, by an ast walk."""
+    too_long = []
+    for name, path in modules(REPO / package).items():
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}.{node.name}: {lines} lines")
+    assert not too_long, "\n".join(too_long)

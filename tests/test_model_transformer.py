@@ -263,15 +263,16 @@ def test_freeze_embeddings_keeps_only_the_piece_table_fixed(tiny_dir):
 
 def test_pretrained_lr_applies_to_the_encoder_weights_only(tiny_dir):
     from profner_models.tasks import validate
-    from profner_models.training import _parameter_groups, build_model
+    from profner_models.training import build_model
+    from profner_models.training.build import parameter_groups
 
     config = validate(tiny_config(tiny_dir))
     model, _, _ = build_model(config, list(sample_data()[0][:8]))
     network = model.network
-    groups = _parameter_groups(network, 0.01, pretrained_lr=1e-5)
+    groups = parameter_groups(network, 0.01, pretrained_lr=1e-5)
     encoder = {id(p) for p in network.backbone.encoder.parameters()}
     for group in groups:
         ids = {id(p) for p in group["params"]}
         assert ids <= encoder if group.get("lr") == 1e-5 else not ids & encoder
     assert sum(len(g["params"]) for g in groups) == sum(1 for _ in network.parameters())
-    assert all("lr" not in g for g in _parameter_groups(network, 0.01))
+    assert all("lr" not in g for g in parameter_groups(network, 0.01))

@@ -66,17 +66,18 @@ def test_a_missing_resume_state_is_named(tmp_path):
         fit(smoke_config(epochs=2), list(train), list(dev), progress=False, resume_from=tmp_path)
 
 
-def test_device_auto_is_the_cpu_here_and_an_absent_gpu_fails_at_the_start():
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    assert resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(ConfigError, match=r"training\.device: 'cuda' asked for, but torch sees 0"):
-        resolve_device("cuda")
+def test_device_auto_is_the_gpu_when_there_is_one_and_an_absent_device_fails_at_the_start():
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert resolve_device("auto") == torch.device("cuda" if count else "cpu")
+    absent = f"cuda:{count}"  # one past the last device, on any machine
+    with pytest.raises(ConfigError, match=rf"training\.device: '{absent}' asked for, but torch "
+                                          rf"sees {count}"):
+        resolve_device(absent)
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         resolve_device("cpu", "fp16")
     train, dev = sample_data()
     with pytest.raises(ConfigError, match="training.device"):
-        fit(smoke_config(device="cuda:1"), list(train), list(dev), progress=False)
+        fit(smoke_config(device=absent), list(train), list(dev), progress=False)
 
 
 def test_bf16_autocast_trains_on_the_cpu():

@@ -4,10 +4,13 @@ text for its vector sources and gazetteer, the offline MiniLM for hub encoders, 
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 
 import pytest
 
+from profner_models import artifacts
 from profner_models.config import apply_overrides, load_config
 from profner_models.sample import MEDDOPROF_SAMPLE, PROFNER_SAMPLE
 from profner_models.tasks import validate
@@ -47,7 +50,15 @@ def test_a_shipped_config_builds_and_takes_a_training_step(name, tmp_path):
     config = apply_overrides(config, overrides)
     local_vectors(config["model"]["backbone"].get("words", {}).get("vectors"), [SAMPLE_TEXT[task]])
     config = validate(config)
+    given = copy.deepcopy(config)
     train, dev = load_task_data(config, None)
     result = fit(config, train[:48], dev[:16], progress=False)
     assert len(result.history) == 1 and math.isfinite(result.history[0]["train_loss"])
-    assert result.model.network.backbone is not None
+    # one way: building and training change neither the config given nor the model's copy
+    # (sizes the data decided go to the saved config.json only)
+    assert config == given and result.model.config == given
+    artifacts.save(result.model, tmp_path / "model")
+    saved = json.loads((tmp_path / "model" / "config.json").read_text(encoding="utf-8"))
+    recorded = result.model.network.backbone.recorded_config()
+    assert {k: saved["model"]["backbone"][k] for k in recorded} == {
+        k: {**given["model"]["backbone"][k], **v} for k, v in recorded.items()}

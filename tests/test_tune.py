@@ -52,8 +52,8 @@ def test_every_trial_ran_or_was_stopped(sweep) -> None:
 
     analysis = ExperimentAnalysis(str(tmp / "runs" / "sweep"))
     assert len(analysis.trials) == NUM_SAMPLES
+    from trainables.results import ran_all_epochs
     from trainables.runner import max_epochs as asha_max_t
-    from trainables.trainable import ran_all_epochs
 
     max_epochs = asha_max_t(load("smoke"))
     assert max_epochs == 3

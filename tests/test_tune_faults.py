@@ -1,6 +1,6 @@
 """Faults: a trial that raises, and a driver SIGKILLed mid-sweep, in one sweep.
 
-The sweep samples the documented fault-injection hook ``training.fail_at_epoch`` (hyperopt
+The sweep samples the documented fault-injection hook ``faults.fail_at_epoch`` (hyperopt
 picks it per trial), is started as a subprocess, SIGKILLed once a healthy trial finished,
 then resumed with ``--resume`` (in-process). The tests check that
 - a trial that raises is recorded failed in Tune and MLflow and the sweep goes on;
@@ -33,7 +33,7 @@ def faulty_space(tmp: Path) -> Path:
     raw = yaml.safe_load((SHIPPED_DIR / "smoke.yaml").read_text())
     raw["study"] = "smoke_faults"
     raw["space"]["training"]["epochs"] = 2
-    raw["space"]["training"]["fail_at_epoch"] = {"dist": "choice", "options": [None, 1]}
+    raw["space"]["faults"] = {"fail_at_epoch": {"dist": "choice", "options": [None, 1]}}
     path = tmp / "smoke_faults.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -100,7 +100,7 @@ def killed_and_resumed(tmp_path_factory):
 def test_a_failing_trial_is_recorded_and_the_sweep_continues(killed_and_resumed) -> None:
     tmp, trials, result = (killed_and_resumed[k] for k in ("tmp", "trials", "result"))
     assert len(trials) == NUM_SAMPLES
-    failing = {t.trial_id for t in trials if t.config["training"]["fail_at_epoch"] == 1}
+    failing = {t.trial_id for t in trials if t.config["faults"]["fail_at_epoch"] == 1}
     assert failing and len(failing) < NUM_SAMPLES, "the seed must sample both kinds of trial"
     for trial in trials:
         assert trial.status == ("ERROR" if trial.trial_id in failing else "TERMINATED")

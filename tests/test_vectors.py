@@ -152,7 +152,8 @@ def test_rnn_backbone_starts_from_the_vectors_and_freezes_them(tmp_path):
              "chars": None, "encoder": {"hidden": 4}}
     backbone = backbones.build(block, context=BackboneContext(train_words=[["Médico", "hoy"]]))
     emb = backbone.word_embedding.weight
-    assert emb.shape[1] == 4 and block["words"]["dim"] == 4  # the real dim is recorded
+    assert emb.shape[1] == 4 and backbone.recorded_config()["words"]["dim"] == 4  # recorded
+    assert "dim" not in block["words"]  # for the saved config, not written into this one
     assert not emb.requires_grad and backbone.word_delta is None
     for word, row in (("médico", 0), ("😷", 2)):  # a vectors-only word joins the vocab
         np.testing.assert_array_equal(emb[backbone.words.id(word)].numpy(), kv.vectors[row])

@@ -8,6 +8,8 @@ from typing import Any
 
 from ray import tune
 
+from trainables.results import PLANNED_KEY, ran_all_epochs
+
 
 class TrialLines(tune.Callback):
     """``trial 3/8 ab12cd34: 4 of 12 epochs (stopped early), best f1_7b 0.6216 (best so far)``."""
@@ -24,11 +26,11 @@ class TrialLines(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ended += 1
         result = trial.last_result or {}
-        epochs, planned = result.get("epoch"), result.get("epochs_planned")
         value = (trial.metric_analysis.get(self.metric) or {}).get(self.mode)
         line = f"trial {self.ended}/{self.total} {trial.trial_id}: "
-        if epochs is not None and planned:
-            line += f"{epochs} of {planned} epochs" + (" (stopped early)" if epochs < planned else "")
+        if PLANNED_KEY in result:
+            line += (f"{result.get('epoch')} of {result[PLANNED_KEY]} epochs"
+                     + ("" if ran_all_epochs(result) else " (stopped early)"))
         if value is not None:
             line += f", best {self.metric} {value:.4f}"
             if self.best is None or (value > self.best if self.mode == "max" else value < self.best):

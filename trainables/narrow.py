@@ -23,7 +23,7 @@ from typing import Any
 
 from search_spaces import loader
 from search_spaces.loader import NUMERIC, SearchSpace
-from trainables import runner, tracking
+from trainables import sweeps, tracking
 
 MISSING = object()
 
@@ -129,7 +129,7 @@ def trials_of_run(run: str, tracking_uri: str | None = None,
     ``run``: a sweep dir (holds profner_sweep.json), a sweep name under ``storage``, or an
     MLflow parent run id (looked up in ``tracking_uri``).
     """
-    info = runner.find_sweep(run, tracking_uri, storage)
+    info = sweeps.find_sweep(run, tracking_uri, storage)
     metric = info["metric"]
     runs = tracking.child_runs(info["tracking_uri"], info["experiment_id"], info["parent_run_id"])
     trials = []

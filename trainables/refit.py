@@ -26,8 +26,9 @@ import profner_ray
 from profner_models import artifacts
 from profner_models.config import deep_merge
 from profner_models.unseen import train
-from search_spaces import loader
-from trainables import runner, tracking
+from search_spaces import FAULTS_KEY, loader
+from trainables import models, runner, sweeps, tracking
+from trainables.console import TrialLines
 
 
 @dataclass
@@ -78,18 +79,48 @@ def best_config(info: dict[str, Any]) -> dict[str, Any]:
     return json.loads(best.data.tags[tracking.CONFIG_TAG])
 
 
+@dataclass
+class SeedSweep:
+    """The seed sweep's outcome per seed: the best score, its epoch, the score at each epoch."""
+
+    parent_run_id: str
+    per_seed: dict[int, float]
+    best_epochs: dict[int, int]
+    at_epoch: dict[int, dict[int, float]]
+
+    @property
+    def epochs(self) -> int:
+        """The recipe's epochs: the median of the seeds' best epochs."""
+        return int(round(statistics.median(self.best_epochs.values())))
+
+    def best_seed(self, mode: str) -> int:
+        return (max if mode == "max" else min)(self.per_seed, key=self.per_seed.get)
+
+    def spread_at(self, epoch: int) -> list[float]:
+        return [scores[epoch] for scores in self.at_epoch.values() if epoch in scores]
+
+
 def refit(options: RefitOptions) -> RefitResult:
-    info = runner.find_sweep(options.run, options.tracking_uri, options.storage)
+    """Seed sweep -> recipe -> ship (the module docstring)."""
+    info = sweeps.find_sweep(options.run, options.tracking_uri, options.storage)
     space = loader.load(info["space_path"])
-    metric, mode = info["metric"], info.get("mode", "max")
     sampled = best_config(info)
-    base = space.base_config()
     data_dir = options.data_dir or info.get("data_dir")
+    sweep = seed_sweep(options, info, space, sampled, data_dir)
+    config = recipe(space.base_config(), sampled, sweep.best_seed(info.get("mode", "max")),
+                    sweep.epochs)
+    return ship(options, info, space, sweep, config, data_dir)
+
+
+def seed_sweep(options: RefitOptions, info: dict[str, Any], space, sampled: dict[str, Any],
+               data_dir: str | None) -> SeedSweep:
+    """The sampled config with ``options.seeds`` seeds as a Tune grid, dev held out, each seed a
+    child run of a ``refit`` parent run."""
+    metric, mode = info["metric"], info.get("mode", "max")
+    base = space.base_config()
     first_seed = int(deep_merge(base, sampled).get("training", {}).get("seed", 13))
     seeds = [first_seed + i for i in range(options.seeds)]
-
-    tracking_uri = info["tracking_uri"]
-    experiment_id = info["experiment_id"]
+    tracking_uri, experiment_id = info["tracking_uri"], info["experiment_id"]
     tags = {"study": space.study, "search_space": str(space.path), "base_config": space.base,
             "git_commit": tracking.git_commit(), "refit_of": info["parent_run_id"]}
     parent = tracking.start_parent_run(tracking_uri, experiment_id, f"refit-{space.study}",
@@ -99,69 +130,75 @@ def refit(options: RefitOptions) -> RefitResult:
                                     first_seed, data=tracking.dataset_info(
                                         data_dir, base.get("task", "profner")))
     profner_ray.start(options.address, options.num_cpus, options.ray_temp_dir, log_to_driver=True)
-    param_space = deep_merge(sampled, {"training": {"seed": tune.grid_search(seeds)}})
-    storage = Path(options.storage).expanduser().resolve()
     tuner = tune.Tuner(
         runner.make_trainable(base, data_dir, metric, options.cpus_per_trial,
                               options.gpus_per_trial),
-        param_space=param_space,
+        param_space=deep_merge(sampled, {"training": {"seed": tune.grid_search(seeds)}}),
         tune_config=tune.TuneConfig(metric=metric, mode=mode,
                                     max_concurrent_trials=options.max_concurrent),
-        run_config=tune.RunConfig(name=f"refit-{parent[:8]}", storage_path=str(storage),
-                                  callbacks=[tracker],
+        run_config=tune.RunConfig(name=f"refit-{parent[:8]}",
+                                  storage_path=str(Path(options.storage).expanduser().resolve()),
+                                  callbacks=[tracker, TrialLines(metric, mode, len(seeds))],
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                                  verbose=1))
-    results = tuner.fit()
-    per_seed, best_epochs, at_epoch = {}, {}, {}
-    for result in results:
+                                  verbose=0))
+    sweep = SeedSweep(parent, {}, {}, {})
+    for result in tuner.fit():
         if result.error or result.metrics_dataframe is None:
             continue
         history = result.metrics_dataframe
         row = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
         seed = int(result.config["training"]["seed"])
-        per_seed[seed] = float(row[metric])
-        best_epochs[seed] = int(row["epoch"])
-        at_epoch[seed] = dict(zip(history["epoch"].astype(int), history[metric].astype(float)))
-    if not per_seed:
+        sweep.per_seed[seed], sweep.best_epochs[seed] = float(row[metric]), int(row["epoch"])
+        sweep.at_epoch[seed] = dict(zip(history["epoch"].astype(int), history[metric].astype(float)))
+    if not sweep.per_seed:
         raise LookupError("refit: every seed run failed")
-    values = list(per_seed.values())
-    best_seed = (max if mode == "max" else min)(per_seed, key=per_seed.get)
-    epochs = int(round(statistics.median(best_epochs.values())))
+    return sweep
 
+
+def recipe(base: dict[str, Any], sampled: dict[str, Any], seed: int, epochs: int) -> dict[str, Any]:
+    """The config to ship: the best seed, a fixed number of epochs, the last one kept, trained
+    on train + dev."""
     config = deep_merge(base, sampled)
     config["data"]["train_on_dev"] = True
-    config["training"].update(seed=best_seed, epochs=epochs, early_stopping_patience=None,
+    config["training"].update(seed=seed, epochs=epochs, early_stopping_patience=None,
                               select="last")
-    config["training"].pop("fail_at_epoch", None)
+    config.pop(FAULTS_KEY, None)
+    return config
+
+
+def ship(options: RefitOptions, info: dict[str, Any], space, sweep: SeedSweep,
+         config: dict[str, Any], data_dir: str | None) -> RefitResult:
+    """``unseen.train`` of the recipe (held-out run, refit, check), the model dir with its
+    evidence, the refit parent run's figures, and a registered version when the check passed."""
+    metric, tracking_uri, parent = info["metric"], info["tracking_uri"], sweep.parent_run_id
+    epochs, seed = sweep.epochs, int(config["training"]["seed"])
     shipped = train(config, data_dir, progress=True, jobs=2 if options.max_concurrent > 1 else 1)
-    spread = [scores[epochs] for scores in at_epoch.values() if epochs in scores]
+    spread = sweep.spread_at(epochs)
     unseen = {**shipped.unseen, "seed_sweep": {
         "metric": metric, "epoch": epochs, "seeds": len(spread),
         "mean": statistics.mean(spread) if spread else None,
         "std": statistics.stdev(spread) if len(spread) > 1 else 0.0,
-        "best_per_seed": {str(k): v for k, v in per_seed.items()}}}
+        "best_per_seed": {str(k): v for k, v in sweep.per_seed.items()}}}
     model_dir = Path(options.out)
     artifacts.save(shipped.result.model, model_dir, extra_meta={"unseen": unseen, "source_run": {
         "sweep_run_id": info["parent_run_id"], "refit_run_id": parent, "study": space.study,
-        "tracking_uri": tracking_uri, "trained_on": "train+dev", "seed": best_seed,
-        "epochs": epochs}})
-
+        "tracking_uri": tracking_uri, "trained_on": "train+dev", "seed": seed, "epochs": epochs}})
     client = tracking.client(tracking_uri)
+    values = list(sweep.per_seed.values())
     mean = statistics.mean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    client.log_metric(parent, f"{metric}_mean", mean)
-    client.log_metric(parent, f"{metric}_std", std)
-    client.log_metric(parent, "refit_epochs", epochs)
-    for key, value in shipped.unseen["estimate"]["metrics"].items():
-        client.log_metric(parent, f"unseen_{key}", value)
+    for key, value in {f"{metric}_mean": mean, f"{metric}_std": std, "refit_epochs": epochs,
+                       **{f"unseen_{k}": v for k, v in shipped.unseen["estimate"]["metrics"].items()}
+                       }.items():
+        client.log_metric(parent, key, value)
     client.set_tag(parent, "refit_check", "passed" if shipped.passed else "failed")
     version = None
     if shipped.passed:
-        version = runner.register_model_dir(client, parent, model_dir, f"profner-{space.study}",
+        version = models.register_model_dir(client, parent, model_dir, f"profner-{space.study}",
                                             {"study": space.study,
                                              "refit_of": info["parent_run_id"],
                                              "trained_on": "train+dev"})
     client.set_terminated(parent, "FINISHED")
-    return RefitResult(metric, per_seed, best_epochs, mean, std, best_seed, epochs, model_dir,
-                       parent, version, unseen, shipped.passed,
-                       tracking.ui_links(tracking_uri, experiment_id, parent))
+    return RefitResult(metric, sweep.per_seed, sweep.best_epochs, mean, std, seed, epochs,
+                       model_dir, parent, version, unseen, shipped.passed,
+                       tracking.ui_links(tracking_uri, info["experiment_id"], parent))

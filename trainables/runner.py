@@ -10,35 +10,31 @@ restored, unfinished trials restarted from their latest checkpoint) and reuses t
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import math
 import os
-import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune import ExperimentAnalysis, Tuner
+from ray.tune import Tuner
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.hyperopt import HyperOptSearch
 
 import profner_ray
-from profner_models import __version__
-from profner_models.training import RESUME_DIR
 from search_spaces import loader
 from search_spaces.loader import SearchSpace
 from trainables import report, tracking
 from trainables.console import TrialLines
+from trainables.models import export_frontier, export_model, log_best_model
+from trainables.sweeps import read_sweep_file, snapshot_statuses, sweep_dir_for, write_sweep_file
 from trainables.tracking import TrialTracker
 from trainables.trainable import train_trial
 
 log = logging.getLogger(__name__)
 
-SWEEP_FILE = "profner_sweep.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -122,57 +118,12 @@ def max_epochs(space: SearchSpace) -> int:
     return int(dist.args["high"])
 
 
-def sweep_dir_for(options: SweepOptions, study: str) -> Path:
-    storage = Path(options.storage).expanduser().resolve()
-    if options.name:
-        return storage / options.name
-    if options.resume:
-        candidates = sorted(storage.glob(f"{study}-*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise FileNotFoundError(f"--resume: no sweep of study {study!r} under {storage}")
-        return candidates[-1].parent
-    return storage / f"{study}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def read_sweep_file(sweep_dir: Path) -> dict[str, Any]:
-    path = Path(sweep_dir) / SWEEP_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a profner sweep dir (no {SWEEP_FILE})")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def find_sweep(run: str, tracking_uri: str | None, storage: str) -> dict[str, Any]:
-    """The sweep info of ``run``: a sweep dir, a sweep name under ``storage``, or an MLflow
-    parent run id (its sweep dir's info when reachable, else what the run's tags hold)."""
-
-    for candidate in (Path(run), Path(storage) / run):
-        if (candidate / SWEEP_FILE).exists():
-            info = read_sweep_file(candidate)
-            if tracking_uri:
-                info["tracking_uri"] = tracking_uri
-            return info
-    uri = tracking_uri or tracking.default_tracking_uri()
-    try:
-        parent = tracking.client(uri).get_run(run)
-    except Exception as error:  # mlflow raises its own exception types per store
-        raise LookupError(f"{run}: neither a sweep dir nor an MLflow run in {uri} ({error})") from None
-    tags = parent.data.tags
-    sweep_dir = tags.get("sweep_dir")
-    if sweep_dir and (Path(sweep_dir) / SWEEP_FILE).exists():
-        info = read_sweep_file(Path(sweep_dir))
-        info["tracking_uri"] = uri
-        return info
-    params = parent.data.params
-    return {"study": tags.get("study"), "space_path": tags.get("search_space"),
-            "metric": params.get("metric", "f1_7b"), "mode": params.get("mode", "max"),
-            "tracking_uri": uri, "experiment_id": parent.info.experiment_id,
-            "parent_run_id": run, "data_dir": None if params.get("data_dir") == "bundled sample"
-            else params.get("data_dir"), "base": tags.get("base_config")}
 
 
-def write_sweep_file(sweep_dir: Path, info: dict[str, Any]) -> None:
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / SWEEP_FILE).write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
 
 
 def make_trainable(base_config: dict[str, Any], data_dir: str | None, metric: str,
@@ -245,39 +196,20 @@ def run_sweep(options: SweepOptions) -> SweepResult:
     sweep_dir = sweep_dir_for(options, space.study)
     if options.resume:
         info = read_sweep_file(sweep_dir)
+        info["tracking_uri"] = options.tracking_uri or info["tracking_uri"]
         space = loader.load(info["space_path"])
     elif sweep_dir.exists():
         raise FileExistsError(f"{sweep_dir} exists: pass --resume to continue it, or another --name")
     metric = options.metric or (info["metric"] if options.resume else space.metric) or "f1_7b"
     mode = options.mode or (info["mode"] if options.resume else space.mode) or "max"
 
-    tracking_uri = options.tracking_uri or (info["tracking_uri"] if options.resume
-                                            else tracking.default_tracking_uri())
-    experiment_name = options.experiment or (info["experiment"] if options.resume
-                                             else f"profner-{space.study}")
-    experiment_id = tracking.ensure_experiment(tracking_uri, experiment_name)
-    base_seed = space.base_config().get("training", {}).get("seed")
     tags = {"study": space.study, "search_space": str(space.path), "git_commit": tracking.git_commit(),
             "base_config": space.base, **options.extra_tags}
-    if options.resume:
-        parent_run_id = info["parent_run_id"]
-    else:
-        parent_run_id = tracking.start_parent_run(
-            tracking_uri, experiment_id, sweep_dir.name, {**tags, "sweep_dir": str(sweep_dir)},
-            {"num_samples": options.num_samples, "max_concurrent": options.max_concurrent,
-             "metric": metric, "mode": mode, "grace_period": options.grace_period,
-             "reduction_factor": options.reduction_factor, "searcher_seed": options.seed,
-             "n_initial_points": options.n_initial_points or initial_points(options.num_samples),
-             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
-             "data_dir": options.data_dir or "bundled sample"})
-        info = {"study": space.study, "space_path": str(space.path), "metric": metric,
-                "mode": mode, "tracking_uri": tracking_uri, "experiment_id": experiment_id,
-                "experiment": experiment_name, "parent_run_id": parent_run_id,
-                "data_dir": options.data_dir, "base": space.base,
-                "options": asdict(options), "status": "running"}
-        write_sweep_file(sweep_dir, info)
-        tracking.client(tracking_uri).log_artifact(parent_run_id, str(space.path), "search_space")
-
+    if not options.resume:
+        info = open_sweep(options, space, sweep_dir, metric, mode, tags)
+    tracking_uri, experiment_id = info["tracking_uri"], info["experiment_id"]
+    parent_run_id = info["parent_run_id"]
+    base_seed = space.base_config().get("training", {}).get("seed")
     tracker = TrialTracker(tracking_uri, experiment_id, parent_run_id, tags, metric, mode, base_seed,
                            data=tracking.dataset_info(options.data_dir,
                                                       space.base_config().get("task", "profner")))
@@ -303,6 +235,30 @@ def run_sweep(options: SweepOptions) -> SweepResult:
     return finish_sweep(results, options, space, sweep_dir, info, metric, mode)
 
 
+def open_sweep(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metric: str,
+               mode: str, tags: dict[str, str]) -> dict[str, Any]:
+    """A new sweep: its MLflow experiment and parent run, and its sweep file; the sweep info."""
+    tracking_uri = options.tracking_uri or tracking.default_tracking_uri()
+    experiment_name = options.experiment or f"profner-{space.study}"
+    experiment_id = tracking.ensure_experiment(tracking_uri, experiment_name)
+    parent_run_id = tracking.start_parent_run(
+        tracking_uri, experiment_id, sweep_dir.name, {**tags, "sweep_dir": str(sweep_dir)},
+        {"num_samples": options.num_samples, "max_concurrent": options.max_concurrent,
+         "metric": metric, "mode": mode, "grace_period": options.grace_period,
+         "reduction_factor": options.reduction_factor, "searcher_seed": options.seed,
+         "n_initial_points": options.n_initial_points or initial_points(options.num_samples),
+         "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
+         "data_dir": options.data_dir or "bundled sample"})
+    info = {"study": space.study, "space_path": str(space.path), "metric": metric,
+            "mode": mode, "tracking_uri": tracking_uri, "experiment_id": experiment_id,
+            "experiment": experiment_name, "parent_run_id": parent_run_id,
+            "data_dir": options.data_dir, "base": space.base,
+            "options": asdict(options), "status": "running"}
+    write_sweep_file(sweep_dir, info)
+    tracking.client(tracking_uri).log_artifact(parent_run_id, str(space.path), "search_space")
+    return info
+
+
 class SweepInterrupted(RuntimeError):
     """The sweep stopped before its trials finished (Ctrl-C); ``--resume`` continues it."""
 
@@ -317,13 +273,6 @@ def interrupted(info: dict[str, Any], sweep_dir: Path, trial_ids: set[str]) -> N
     write_sweep_file(sweep_dir, info)
 
 
-def snapshot_statuses(sweep_dir: Path) -> dict[str, str]:
-    """Trial id -> status as Tune last saved the experiment (``ExperimentAnalysis``). Tune
-    writes one last snapshot before stopping on Ctrl-C, so trials it interrupted read RUNNING
-    there, whereas the trials of the returned result grid read TERMINATED."""
-    if not any(Path(sweep_dir).glob("experiment_state-*.json")):
-        return {}
-    return {trial.trial_id: str(trial.status) for trial in ExperimentAnalysis(str(sweep_dir)).trials}
 
 
 def _best_value(result, metric: str, mode: str) -> float | None:
@@ -417,87 +366,11 @@ def summarise_best(mlflow_client, parent_run_id: str, best, metric: str, mode: s
     tracking.log_params(mlflow_client, parent_run_id, {"best": best.config or {}})
 
 
-def export_frontier(results, trials, mode: str, out: Path, info: dict[str, Any]) -> Path:
-    """The Pareto-optimal trials (metric vs latency) as model dirs ``out/<trial_id>``, and
-    ``out/frontier.json`` listing them, fastest first."""
-    front = sorted(report.pareto(trials, mode), key=lambda t: t.latency_ms)
-    checkpoints = {str(r.metrics.get("trial_id")): r.checkpoint for r in results}
-    out.mkdir(parents=True, exist_ok=True)
-    listing = []
-    for trial in front:
-        checkpoint = checkpoints.get(trial.trial_id)
-        if checkpoint is None:
-            continue
-        export_model(Path(checkpoint.path), out / trial.trial_id, info, trial.trial_id)
-        listing.append({"trial_id": trial.trial_id, "latency_ms_p50": trial.latency_ms,
-                        "best": trial.best, "parameters": trial.parameters,
-                        "model_dir": str(out / trial.trial_id)})
-    (out / "frontier.json").write_text(json.dumps(listing, indent=1), encoding="utf-8")
-    return out
 
 
-def trial_run_id(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str) -> str | None:
-
-    runs = tracking.client(tracking_uri).search_runs(
-        [experiment_id], filter_string=f"tags.`{tracking.PARENT_TAG}` = '{parent_run_id}' and "
-                                       f"tags.`{tracking.TRIAL_TAG}` = '{trial_id}'", max_results=1)
-    return runs[0].info.run_id if runs else None
 
 
-def log_best_model(mlflow_client, info: dict[str, Any], checkpoint: Path, trial_id: str,
-                   registered_name: str) -> str:
-    """Log the best trial's model dir to its run and the parent; register a model version."""
-    parent = info["parent_run_id"]
-    run_id = trial_run_id(info["tracking_uri"], info["experiment_id"], parent, trial_id) or parent
-    if run_id != parent:
-        mlflow_client.log_artifacts(parent, str(checkpoint), "best_model")
-    return register_model_dir(mlflow_client, run_id, checkpoint, registered_name,
-                              {"study": info["study"], "trial_id": trial_id, "sweep_run_id": parent})
 
 
-def register_model_dir(mlflow_client, run_id: str, model_dir: Path, registered_name: str,
-                       tags: dict[str, str]) -> str:
-    """Log ``model_dir`` as the run's ``model``, an MLflow Model (``trainables.mlflow_model``:
-    pyfunc, from code, with a signature and an input example), and register it as a new
-    version; the version number."""
-    import mlflow  # lazy: MLflow costs seconds to import, and only sweeps' ends need it here
-    import pandas as pd  # lazy: with MLflow
-
-    from trainables import mlflow_model  # lazy: it is MLflow's model file (imports MLflow)
-
-    mlflow.set_tracking_uri(mlflow_client.tracking_uri)
-    with mlflow.start_run(run_id=run_id, nested=True):
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(mlflow_model.__file__)),
-            artifacts={mlflow_model.MODEL_DIR: str(model_dir)},
-            signature=mlflow_model.signature(),
-            input_example=pd.DataFrame({"text": ["Mi hermana es enfermera en el hospital."]}),
-            pip_requirements=[f"profner-hpo=={__version__}"])
-    try:
-        mlflow_client.get_registered_model(registered_name)
-    except mlflow.exceptions.MlflowException:
-        mlflow_client.create_registered_model(
-            registered_name, description="profner models (pyfunc; profner predict / serve)")
-    version = mlflow_client.create_model_version(registered_name, source=info.model_uri,
-                                                 run_id=run_id, tags=tags, model_id=info.model_id)
-    return str(version.version)
 
 
-def export_model(checkpoint: Path, model_dir: Path, info: dict[str, Any], trial_id: str) -> Path:
-    """Copy the best checkpoint (a model dir) to ``model_dir``, noting its source in meta.json."""
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    shutil.copytree(checkpoint, model_dir, ignore=shutil.ignore_patterns(RESUME_DIR))
-    meta_path = model_dir / "meta.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    meta["source_run"] = {"sweep_run_id": info["parent_run_id"], "trial_id": trial_id,
-                          "tracking_uri": info["tracking_uri"], "study": info["study"]}
-    metrics = meta.get("metrics", {})
-    meta["unseen"] = {"estimate": {
-        "from": "dev split held out of this trial's vocabulary, vectors and index (the best of "
-                "the sweep's trials on it, so somewhat optimistic: refit it with profner refit)",
-        "epoch": int(meta.get("best_epoch", 0)), "dev_docs": int(metrics.get("dev_docs", 0)),
-        "metrics": {k: v for k, v in metrics.items()
-                    if k.startswith(("f1", "precision", "recall", "dev_un"))}}}
-    meta_path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    return model_dir

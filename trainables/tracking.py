@@ -29,7 +29,7 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 from ray.tune.utils import flatten_dict
 
-from trainables.trainable import ran_all_epochs
+from trainables.results import ran_all_epochs
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "trial_id"

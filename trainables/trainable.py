@@ -8,9 +8,10 @@ never changes this file. After every epoch it reports the dev metrics with
 Tune its latest, to resume from), so ASHA can stop a trial at any report and the best epoch is
 restored from its checkpoint.
 
-Fault-injection hook (documented, used by tests/test_tune_faults.py): a config key
-``training.fail_at_epoch: N`` makes the trial raise :class:`InjectedFault` at the end of
-epoch ``N``, after that epoch was reported. The key is removed before ``fit`` sees the config.
+Fault-injection hook (documented, used by tests/test_tune_faults.py): a trial config's
+top-level ``faults: {fail_at_epoch: N}`` (a block of the trial, not of the model config:
+``search_spaces.TRIAL_KEYS``) makes the trial raise :class:`InjectedFault` at the end of epoch
+``N``, after that epoch was reported. The block is removed before ``fit`` sees the config.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ from ray import tune
 from profner_models.config import deep_merge
 from profner_models.predict import measure_latency
 from profner_models.training import fit, load_task_data
+from search_spaces import FAULTS_KEY
+from trainables.results import PLANNED_KEY
 
-FAULT_KEY = "fail_at_epoch"
 LATENCY_TEXTS = 100  # dev texts a trial predicts one at a time for its latency
 TUNE_META = "tune"  # key of the trial's provenance in the checkpoint's meta.json
 
 
 class InjectedFault(RuntimeError):
-    """Raised by a trial whose config sets ``training.fail_at_epoch`` (fault injection)."""
+    """Raised by a trial whose config sets ``faults.fail_at_epoch`` (fault injection)."""
 
 
 def train_trial(config: dict[str, Any], *, base_config: dict[str, Any], data_dir: str | None,
@@ -52,7 +54,7 @@ def train_trial(config: dict[str, Any], *, base_config: dict[str, Any], data_dir
     # Ray logs every checkpoint at INFO ("Checkpoint successfully created"): not for consoles
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     full = deep_merge(base_config, config)
-    fail_at = full.get("training", {}).pop(FAULT_KEY, None)
+    fail_at = (full.pop(FAULTS_KEY, None) or {}).get("fail_at_epoch")
     train, dev = task_data(full, data_dir)
     reporter = EpochReporter(metric=metric, fail_at=fail_at,
                              epochs=int(full.get("training", {}).get("epochs", 0)),
@@ -104,19 +106,9 @@ class EpochReporter:
                                                           "trial_id": _trial_id(), **where}})
             tune.report({**metrics, **where}, checkpoint=tune.Checkpoint.from_directory(tmp))
         if self.fail_at is not None and event.epoch >= self.fail_at:
-            raise InjectedFault(f"training.{FAULT_KEY}={self.fail_at}: injected failure "
+            raise InjectedFault(f"faults.fail_at_epoch={self.fail_at}: injected failure "
                                 f"after epoch {event.epoch}")
         return False
-
-
-PLANNED_KEY = "epochs_planned"
-
-
-def ran_all_epochs(result: dict[str, Any]) -> bool:
-    """Whether a trial's last reported result is its planned last epoch. Tune marks every
-    ended trial ``done``, so this is what tells a completed trial from one stopped early (by
-    ASHA, or by ``training.early_stopping_patience``)."""
-    return int(result.get("epoch", 0)) >= int(result.get(PLANNED_KEY, 0) or 0) > 0
 
 
 def _trial_id() -> str:

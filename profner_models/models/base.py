@@ -127,6 +127,13 @@ class Backbone(nn.Module):
         rate (``training.pretrained_lr``) when set. Default: none."""
         return []
 
+    def recorded_config(self) -> dict:
+        """What the data decided at build that the restore case must know (sizes: a vectors
+        file's dimension, the vocabulary rows of training words): merged into the backbone
+        block of the saved ``config.json``, never written into the config it was built from.
+        Default: nothing."""
+        return {}
+
     def save_resources(self, model_dir: Path) -> list[str]:
         """Write the files the restore case needs (vocabularies, tokenizer, HF config...).
 

@@ -97,13 +97,14 @@ class RNNConfig(Schema):
 
 class RNNBackbone(Backbone):
     def __init__(self, block: dict, words: Vocab, chars: Vocab | None, gazetteer_size: int,
-                 space: VectorSpace | None = None, table: np.ndarray | None = None) -> None:
+                 dim: int, trained_rows: int, space: VectorSpace | None = None,
+                 table: np.ndarray | None = None) -> None:
+        """``dim``: the word vectors' size; ``trained_rows``: the vocabulary rows of training
+        words (both decided by the data at build, recorded in the saved config)."""
         super().__init__()
         self.word_cfg, self.char_cfg, enc = block["words"], block["chars"], block["encoder"]
         self.words, self.chars, self.space = words, chars, space
-        self.trained_rows = self.word_cfg["trained_rows"] or len(words)
-
-        dim = self.word_cfg["dim"]
+        self.dim, self.trained_rows = dim, trained_rows
         self.word_embedding = nn.Embedding(len(words), dim, padding_idx=0)
         if table is not None:
             with torch.no_grad():
@@ -252,6 +253,9 @@ class RNNBackbone(Backbone):
             status.append(UNKNOWN if i == UNK_ID else SEEN if i < self.trained_rows else VECTORS_ONLY)
         return status
 
+    def recorded_config(self) -> dict:
+        return {"words": {"dim": self.dim, "trained_rows": self.trained_rows}}
+
     def save_resources(self, model_dir: Path) -> list[str]:
         self.words.save(Path(model_dir) / WORDS_FILE)
         written = [WORDS_FILE]
@@ -273,7 +277,8 @@ def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
         chars = Vocab.load(model_dir / CHARS_FILE) if char_cfg is not None else None
         space = (VectorSpace.load(model_dir / VECTORS_DIR)
                  if (model_dir / VECTORS_DIR).is_dir() else None)
-        return RNNBackbone(block, words, chars, context.gazetteer_size, space)
+        return RNNBackbone(block, words, chars, context.gazetteer_size, word_cfg["dim"],
+                           word_cfg["trained_rows"] or len(words), space)
     norm = str.lower if word_cfg["lowercase"] else str
     train = [[norm(w) for w in doc] for doc in context.train_words]
     space = space_from_config(word_cfg["vectors"], lowercase=word_cfg["lowercase"],
@@ -289,7 +294,5 @@ def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
         table = space.vectors(words.items)
         table[0] = 0.0  # <pad>
         table[UNK_ID] = space.null_vector()
-    # The saved config must rebuild the same shapes: record what the data decided.
-    word_cfg.update(dim=space.dim if space is not None else word_cfg["dim"],
-                    trained_rows=len(trained))
-    return RNNBackbone(block, words, chars, context.gazetteer_size, space, table)
+    dim = space.dim if space is not None else word_cfg["dim"]
+    return RNNBackbone(block, words, chars, context.gazetteer_size, dim, len(trained), space, table)

@@ -173,21 +173,7 @@ class NormIndex:
             else:
                 dropped += 1
 
-        row_codes: list[str] = []
-        row_kinds: list[str] = []
-        row_texts: list[str] = []
-        if "description" in config.kinds:  # 14,600 forms for MEDDOPROF: embedded only if used
-            for code, forms in valid_codes.items():
-                for form in dict.fromkeys(forms):
-                    row_codes.append(code)
-                    row_kinds.append("description")
-                    row_texts.append(form)
-        unique_mentions = list(dict.fromkeys(kept))
-        for text, code in unique_mentions:
-            row_codes.append(code)
-            row_kinds.append("mention")
-            row_texts.append(text)
-
+        row_codes, row_kinds, row_texts = _text_rows(valid_codes, kept, config)
         vectors = embed(encoder, row_texts, config, progress=progress)
         mention_rows = [i for i, kind in enumerate(row_kinds) if kind == "mention"]
         centroid_codes, centroids = _centroids(
@@ -199,17 +185,7 @@ class NormIndex:
         if len(centroids):
             vectors = np.vstack([vectors, centroids])
 
-        fold = dict(fold_accents=config.fold_accents, strip_endings=config.strip_endings)
-        prior = Counter(code for _, code in kept)
-        mention_votes: dict[str, Counter] = defaultdict(Counter)
-        for text, code in kept:
-            mention_votes[string_key(text, **fold)][code] += 1
-        description_votes: dict[str, Counter] = defaultdict(Counter)
-        for code, forms in valid_codes.items():
-            for form in dict.fromkeys(forms):
-                # several codes share a label (ESCO levels 01/011/0110): the one used most in
-                # training wins
-                description_votes[string_key(form, **fold)][code] = 1 + prior[code]
+        mention_keys, description_keys = _exact_keys(kept, valid_codes, config)
         return cls(
             config=config,
             valid_codes=sorted(valid),
@@ -217,8 +193,8 @@ class NormIndex:
             row_kinds=row_kinds,
             row_texts=row_texts,
             embeddings=vectors.astype(np.float32),
-            mention_keys={key: _top(votes) for key, votes in mention_votes.items() if key},
-            description_keys={key: _top(votes) for key, votes in description_votes.items() if key},
+            mention_keys=mention_keys,
+            description_keys=description_keys,
             dropped_mentions=dropped,
             _encoder=encoder,
         )
@@ -370,6 +346,37 @@ def embed(encoder: Encoder, texts: Sequence[str], config: NormConfig, progress: 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def _text_rows(valid_codes: Mapping[str, Sequence[str]], kept: Sequence[tuple[str, str]],
+               config: NormConfig) -> tuple[list[str], list[str], list[str]]:
+    """(codes, kinds, texts) of the rows to embed: the code descriptions when ``description``
+    is among the kinds (14,600 forms for MEDDOPROF: embedded only if used), then each distinct
+    training mention."""
+    rows = []
+    if "description" in config.kinds:
+        rows += [(code, "description", form) for code, forms in valid_codes.items()
+                 for form in dict.fromkeys(forms)]
+    rows += [(code, "mention", text) for text, code in dict.fromkeys(kept)]
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def _exact_keys(kept: Sequence[tuple[str, str]], valid_codes: Mapping[str, Sequence[str]],
+                config: NormConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """The exact-match lookups: a training mention's folded text -> its most frequent code, and
+    a code description's -> its code (several codes share a label, ESCO levels 01/011/0110:
+    the one used most in training wins)."""
+    fold = dict(fold_accents=config.fold_accents, strip_endings=config.strip_endings)
+    prior = Counter(code for _, code in kept)
+    mention_votes: dict[str, Counter] = defaultdict(Counter)
+    for text, code in kept:
+        mention_votes[string_key(text, **fold)][code] += 1
+    description_votes: dict[str, Counter] = defaultdict(Counter)
+    for code, forms in valid_codes.items():
+        for form in dict.fromkeys(forms):
+            description_votes[string_key(form, **fold)][code] = 1 + prior[code]
+    return ({key: _top(votes) for key, votes in mention_votes.items() if key},
+            {key: _top(votes) for key, votes in description_votes.items() if key})
 
 
 def _centroids(codes: list[str], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -65,8 +65,6 @@ class TrainingConfig(Schema):
     loader_workers: int = Field(0, ge=0)
     """Processes that make the batches while training runs (0: this thread makes them)."""
     vectors_cache: str | None = None
-    fail_at_epoch: int | None = None
-    """Fault injection for sweep tests (``trainables.trainable``); ``fit`` ignores it."""
 
 
 class DataConfig(Schema):
