@@ -99,3 +99,19 @@ def test_a_folder_that_is_no_model_dir_is_named_as_such(tmp_path):
     with pytest.raises(ModelDirError, match="not a model dir") as error:
         load(tmp_path)
     assert "sweep:" in str(error.value) and "models:/" in str(error.value)
+
+
+def test_a_dir_saved_before_the_test_hook_left_the_schema_still_loads(saved, tmp_path):
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(saved, old)
+    config_path = old / "config.json"
+    config = json.loads(config_path.read_text())
+    config["training"]["fail_at_epoch"] = None  # what every config.json held before 2026-12-04
+    config_path.write_text(json.dumps(config))
+    meta = json.loads((old / "meta.json").read_text())
+    meta.pop("sha256")  # as a dir edited by hand: checked without checksums
+    (old / "meta.json").write_text(json.dumps(meta))
+    assert "fail_at_epoch" not in load(old).config["training"]
