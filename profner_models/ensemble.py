@@ -3,7 +3,7 @@
 An ensemble dir holds its members as ordinary model dirs and says how to combine them::
 
     ensemble.json      {"format": 1, "task": "profner", "method": "posterior", "min_votes": null,
-                        "members": ["members/0", "members/1", ...]}
+                        "members": ["members/0", "members/1", ...], "weights": [0.5, 0.25, ...]}
     members/<i>/       model dirs (each with its own meta.json and checksums)
     meta.json          written last: metrics, the estimate on unseen text, sha256 of ensemble.json
 
@@ -11,7 +11,8 @@ An ensemble dir holds its members as ordinary model dirs and says how to combine
 dir (``Predictor`` sees ``ensemble.json``). Two ways to combine (``method``):
 
 - ``posterior`` (ProfNER): every member's per-word tag probabilities (a CRF's marginals) and
-  7a probability are averaged; the tags are decoded from the averaged probabilities with the
+  7a probability are averaged (weighted by each member's ``weight``: a system's seeds can share
+  one system's weight); the tags are decoded from the averaged probabilities with the
   tag scheme's invalid moves forbidden (Viterbi over their logs), the 7a label is the averaged
   probability >= 0.5 (or, with ``label_from_entities``, any entity). Members may differ in
   architecture (System 1 and System 2) as long as they share the tag set.
@@ -51,6 +52,8 @@ class MemberConfig(Schema):
     config: str
     override: dict = Field(default_factory=dict)
     """Merged into the config (nested keys), e.g. ``{training: {seed: 14}}``."""
+    weight: float = Field(1.0, gt=0)
+    """Its share of the averaged probabilities (and of the votes)."""
 
 
 class EnsembleConfig(Schema):
@@ -58,6 +61,9 @@ class EnsembleConfig(Schema):
 
     method: Literal["posterior", "vote"] = "posterior"
     min_votes: int | None = Field(None, ge=1)
+    entity_threshold: float = Field(0.5, gt=0, lt=1)
+    """posterior: a word leaves O when its entity tags' averaged probability passes this (0.5:
+    the most probable tags; F1 is best served below 0.5, at about half the F1 reached)."""
     members: list[MemberConfig] = Field(min_length=2)
 
 
@@ -76,10 +82,17 @@ class Ensemble:
     method: str = "posterior"
     min_votes: int | None = None
     metrics: dict = field(default_factory=dict)
+    weights: list[float] | None = None
+    """Per member (None: equal); normalised to sum to 1."""
+    entity_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if len(self.members) < 2:
             raise ValueError("an ensemble needs at least two members")
+        weights = self.weights or [1.0] * len(self.members)
+        if len(weights) != len(self.members) or min(weights) <= 0:
+            raise ValueError(f"weights {weights}: one positive weight per member")
+        self.weights = [w / sum(weights) for w in weights]
         first = self.members[0]
         for index, member in enumerate(self.members[1:], start=1):
             if member.config.get("task") != first.config.get("task") or member.labels != first.labels:
@@ -115,25 +128,32 @@ class Ensemble:
                 device: torch.device | None = None) -> list[Prediction]:
         task = task_of(self.config)
         if self.method == "posterior":
-            return task.predict_averaged(self.members, texts, batch_size, device)
+            return task.predict_averaged(self.members, self.weights, texts, batch_size, device,
+                                         self.entity_threshold)
         votes = [task.predict(member, texts, batch_size, device) for member in self.members]
         from_entities = bool(self.config["model"].get("label_from_entities", False))
-        return [vote(list(found), self.votes_needed, from_entities) for found in zip(*votes)]
+        return [vote(list(found), self.weights, self.votes_needed / len(self.members),
+                     from_entities) for found in zip(*votes)]
 
 
-def vote(predictions: list[Prediction], needed: int, from_entities: bool) -> Prediction:
-    """One text's members' predictions -> the kept spans (``needed`` votes), the mean
-    probability, the label (mean >= 0.5, or any kept span with ``from_entities``)."""
-    counts = Counter(span.key for p in predictions for span in p.entities)
+def vote(predictions: list[Prediction], weights: Sequence[float], needed: float,
+         from_entities: bool) -> Prediction:
+    """One text's members' predictions -> the kept spans (the members predicting one weigh at
+    least ``needed``, a share of the weights, which sum to 1), the weighted mean probability,
+    the label (mean >= 0.5, or any kept span with ``from_entities``)."""
+    counts: Counter = Counter()
+    for prediction, weight in zip(predictions, weights):
+        for key in {span.key for span in prediction.entities}:
+            counts[key] += weight
     kept: list[Span] = []
-    for key, _votes in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0] - kv[0][1])):
-        if _votes < needed or any(key[0] < s.end and s.start < key[1] for s in kept):
+    for key, votes in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0] - kv[0][1])):
+        if votes < needed - 1e-9 or any(key[0] < s.end and s.start < key[1] for s in kept):
             continue
         same = [s for p in predictions for s in p.entities if s.key == key]
         cls = Counter(s.cls for s in same).most_common(1)[0][0]
         code = Counter(s.code for s in same).most_common(1)[0][0]
         kept.append(Span(key[0], key[1], key[2], same[0].text, cls=cls, code=code))
-    probability = sum(p.probability for p in predictions) / len(predictions)
+    probability = sum(p.probability * w for p, w in zip(predictions, weights))
     head_label = int(probability >= 0.5)
     label = int(head_label or (from_entities and bool(kept)))
     return Prediction(label, probability, sorted(kept), head_label)
@@ -156,7 +176,8 @@ def save(ensemble: Ensemble, out: str | Path, member_meta: Sequence[dict] | None
                        extra_meta=member_meta[index] if member_meta else None)
         names.append(f"{MEMBERS_DIR}/{index}")
     spec = {"format": FORMAT, "task": ensemble.config.get("task", "profner"),
-            "method": ensemble.method, "min_votes": ensemble.min_votes, "members": names}
+            "method": ensemble.method, "min_votes": ensemble.min_votes, "members": names,
+            "weights": ensemble.weights, "entity_threshold": ensemble.entity_threshold}
     (out / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=1), encoding="utf-8")
     meta = {"format": FORMAT, "package": "profner-hpo", "version": __version__, "kind": "ensemble",
             "metrics": ensemble.metrics, "parameters": ensemble.num_parameters,
@@ -183,7 +204,8 @@ def load(path: str | Path) -> Ensemble:
                                       f"(format {spec.get('format')!r}, method {spec.get('method')!r})")
     members = [artifacts.load(path / name) for name in spec["members"]]
     try:
-        return Ensemble(members, spec["method"], spec.get("min_votes"), meta.get("metrics") or {})
+        return Ensemble(members, spec["method"], spec.get("min_votes"), meta.get("metrics") or {},
+                        spec.get("weights"), spec.get("entity_threshold", 0.5))
     except ValueError as error:
         raise artifacts.ModelDirError(f"{spec_path}: {error}") from None
 

@@ -131,7 +131,9 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
         raise ConfigError(f"ensemble.members: the members must share data.dev_from, "
                           f"dev_fraction, dev_seed and train_on_dev (got {sorted(splits)})")
     members = [train(recipe, data_dir, progress, jobs) for recipe in recipes]
-    combine = {"method": block["method"], "min_votes": block["min_votes"]}
+    combine = {"method": block["method"], "min_votes": block["min_votes"],
+               "weights": [member["weight"] for member in block["members"]],
+               "entity_threshold": block["entity_threshold"]}
     shipped = Ensemble([m.result.model for m in members], **combine)
     refit = bool(recipes[0]["data"]["train_on_dev"])
     held_out = Ensemble([(m.holdout or m.result).model for m in members], **combine)

@@ -36,10 +36,14 @@ def test_a_span_needs_a_majority_and_overlaps_go_to_the_most_voted() -> None:
     paro = Span(20, 24, "SITUACION_LABORAL", "paro")
     found = [Prediction(1, 0.9, [nurse, paro]), Prediction(1, 0.7, [nurse]),
              Prediction(0, 0.2, [nurses])]
-    kept = vote(found, needed=2, from_entities=True)
+    equal = [1 / 3] * 3
+    kept = vote(found, equal, needed=2 / 3, from_entities=True)
     assert kept.entities == [nurse] and kept.label == 1
     assert kept.probability == pytest.approx(0.6)
-    assert vote(found, needed=1, from_entities=True).entities == [nurse, paro]
+    assert vote(found, equal, needed=1 / 3, from_entities=True).entities == [nurse, paro]
+    # the third member weighs as much as the other two: its span wins the overlap
+    heavy = vote(found, [0.25, 0.25, 0.5], needed=0.5, from_entities=True)
+    assert heavy.entities == [nurses] and heavy.probability == pytest.approx(0.5)
 
 
 def test_copies_of_one_model_vote_as_the_model_does(members) -> None:
@@ -49,11 +53,11 @@ def test_copies_of_one_model_vote_as_the_model_does(members) -> None:
 
 
 def test_averaged_probabilities_give_valid_spans_and_a_mean_probability(members) -> None:
-    combined = Predictor(Ensemble(members, method="posterior")).predict(TEXTS)
+    combined = Predictor(Ensemble(members, method="posterior", weights=[3, 1])).predict(TEXTS)
     singles = [Predictor(m).predict(TEXTS) for m in members]
     for index, (text, prediction) in enumerate(zip(TEXTS, combined)):
         assert prediction.probability == pytest.approx(
-            sum(s[index].probability for s in singles) / 2, abs=1e-5)
+            0.75 * singles[0][index].probability + 0.25 * singles[1][index].probability, abs=1e-5)
         for span in prediction.entities:
             assert text[span.start:span.end] == span.text and span.type in ("PROFESION", "SITUACION_LABORAL")
         assert all(a.end <= b.start for a, b in zip(prediction.entities, prediction.entities[1:]))
@@ -118,3 +122,13 @@ def test_members_with_different_dev_splits_are_refused(tmp_path) -> None:
     path.write_text(yaml.safe_dump(config))
     assert main(["train", str(path), "--out", str(tmp_path / "m")]) == 1
     assert not (tmp_path / "m").exists()
+
+
+def test_a_lower_entity_threshold_finds_at_least_as_many_words_in_entities(members) -> None:
+    _, dev = sample_data()
+    texts = [d.text for d in dev]
+    counts = []
+    for threshold in (0.5, 0.3, 0.1):
+        found = Predictor(Ensemble(members, entity_threshold=threshold)).predict(texts)
+        counts.append(sum(s.end - s.start for p in found for s in p.entities))
+    assert counts[0] <= counts[1] <= counts[2] and counts[2] > counts[0], counts

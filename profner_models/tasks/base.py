@@ -152,11 +152,13 @@ class Task:
         """``Predictor.predict``: one ``Prediction`` per text, in order."""
         raise NotImplementedError
 
-    def predict_averaged(self, models: Sequence[TrainedModel], texts: Sequence[str],
-                         batch_size: int = 64, device: torch.device | None = None
-                         ) -> list[Prediction]:
-        """An ensemble's predictions from its members' averaged probabilities
-        (``profner_models.ensemble``, method ``posterior``)."""
+    def predict_averaged(self, models: Sequence[TrainedModel], weights: Sequence[float],
+                         texts: Sequence[str], batch_size: int = 64,
+                         device: torch.device | None = None,
+                         entity_threshold: float = 0.5) -> list[Prediction]:
+        """An ensemble's predictions from its members' probabilities averaged with ``weights``
+        (summing to 1; ``profner_models.ensemble``, method ``posterior``); a word leaves ``O``
+        when its entity tags' probability passes ``entity_threshold``."""
         raise NotImplementedError(f"{type(self).__name__}: an ensemble of these models "
                                   "combines by vote (method: vote), not by averaged probabilities")
 

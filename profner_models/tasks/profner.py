@@ -106,10 +106,11 @@ class ProfnerTask(Task):
         metrics["f1_mean"] = (metrics["f1_7a"] + metrics["f1_7b"]) / 2
         return metrics
 
-    def predict_averaged(self, models: Sequence[TrainedModel], texts: Sequence[str],
-                         batch_size: int = 64, device: torch.device | None = None
-                         ) -> list[Prediction]:
-        return predict_averaged(models, texts, batch_size, device)
+    def predict_averaged(self, models: Sequence[TrainedModel], weights: Sequence[float],
+                         texts: Sequence[str], batch_size: int = 64,
+                         device: torch.device | None = None,
+                         entity_threshold: float = 0.5) -> list[Prediction]:
+        return predict_averaged(models, weights, texts, batch_size, device, entity_threshold)
 
     def predict(self, model: TrainedModel, texts: Sequence[str], batch_size: int = 64,
                 device: torch.device | None = None) -> list[Prediction]:
@@ -121,34 +122,39 @@ class ProfnerTask(Task):
         return out  # type: ignore[return-value]
 
 
-def predict_averaged(models: Sequence[TrainedModel], texts: Sequence[str], batch_size: int = 64,
-                     device: torch.device | None = None) -> list[Prediction]:
-    """Members' 7a probabilities and per-word tag probabilities (CRF marginals) averaged, tags
-    decoded from them with the scheme's invalid moves forbidden (``profner_models.ensemble``)."""
+def predict_averaged(models: Sequence[TrainedModel], weights: Sequence[float],
+                     texts: Sequence[str], batch_size: int = 64,
+                     device: torch.device | None = None,
+                     entity_threshold: float = 0.5) -> list[Prediction]:
+    """Members' 7a probabilities and per-word tag probabilities (CRF marginals) averaged with
+    ``weights`` (summing to 1), tags decoded from them with the scheme's invalid moves forbidden
+    (``profner_models.ensemble``). ``entity_threshold``: the probability of "some entity tag"
+    over which a lone word leaves ``O`` (0.5: the most probable path)."""
     first = models[0]
     labels, scheme = first.labels["tag"], first.config["data"]["scheme"]
     probability = torch.zeros(len(texts))
     per_word: list[torch.Tensor | None] = [None] * len(texts)
     encoded: list[Encoded] = []
-    for model in models:
+    for model, weight in zip(models, weights):
         network = model.network
         encoded = [encode_text(text, model.gazetteer) for text in texts]
         for batch, items, output, heads in scored_batches(network, encoded, batch_size, device):
             doc = network.heads["classify"].probabilities(heads["classify"].scores)[:, 1].float().cpu()
             words = network.heads["tag"].marginals(heads["tag"].scores, output.mask).cpu()
             for row, index in enumerate(batch):
-                probability[index] += doc[row]
-                mine = words[row, : len(items[row].words)]
+                probability[index] += weight * doc[row]
+                mine = weight * words[row, : len(items[row].words)]
                 per_word[index] = mine if per_word[index] is None else per_word[index] + mine
-    probability /= len(models)
     start, moves, end = (np.where(allowed.numpy(), 0.0, FORBIDDEN)
                          for allowed in transition_masks(labels, scheme))
     from_entities = first.config["model"]["label_from_entities"]
+    o_bias = np.zeros(len(labels))  # log odds moved from O to the entity tags
+    o_bias[labels.index("O")] = np.log(entity_threshold / (1 - entity_threshold))
     predictions = []
     for index, enc in enumerate(encoded):
         entities = []
         if enc.tokens:
-            log_p = np.log(per_word[index].numpy() / len(models) + 1e-9)[None]
+            log_p = np.log(per_word[index].numpy() + 1e-9)[None] + o_bias
             (path,) = viterbi(log_p, np.array([log_p.shape[1]]), start, moves, end)
             entities = decode(enc.tokens, [labels[t] for t in path], scheme, enc.text)
         head_label = int(probability[index] >= 0.5)
