@@ -154,3 +154,20 @@ def test_no_module_or_function_is_too_long(package):
                 if lines > MAX_FUNCTION_LINES:
                     too_long.append(f"{name}.{node.name}: {lines} lines")
     assert not too_long, "\n".join(too_long)
+
+
+def test_git_ignores_no_file_the_project_is_made_of():
+    """A clean clone must hold every source file: an ignore rule too wide once kept two modules
+    out of a commit (``models/`` matched ``profner_models/models/``) and CI could not import."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", "*.py", "*.yaml",
+         "*.json", "*.md", "*.sh", "*.toml", "*.txt", "*.cfg"],
+        cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    outputs = (".venv/", "runs/", "mlruns/", "models/", ".pytest_cache/", ".ruff_cache/", "build/",
+               "dist/", ".cache/")
+    ignored = [p for p in listed if p and not p.startswith(outputs) and ".egg-info/" not in p]
+    assert not ignored, f"git ignores files of the project (a clean clone lacks them): {ignored}"
