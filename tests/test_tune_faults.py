@@ -114,8 +114,10 @@ def test_a_failing_trial_is_recorded_and_the_sweep_continues(killed_and_resumed)
         assert run.info.status == "FAILED"
         assert run.data.tags["profner.stopped_by"] == "error"
         assert "InjectedFault" in run.data.tags["profner.error"]
-        # The epoch before the fault was reported and logged.
-        assert [m.step for m in client(tmp).get_metric_history(run.info.run_id, "f1_7b")] == [1]
+        # The epoch before the fault was reported and logged, once. A failing trial the kill
+        # caught after its first report resumes from that checkpoint and fails after epoch 2.
+        steps = [m.step for m in client(tmp).get_metric_history(run.info.run_id, "f1_7b")]
+        assert steps in ([1], [1, 2]), steps
     parent = [r for r in all_runs(tmp) if r.data.tags.get("profner.kind") == "sweep"][0]
     assert parent.info.status == "FINISHED" and parent.data.metrics["num_errors"] == len(failing)
 
