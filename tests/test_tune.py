@@ -228,6 +228,25 @@ def test_the_experiment_opens_in_the_model_training_view(sweep) -> None:
     links = ui_links(result.tracking_uri, result.experiment_id, result.parent_run_id)
     assert links["run"].endswith(f"/#/experiments/{result.experiment_id}/runs/"
                                  f"{result.parent_run_id}?workflowType=machine_learning")
+    assert links["experiment"].endswith(f"/#/experiments/{result.experiment_id}/runs?workflowType="
+                                        f"machine_learning&viewStateShareKey={result.parent_run_id}")
+
+
+def test_the_experiment_link_opens_on_the_sweeps_trials(sweep) -> None:
+    """The saved view the link names: its filter finds this sweep's trials and nothing else,
+    and every column and the sort key are values those trials logged."""
+    tmp, result = sweep
+    experiment = client(tmp).get_experiment(result.experiment_id)
+    view = json.loads(experiment.tags[f"mlflow.sharedViewState.{result.parent_run_id}"])
+    found = client(tmp).search_runs([result.experiment_id], filter_string=view["searchFilter"])
+    assert {r.data.tags["trial_id"] for r in found} == set(result.trial_states)
+    assert {r.data.tags["profner.kind"] for r in found} == {"trial"}
+    logged = {f"{kind}.`{key}`" for r in found for kind, values in
+              (("metrics", r.data.metrics), ("params", r.data.params), ("tags", r.data.tags))
+              for key in values}
+    assert view["orderByKey"] == f"metrics.`best_{result.metric}`" in logged
+    missing = [c for c in view["selectedColumns"] if c not in logged]
+    assert not missing and any(c.startswith("params.") for c in view["selectedColumns"]), missing
 
 
 def test_the_parent_run_is_the_sweep_at_a_glance(sweep) -> None:

@@ -126,6 +126,8 @@ def seed_sweep(options: RefitOptions, info: dict[str, Any], space, sampled: dict
     parent = tracking.start_parent_run(tracking_uri, experiment_id, f"refit-{space.study}",
                                        tags, {"seeds": seeds, "metric": metric, "config": sampled},
                                        kind="refit")
+    tracking.save_trials_view(tracking_uri, experiment_id, parent, metric, mode,
+                              ["training.seed"])
     tracker = tracking.TrialTracker(tracking_uri, experiment_id, parent, tags, metric, mode,
                                     first_seed, data=tracking.dataset_info(
                                         data_dir, base.get("task", "profner")))

@@ -22,6 +22,7 @@ from ray.tune import Tuner
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.hyperopt import HyperOptSearch
+from ray.tune.utils import flatten_dict
 
 import profner_ray
 from search_spaces import loader
@@ -255,8 +256,19 @@ def open_sweep(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metri
             "data_dir": options.data_dir, "base": space.base,
             "options": asdict(options), "status": "running"}
     write_sweep_file(sweep_dir, info)
+    tracking.save_trials_view(tracking_uri, experiment_id, parent_run_id, metric, mode,
+                              sampled_keys(space))
     tracking.client(tracking_uri).log_artifact(parent_run_id, str(space.path), "search_space")
     return info
+
+
+def sampled_keys(space: SearchSpace, draws: int = 20) -> list[str]:
+    """The params a trial of ``space`` logs (its sampled values, flattened), over ``draws``
+    samples so every branch of a choice is met."""
+    keys: dict[str, None] = {}
+    for seed in range(draws):
+        keys.update(dict.fromkeys(flatten_dict(space.sample(seed), delimiter=".")))
+    return list(keys)
 
 
 class SweepInterrupted(RuntimeError):

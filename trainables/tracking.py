@@ -23,7 +23,7 @@ import math
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
@@ -38,6 +38,9 @@ KIND_TAG = "profner.kind"  # sweep | trial
 STOPPED_TAG = "profner.stopped_by"
 PLACEMENT_KEYS = ("node_id", "host", "worker_pid", "device")
 KIND_EXPERIMENT_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# A saved view of the UI's runs page is an experiment tag VIEW_TAG + key holding the view's
+# state as JSON (what the UI's "Share" button writes); a link opens it with viewStateShareKey=key.
+VIEW_TAG, VIEW_PARAM = "mlflow.sharedViewState.", "viewStateShareKey"
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `profner ui` serves
 MAX_PARAM_LENGTH = 6000
 
@@ -96,13 +99,36 @@ def ui_links(tracking_uri: str, experiment_id: str, run_id: str | None = None,
              ui: str = DEFAULT_UI) -> dict[str, str]:
     """Addresses of the experiment (and run) in the MLflow UI's model-training view: the UI of
     an ``mlflow server`` store is the store's own address, a sqlite store's what ``profner ui``
-    starts."""
+    starts. With ``run_id`` (a sweep's or refit's parent run), the experiment opens on that
+    run's saved view (``save_trials_view``)."""
     base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else ui
     view = "?workflowType=machine_learning"
     links = {"experiment": f"{base}/#/experiments/{experiment_id}{view}"}
-    if run_id:
+    if run_id:  # (the runs page's own address: the experiment's redirects without the view)
+        links["experiment"] = (f"{base}/#/experiments/{experiment_id}/runs{view}"
+                               f"&{VIEW_PARAM}={run_id}")
         links["run"] = f"{base}/#/experiments/{experiment_id}/runs/{run_id}{view}"
     return links
+
+
+def trials_view(parent_run_id: str, metric: str, mode: str, params: Sequence[str]) -> dict:
+    """The runs page as a sweep reads best: its trials alone (not one collapsed parent row),
+    best first, the scores, how each trial stopped and its sampled values as columns, every
+    trial in the charts (the UI charts the first 10 by default)."""
+    best = f"best_{metric}"
+    columns = [f"metrics.`{m}`" for m in (best, metric, "epoch")]
+    columns += [f"tags.`{STOPPED_TAG}`", "tags.`seed`"] + [f"params.`{p}`" for p in params]
+    return {"searchFilter": f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+            "orderByKey": f"metrics.`{best}`", "orderByAsc": mode == "min",
+            "selectedColumns": columns, "runsHiddenMode": "SHOW_ALL", "hideEmptyCharts": True}
+
+
+def save_trials_view(tracking_uri: str, experiment_id: str, parent_run_id: str, metric: str,
+                     mode: str, params: Sequence[str] = ()) -> None:
+    """Save ``trials_view`` on the experiment under the parent run's id (``ui_links``)."""
+    client(tracking_uri).set_experiment_tag(
+        experiment_id, VIEW_TAG + parent_run_id,
+        json.dumps(trials_view(parent_run_id, metric, mode, params)))
 
 
 def dataset_info(data_dir: str | None, task: str) -> dict[str, str]:
