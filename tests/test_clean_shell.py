@@ -136,3 +136,71 @@ def test_the_registered_model_takes_a_str_a_list_and_a_data_frame(clean_sweep) -
     assert len(out["str"]["label"]) == 1 and len(out["list"]["label"]) == 2
     assert out["list"] == out["frame"]
     assert out["str"]["entities"] == out["list"]["entities"][:1]
+
+
+def test_refit_runs_from_a_clean_shell(clean_sweep) -> None:
+    """``profner refit`` starts its own Ray for the seed sweep, as ``tune`` does."""
+    work, home, _ = clean_sweep
+    ray_temp = short_temp_dir()
+    try:
+        result = run([PROFNER, "refit", str(work / "runs" / "clean"), "--seeds", "2",
+                      "--out", str(work / "refit"), "--ray-temp-dir", ray_temp],
+                     home, timeout=600, cwd=work)
+    finally:
+        kill_ray_under(Path(ray_temp))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "refit on train+dev" in result.stdout and "viewStateShareKey=" in result.stdout
+    assert json.loads((work / "refit" / "meta.json").read_text())["unseen"]["check"]["passed"]
+
+
+def test_the_ui_serves_the_sweeps_store_from_a_clean_shell(clean_sweep) -> None:
+    """``profner ui`` in the sweep's working dir: the UI answers, and the store it reads holds
+    the sweep's saved view."""
+    work, home, _ = clean_sweep
+    port = free_port()
+    with open(home / "ui.log", "wb") as out:
+        ui = subprocess.Popen([PROFNER, "ui", "--port", str(port)], env=clean_env(home), cwd=work,
+                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, status = time.monotonic() + READY_S, 0
+        while time.monotonic() < deadline and ui.poll() is None and status != 200:
+            time.sleep(0.5)
+            status, _ = get(f"http://127.0.0.1:{port}/health", timeout=5)
+        assert status == 200, (home / "ui.log").read_text()[-3000:]
+        status, body = get(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+                           "?experiment_name=profner-smoke", timeout=30)
+        assert status == 200, body
+        tags = {t["key"] for t in body["experiment"].get("tags", [])}
+        assert any(key.startswith("mlflow.sharedViewState.") for key in tags), tags
+    finally:
+        ui.terminate()
+        try:
+            ui.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            ui.kill()
+
+
+def test_train_predict_evaluate_and_stats_from_a_clean_shell(tmp_path_factory) -> None:
+    """The README's single-model path on the bundled sample: train (held-out run, refit,
+    check), predict the sample's valid tweets, score them, and the corpus statistics."""
+    from profner_models.sample import PROFNER_SAMPLE
+
+    home, work = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("work")
+    model, valid = work / "model", PROFNER_SAMPLE / "subtask-2" / "brat" / "valid"
+    trained = run([PROFNER, "train", "smoke_rnn", "--out", str(model), "--no-progress"],
+                  home, timeout=600, cwd=work)
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    assert "estimate" in json.loads((model / "meta.json").read_text())["unseen"]
+    predicted = run([PROFNER, "predict", "--model", str(model), "--input", str(valid),
+                     "--out-7a", str(work / "7a.tsv"), "--out-7b", str(work / "7b.tsv")],
+                    home, cwd=work)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    rows = (work / "7a.tsv").read_text().splitlines()
+    assert len(rows) == 1 + len(list(valid.glob("*.txt")))  # a header, then a row per tweet
+    scored = run([PROFNER, "evaluate", "--task", "7b", "--gold", str(valid),
+                  "--pred", str(work / "7b.tsv"), "--json"], home, cwd=work)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert 0.0 <= json.loads(scored.stdout)["f1"] <= 1.0
+    stats = run([PROFNER, "data", "stats", str(PROFNER_SAMPLE), "--json"], home, cwd=work)
+    assert stats.returncode == 0, stats.stderr[-3000:]
+    assert json.loads(stats.stdout)

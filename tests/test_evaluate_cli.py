@@ -142,3 +142,26 @@ def test_real_gold_against_itself(real_data_dir, capsys):
     # 1,597 + 264 scored rows, one exact duplicate ("Lehendakari") counted once
     assert code == 0 and (result["f1"], result["tp"], result["fp"]) == (1.0, 1860, 0)
     assert (result["per_type"]["PROFESION"]["tp"], result["per_type"]["SITUACION_LABORAL"]["tp"]) == (1596, 264)
+
+
+def test_7b_reads_brat_folders_as_the_corpus_ships_its_gold(tmp_path, capsys):
+    gold, pred = tmp_path / "gold", tmp_path / "pred"
+    for folder, ann in ((gold, "T1\tPROFESION 0 6\tmédico\nT2\tACTIVIDAD 9 15\tcorrer\n"),
+                        (pred, "T1\tPROFESION 0 6\tmédico\nT2\tPROFESION 9 15\tcorrer\n")):
+        _write(folder / "1.txt", "médico y correr")
+        _write(folder / "1.ann", ann)
+        _write(folder / "2.txt", "nada")
+        _write(folder / "2.ann", "")
+    code, out, _ = _run(capsys, "--task", "7b", "--gold", str(gold), "--pred", str(pred), "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert (result["tp"], result["fp"], result["fn"]) == (1, 1, 0)  # ACTIVIDAD is not scored
+
+
+@pytest.mark.parametrize("task", ["7a", "meddoprof-norm"])
+def test_a_folder_where_a_tsv_belongs_is_named(tmp_path, capsys, task):
+    folder = tmp_path / "brat"
+    folder.mkdir()
+    tsv = _write(tmp_path / "x.tsv", "tweet_id\tlabel\n1\t1\n")
+    code, _, err = _run(capsys, "--task", task, "--gold", str(folder), "--pred", str(tsv))
+    assert code == 1 and str(folder) in err and "folder" in err and "Traceback" not in err

@@ -26,6 +26,8 @@ class BratDoc:
 
 def read_text(path: Path, report: CorpusReport) -> str | None:
     """The file as ``str`` (strict UTF-8, BOM kept as char 0, newlines untouched); None if bad."""
+    if path.is_dir():
+        raise CorpusError("a folder where a file was expected", path)
     data = path.read_bytes()
     try:
         return data.decode("utf-8")

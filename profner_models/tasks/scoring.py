@@ -2,7 +2,8 @@
 
 Inputs by task:
 - ``7a``: subtask-1 TSVs (``tweet_id  label``, with header);
-- ``7b``: subtask-2 TSVs (``tweet_id begin end type extraction``; ``id - - - -`` rows skipped);
+- ``7b``: subtask-2 TSVs (``tweet_id begin end type extraction``; ``id - - - -`` rows skipped)
+  or brat folders (``<tweet_id>.txt`` + ``.ann``, as the corpus ships its gold);
 - ``meddoprof-ner`` / ``meddoprof-class``: brat folders (task1 / task2 layout; in task2 the brat
   label is the class). Only the ``.ann`` files are read, by the official parsing rules (M7 in
   :mod:`profner_models.tasks.metrics`): a file with a malformed line is skipped with a warning.
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from profner_models.corpus import CorpusError, read_7a_tsv, read_7b_tsv, read_norm_tsv, read_valid_codes
+from profner_models.corpus import (CorpusError, read_7a_tsv, read_7b_tsv, read_brat_dir,
+                                   read_norm_tsv, read_valid_codes)
 from profner_models.documents import Span
 from profner_models.tasks import metrics
 
@@ -60,6 +62,19 @@ def read_ann_folder(folder: Path, labels: tuple[str, ...], as_class: bool,
     return out
 
 
+def _labels_7a(path: Path) -> dict[str, int]:
+    if path.is_dir():
+        raise CorpusError("7a reads a subtask-1 TSV (tweet_id, label), not a folder", path)
+    return read_7a_tsv(path)
+
+
+def _spans_7b(path: Path) -> dict[str, list[Span]]:
+    """A subtask-2 TSV, or a brat folder: every ``.txt`` a tweet, its ``.ann`` spans."""
+    if path.is_dir():
+        return {doc.id: list(doc.spans) for doc in read_brat_dir(path)}
+    return read_7b_tsv(path)
+
+
 def _norm_spans(path: Path, strip: bool) -> dict:
     """``filename -> spans`` of a NORM TSV; ``strip`` trims filename and code (the official
     scorer does this to the predictions only)."""
@@ -76,9 +91,9 @@ def score(task: str, gold: Path, pred: Path, valid_codes: Path | None = None) ->
     ``"skipped"`` lists what the official scorer would skip or check that this run did not."""
     skipped: list[str] = []
     if task == "7a":
-        result = metrics.score_7a(read_7a_tsv(gold), read_7a_tsv(pred))
+        result = metrics.score_7a(_labels_7a(gold), _labels_7a(pred))
     elif task == "7b":
-        result = metrics.score_7b(read_7b_tsv(gold), read_7b_tsv(pred))
+        result = metrics.score_7b(_spans_7b(gold), _spans_7b(pred))
     elif task in ("meddoprof-ner", "meddoprof-class"):
         as_class = task == "meddoprof-class"
         labels = metrics.MEDDOPROF_CLASS_LABELS if as_class else metrics.MEDDOPROF_NER_LABELS
