@@ -4,6 +4,8 @@ PCA), unknown words, held-out documents."""
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +216,44 @@ def test_pca_keeps_the_main_directions_and_names_a_bad_size():
     np.testing.assert_allclose(reduced.mean, vectors.matrix.mean(axis=0), rtol=1e-5)
     with pytest.raises(VectorsError, match="pca: 7 must be in 1..6"):
         space.fit_pca(7)
+
+
+def _build_and_tell(sources: list[str], cache_dir: str, started: str) -> bool:
+    """(In a spawned process) train_part; True when this process trained, False on a hit."""
+    import logging as log_module
+
+    records: list[str] = []
+    handler = log_module.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = log_module.getLogger("profner_models.vectors")
+    logger.addHandler(handler)
+    logger.setLevel(log_module.INFO)
+    Path(started).touch()
+    train_part([Path(s) for s in sources], dim=8, window=2, min_count=1, epochs=2,
+               cache_dir=cache_dir)
+    return any(message.startswith("word vectors: trained") for message in records)
+
+
+def test_trials_that_start_together_train_the_vectors_once(tmp_path, corpus):
+    """A sweep's trials start at once and ask for the same vectors: one trains them, the
+    others wait on the cache entry's lock and read what it wrote."""
+    import multiprocessing
+
+    from profner_models.vectors.gensim import building
+
+    train_part([corpus], dim=8, window=2, min_count=1, epochs=2, cache_dir=tmp_path / "probe")
+    (name,) = [p.name for p in (tmp_path / "probe").glob("*.safetensors")]
+    cache = tmp_path / "cache"
+    flags = [tmp_path / f"started-{i}" for i in range(2)]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        with building(cache / name):  # both workers reach the entry while it is being built
+            pending = [pool.apply_async(_build_and_tell, ([str(corpus)], str(cache), str(f)))
+                       for f in flags]
+            deadline = time.monotonic() + 60
+            while not all(f.exists() for f in flags) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.0)
+        trained = sorted(p.get(timeout=120) for p in pending)
+    assert trained == [False, True]
+    assert [p.name for p in cache.glob("*.safetensors")] == [name]

@@ -17,11 +17,13 @@ Results are cached under a key of the settings, the source files (paths, sizes, 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -107,20 +109,44 @@ def train_part(
     train_words = train_words if use_train else ()
     key = _cache_key(settings, paths, train_words, held_out)
     cache = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser() / f"{key}.safetensors"
-    if cache.is_file():
-        log.info("word vectors: cache hit %s", cache)
-        arrays, info = load_arrays(cache)
-        return _part(info["words"], arrays, settings)
+    with building(cache):  # trials of one sweep starting together: one trains, the rest reuse
+        if cache.is_file():
+            log.info("word vectors: cache hit %s", cache)
+            arrays, info = load_arrays(cache)
+            return _part(info["words"], arrays, settings)
+        text = sentences(sources, lowercase=lowercase, train_words=train_words, held_out=held_out)
+        if not text:
+            raise VectorsError(f"no text to train word vectors on in {[str(p) for p in paths]}")
+        return _train(cache, settings, text, workers,
+                      {"sources": [str(p) for p in paths], "train_words": use_train,
+                       "held_out_documents": len(held_out)})
 
-    text = sentences(sources, lowercase=lowercase, train_words=train_words, held_out=held_out)
-    if not text:
-        raise VectorsError(f"no text to train word vectors on in {[str(p) for p in paths]}")
-    common = dict(sentences=text, vector_size=dim, window=window, min_count=min_count,
-                  epochs=epochs, seed=seed, workers=workers)
+
+@contextlib.contextmanager
+def building(cache: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``cache``'s ``.lock`` file (other processes that build the
+    same vectors wait for it, then find the cache)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _train(cache: Path, settings: dict, text: list[list[str]], workers: int,
+           provenance: dict) -> Part:
+    """Train on ``text``, save the cache (with ``provenance``), return the part."""
+    algorithm = settings["algorithm"]
+    common = dict(sentences=text, vector_size=settings["dim"], window=settings["window"],
+                  min_count=settings["min_count"], epochs=settings["epochs"],
+                  seed=settings["seed"], workers=workers)
     if algorithm == "fasttext":
         from gensim.models import FastText  # lazy: see FastTextPart
 
-        model = FastText(sg=1, min_n=min_n, max_n=max_n, bucket=bucket, **common)
+        model = FastText(sg=1, min_n=settings["min_n"], max_n=settings["max_n"],
+                         bucket=settings["bucket"], **common)
         arrays = {"vectors": model.wv.vectors, "ngrams": model.wv.vectors_ngrams.astype(np.float16)}
     else:
         from gensim.models import Word2Vec  # lazy: see FastTextPart
@@ -129,9 +155,9 @@ def train_part(
         arrays = {"vectors": model.wv.vectors}
     words = list(model.wv.index_to_key)
     save_arrays(cache, {k: np.asarray(v) for k, v in arrays.items()},
-                {"words": words, "settings": settings, "sources": [str(p) for p in paths],
-                 "train_words": use_train, "held_out_documents": len(held_out)})
-    log.info("word vectors: trained %s %d x %d, cached at %s", algorithm, len(words), dim, cache)
+                {"words": words, "settings": settings, **provenance})
+    log.info("word vectors: trained %s %d x %d, cached at %s", algorithm, len(words),
+             settings["dim"], cache)
     return _part(words, arrays, settings)
 
 
