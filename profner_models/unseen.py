@@ -97,10 +97,57 @@ def train(config: dict, data_dir: Path | str | None = None, progress: bool = Tru
         holdout = fit(held_config, train_docs, dev, progress=progress)
         refit = fit(config, [*train_docs, *dev], dev, progress=progress)
     check_docs = check_documents(config, [*train_docs, *dev])
-    unseen = {"estimate": _estimate(holdout, "held-out run of this recipe (dev split held out)",
-                                    last=True),
-              "check": check(refit.model, holdout.model, check_docs)}
+    estimate = _estimate(holdout, "held-out run of this recipe (dev split held out)", last=True)
+    seeds = int(config["training"]["estimate_seeds"])
+    if seeds > 1:
+        estimate = seeds_estimate([estimate, *_more_holdout_runs(held_config, data_dir, seeds,
+                                                                 jobs)])
+    unseen = {"estimate": estimate, "check": check(refit.model, holdout.model, check_docs)}
     return Trained(refit, unseen, holdout)
+
+
+def _more_holdout_runs(held_config: dict, data_dir: Path | str | None, seeds: int,
+                       jobs: int) -> list[dict]:
+    """The estimates of held-out runs with seeds ``seed + 1`` .. ``seed + seeds - 1``."""
+    first = int(held_config["training"]["seed"])
+    configs = []
+    for seed in range(first + 1, first + seeds):
+        configs.append(copy.deepcopy(held_config))
+        configs[-1]["training"]["seed"] = seed
+    source = str(data_dir) if data_dir else None
+    if jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            histories = list(pool.map(_fit_history, configs, [source] * len(configs)))
+    else:
+        histories = [_fit_history(c, source) for c in configs]
+    return [_row_estimate(history[-1], f"held-out run, seed {c['training']['seed']}")
+            for c, history in zip(configs, histories)]
+
+
+def _fit_history(config: dict, data_dir: str | None) -> list[dict]:
+    train_docs, dev = load_task_data(config, data_dir)
+    return fit(config, train_docs, dev, progress=False).history
+
+
+def seeds_estimate(runs: list[dict]) -> dict:
+    """Held-out runs of one recipe that differ in their seed: their mean as the estimate."""
+    spread = _spread(runs)
+    return {"from": f"mean of {len(runs)} held-out runs of this recipe (seeds differ; dev "
+                    "split held out)",
+            "epoch": runs[0]["epoch"], "train_docs": runs[0]["train_docs"],
+            "dev_docs": runs[0]["dev_docs"], "metrics": spread["mean"], "seeds": spread}
+
+
+def _spread(estimates: list[dict]) -> dict:
+    """Mean, std, min and max of the estimates' metrics (those all share), and each one."""
+    keys = sorted(set.intersection(*(set(e["metrics"]) for e in estimates)))
+    table = np.array([[e["metrics"][k] for k in keys] for e in estimates])
+    return {"mean": dict(zip(keys, table.mean(0).tolist())),
+            "std": dict(zip(keys, table.std(0).tolist())),
+            "min": dict(zip(keys, table.min(0).tolist())),
+            "max": dict(zip(keys, table.max(0).tolist())),
+            "each": estimates}
 
 
 @dataclass
@@ -123,8 +170,7 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
     the refits, with the ensemble of the held-out runs scored on dev as its estimate (and each
     member's estimate, their mean and spread) and checked against it on the check text."""
     block = ensemble_block(config)
-    task = config.get("task", "profner")
-    recipes = [validate(member_config(member, task)) for member in block["members"]]
+    recipes = member_recipes(config)
     splits = {json.dumps({k: r["data"][k] for k in ("dev_from", "dev_fraction", "dev_seed",
                                                       "train_on_dev")}) for r in recipes}
     if len(splits) > 1:
@@ -145,22 +191,25 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
     return TrainedEnsemble(shipped, members, unseen)
 
 
+def member_recipes(config: dict) -> list[dict]:
+    """The checked config of each member of an ensemble config. A member's estimate takes one
+    held-out run whatever its ``training.estimate_seeds``: the ensemble's estimate is its own."""
+    task = config.get("task", "profner")
+    recipes = [validate(member_config(member, task)) for member in ensemble_block(config)["members"]]
+    for recipe in recipes:
+        recipe["training"]["estimate_seeds"] = 1
+    return recipes
+
+
 def ensemble_estimate(held_out: Ensemble, dev: Sequence[Document], members: list[dict]) -> dict:
     """The held-out ensemble's scores on dev, and its members' estimates (mean, spread)."""
     task = task_of(held_out.config)
     gold = apply_span_policy(dev, types=held_out.config["data"]["types"], overlap="keep_all")[0]
     predictions = Predictor(held_out).predict([doc.text for doc in gold])
     scores = task.score(held_out, gold, [p.as_document(d.id, d.text) for d, p in zip(gold, predictions)])
-    keys = sorted(set.intersection(*(set(m["metrics"]) for m in members)))
-    table = np.array([[m["metrics"][k] for k in keys] for m in members])
     return {"from": f"the ensemble of the members' held-out runs, on the {len(gold)} dev "
                     "documents none of them trained on",
-            "dev_docs": len(gold), "metrics": scores,
-            "members": {"mean": dict(zip(keys, table.mean(0).tolist())),
-                        "std": dict(zip(keys, table.std(0).tolist())),
-                        "min": dict(zip(keys, table.min(0).tolist())),
-                        "max": dict(zip(keys, table.max(0).tolist())),
-                        "each": members}}
+            "dev_docs": len(gold), "metrics": scores, "members": _spread(members)}
 
 
 def holdout_config(config: dict) -> dict:
@@ -180,7 +229,11 @@ def _fit_and_save(config: dict, data_dir: str | None, out: str) -> tuple[list, i
 def _estimate(result: FitResult, source: str, last: bool) -> dict:
     """The dev scores that stand for unseen text: the last epoch's (the refit keeps its last)
     or the selected one's, with the dev split's novelty."""
-    row = result.history[-1] if last else {"epoch": result.best_epoch, **result.best_metrics}
+    return _row_estimate(result.history[-1] if last
+                         else {"epoch": result.best_epoch, **result.best_metrics}, source)
+
+
+def _row_estimate(row: dict, source: str) -> dict:
     return {"from": source, "epoch": int(row["epoch"]), "train_docs": int(row["train_docs"]),
             "dev_docs": int(row["dev_docs"]),
             "metrics": {k: float(v) for k, v in row.items()

@@ -132,3 +132,16 @@ def test_a_lower_entity_threshold_finds_at_least_as_many_words_in_entities(membe
         found = Predictor(Ensemble(members, entity_threshold=threshold)).predict(texts)
         counts.append(sum(s.end - s.start for p in found for s in p.entities))
     assert counts[0] <= counts[1] <= counts[2] and counts[2] > counts[0], counts
+
+
+def test_the_shipped_ensembles_members_take_one_held_out_run_each():
+    """System 1 ships with a 3-seed estimate; as a member of ``ensemble`` it takes one held-out
+    run (the ensemble scores its own held-out members), so the job is not three times longer."""
+    from profner_models.config import load_config
+    from profner_models.unseen import member_recipes
+
+    assert load_config("transformer_e5")["training"]["estimate_seeds"] == 3
+    recipes = member_recipes(load_config("ensemble"))
+    assert [r["model"]["backbone"]["name"] for r in recipes] == ["transformer.v1", "rnn.v1", "rnn.v1"]
+    assert [r["training"]["estimate_seeds"] for r in recipes] == [1, 1, 1]
+    assert [r["training"]["seed"] for r in recipes] == [13, 13, 14]

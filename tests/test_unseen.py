@@ -177,6 +177,23 @@ def test_a_refit_comes_with_its_held_out_estimate_and_check(tmp_path):
     assert checked["holdout"]["f1_7b"] > 0.2 and checked["agreement"] > 0.3
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_multi_seed_estimate_is_the_mean_of_its_held_out_runs(tmp_path, jobs):
+    config = smoke_config(epochs=2, select="last")
+    config["data"].update(train_on_dev=True, check=str(PROFNER_SAMPLE))
+    config["training"]["estimate_seeds"] = 3
+    result = train(copy.deepcopy(config), train_split_only(tmp_path), progress=False, jobs=jobs)
+    estimate = result.unseen["estimate"]
+    each = estimate["seeds"]["each"]
+    assert len(each) == 3 and estimate["dev_docs"] == 60 and estimate["train_docs"] == 240
+    assert each[0]["metrics"]["f1_7b"] == result.holdout.history[-1]["f1_7b"]  # the checked one
+    assert [e["from"] for e in each[1:]] == ["held-out run, seed 14", "held-out run, seed 15"]
+    f1 = [e["metrics"]["f1_mean"] for e in each]
+    assert estimate["metrics"]["f1_mean"] == pytest.approx(np.mean(f1))
+    assert estimate["seeds"]["std"]["f1_mean"] == pytest.approx(np.std(f1))
+    assert len({round(v, 6) for v in f1}) > 1  # the seeds do differ
+
+
 def test_unknown_entity_share_counts_entities_holding_an_unknown_word():
     model = trained().model
     texts = ["el zorglub trabaja", "el enfermero trabaja"]

@@ -39,6 +39,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"profner train: {error}", file=sys.stderr)
         return 1
     print(json.dumps({"model_dir": str(args.out), **summary, "unseen": unseen}, indent=1))
+    spread = unseen.get("estimate", {}).get("seeds")
+    if spread:
+        scores = ", ".join(f"{k} {v:.4f} ± {spread['std'][k]:.4f}"
+                           for k, v in spread["mean"].items() if k.startswith("f1_"))
+        print(f"profner train: estimate, mean of {len(spread['each'])} held-out runs: {scores}",
+              file=sys.stderr)
     checked = unseen.get("check")
     if checked and "verdict" in checked:
         print(f"profner train: check: {checked['verdict']}", file=sys.stderr)

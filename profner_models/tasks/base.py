@@ -65,6 +65,9 @@ class TrainingConfig(Schema):
     loader_workers: int = Field(0, ge=0)
     """Processes that make the batches while training runs (0: this thread makes them)."""
     vectors_cache: str | None = None
+    estimate_seeds: int = Field(1, ge=1)
+    """A refit's unseen-text estimate: the mean of this many held-out runs (seeds ``seed``,
+    ``seed + 1``, ...) with their spread; one run of a noisy recipe is one draw."""
 
 
 class DataConfig(Schema):
