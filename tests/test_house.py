@@ -46,8 +46,6 @@ def modules(root: Path = ROOT) -> dict[str, Path]:
     out = {}
     for path in root.rglob("*.py"):
         parts = path.relative_to(root.parent).with_suffix("").parts
-        if parts[1:2] == ("sample",) and path.name != "__init__.py":
-            continue  # the sample's build script is data tooling, not the library
         out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return out
 

@@ -24,7 +24,6 @@ from pydantic import Field
 from torch import nn
 
 from profner_models.config import Schema
-
 from profner_models.models.base import (
     BackboneOutput,
     DocumentHead,

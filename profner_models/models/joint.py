@@ -15,7 +15,14 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from profner_models.models.base import BackboneContext, BackboneOutput, HeadContext, HeadOutput, backbones, task_heads
+from profner_models.models.base import (
+    BackboneContext,
+    BackboneOutput,
+    HeadContext,
+    HeadOutput,
+    backbones,
+    task_heads,
+)
 from profner_models.text.features import bucket_batches
 from profner_models.text.gazetteer import Gazetteer
 from profner_models.text.tokenize import Token, tokenize

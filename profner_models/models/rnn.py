@@ -43,10 +43,17 @@ from pydantic import Field
 from torch import nn
 
 from profner_models.config import Schema
-
-from profner_models.models.base import SEEN, UNKNOWN, VECTORS_ONLY, Backbone, BackboneContext, BackboneOutput, backbones
+from profner_models.models.base import (
+    SEEN,
+    UNKNOWN,
+    VECTORS_ONLY,
+    Backbone,
+    BackboneContext,
+    BackboneOutput,
+    backbones,
+)
 from profner_models.models.recurrent import bidirectional, rnn_cell
-from profner_models.text.features import UNK, Vocab, char_ids, pad_ids
+from profner_models.text.features import Vocab, char_ids, pad_ids
 from profner_models.vectors import VectorSpace, space_from_config
 from profner_models.vectors.compose import VectorsConfig
 

@@ -49,11 +49,10 @@ from pydantic import Field
 from torch import nn
 
 from profner_models.config import Schema
-
 from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
-from profner_models.pretrained import resolve
 from profner_models.models.recurrent import bidirectional, rnn_cell
 from profner_models.models.rnn import EncoderConfig
+from profner_models.pretrained import resolve
 from profner_models.text.features import pad_ids
 from profner_models.text.windows import owners, plan_windows
 from profner_models.text.wordpieces import encode_words, piece_counts

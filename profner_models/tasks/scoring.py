@@ -15,8 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from profner_models.corpus import (CorpusError, read_7a_tsv, read_7b_tsv, read_brat_dir,
-                                   read_norm_tsv, read_valid_codes)
+from profner_models.corpus import (
+    CorpusError,
+    read_7a_tsv,
+    read_7b_tsv,
+    read_brat_dir,
+    read_norm_tsv,
+    read_valid_codes,
+)
 from profner_models.documents import Span
 from profner_models.tasks import metrics
 
