@@ -134,6 +134,7 @@ def step_costs(config: dict, train, dev, steps: int) -> dict:
     model, encoded, positive = build_model(config, train, held_out_of(train, dev))
     model.network.to(device)
     trainer = Trainer(model, encoded, positive, cfg, device)
+    trainer.begin_epoch(1)  # dropout on, as a fit trains
     batches = list(itertools.islice(trainer.batches(1), steps + 2))
     if len(batches) < steps + 2:
         raise ValueError(f"--steps {steps}: the data makes only {len(batches) - 2} steps")

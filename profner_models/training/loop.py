@@ -109,8 +109,9 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
 
 class Trainer:
     """The state of one fit: what an epoch trains with and what a checkpoint holds.
-    ``batches(epoch)`` gives an epoch's (features, targets) and ``train_step`` trains on one, which
-    is how ``bench/training.py`` counts a step's ops."""
+    ``begin_epoch(epoch)`` puts the network in training mode, ``batches(epoch)`` gives an epoch's
+    (features, targets) and ``train_step`` trains on one, which is how ``bench/training.py``
+    counts a step's ops."""
 
     def __init__(self, model: TrainedModel, encoded: list[Encoded], positive: list[bool],
                  cfg: dict, device: torch.device) -> None:
@@ -137,10 +138,14 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_metrics: dict = {}
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Training mode (dropout on) and the backbone's per-epoch state (what it trains)."""
+        self.model.network.train()
+        self.model.network.backbone.on_epoch_start(epoch)
+
     def train_epoch(self, epoch: int, shown: Progress) -> tuple[list[float], int]:
-        network, cfg = self.model.network, self.cfg
-        network.train()
-        network.backbone.on_epoch_start(epoch)
+        cfg = self.cfg
+        self.begin_epoch(epoch)
         losses: list[torch.Tensor] = []
         for features, targets in shown.steps(self.batches(epoch), epoch, int(cfg["epochs"])):
             losses.append(self.train_step(features, targets))
