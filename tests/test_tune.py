@@ -182,28 +182,40 @@ def test_narrow_from_a_finished_sweep_writes_a_loadable_space(sweep) -> None:
         assert narrowed.trial_config(narrowed.sample(seed))["model"]["backbone"]["encoder"]["cell"] in ("gru", "lstm")
 
 
-def test_refit_seed_sweep_then_train_plus_dev(sweep) -> None:
+def test_refit_seed_sweeps_the_top_configs_keeps_the_best_mean_then_trains_plus_dev(sweep) -> None:
     from trainables.refit import RefitOptions, refit
 
     tmp, _ = sweep
-    result = refit(RefitOptions(run=str(tmp / "runs" / "sweep"), seeds=2,
+    result = refit(RefitOptions(run=str(tmp / "runs" / "sweep"), seeds=2, top_k=2,
                                 out=str(tmp / "refit_model"), storage=str(tmp / "runs")))
+    state = json.loads((tmp / "runs" / "sweep" / "profner_sweep.json").read_text())
+    assert [c["rank"] for c in result.candidates] == [1, 2]
+    assert result.candidates[0]["config"] == state["best_config"]  # rank 1: the sweep's best
+    assert result.candidates[0]["config"] != result.candidates[1]["config"]
+    kept = max(result.candidates, key=lambda c: c["mean"])
+    assert result.rank == kept["rank"] and result.mean == pytest.approx(kept["mean"])
     assert set(result.per_seed) == {13, 14} and result.seed in (13, 14)
+    assert result.per_seed[result.seed] == max(result.per_seed.values())
     assert 1 <= result.epochs <= 3
     meta = json.loads((tmp / "refit_model" / "meta.json").read_text())
     assert meta["source_run"]["trained_on"] == "train+dev"
     unseen = meta["unseen"]
     assert set(unseen["seed_sweep"]["best_per_seed"]) == {"13", "14"}
+    assert unseen["seed_sweep"]["rank"] == result.rank
+    assert [c["rank"] for c in unseen["seed_sweep"]["candidates"]] == [1, 2]
     assert unseen["estimate"]["epoch"] == result.epochs  # the held-out run of the shipped recipe
     assert unseen["estimate"]["dev_docs"] == meta["history"][0]["dev_docs"] if "history" in meta \
         else unseen["estimate"]["dev_docs"] > 0
     assert result.passed and unseen["check"]["documents"] == 0  # the sample is all trained on
     refits = [r for r in all_runs(tmp) if r.data.tags.get("profner.kind") == "refit"]
     assert len(refits) == 1 and refits[0].info.status == "FINISHED"
-    assert refits[0].data.metrics["f1_7b_mean"] == pytest.approx(
-        sum(result.per_seed.values()) / 2)
+    figures = refits[0].data.metrics
+    assert figures["f1_7b_mean"] == pytest.approx(sum(result.per_seed.values()) / 2)
+    assert figures["refit_rank"] == result.rank
+    assert figures["rank2_f1_7b_mean"] == pytest.approx(result.candidates[1]["mean"])
     seeds = [r for r in all_runs(tmp) if r.data.tags.get("mlflow.parentRunId") == refits[0].info.run_id]
-    assert sorted(r.data.tags["seed"] for r in seeds) == ["13", "14"]
+    assert sorted((r.data.tags["candidate"], r.data.tags["seed"]) for r in seeds) == [
+        ("1", "13"), ("1", "14"), ("2", "13"), ("2", "14")]
 
 
 def test_serve_resolves_the_best_trial_of_a_sweep(sweep) -> None:

@@ -129,12 +129,15 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _register_refit(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "refit", help="seed sweep of a sweep's best config, then refit on train+dev",
-        description="Take the best trial of a finished sweep (sweep dir or MLflow parent run "
-                    "id), run it with several seeds (robustness, MLflow runs), then train the "
-                    "best-seed config on train+dev for the median best epoch -> a model dir.")
+        "refit", help="seed sweep of a sweep's best configs, then refit on train+dev",
+        description="Take the best trial (or --top-k trials) of a finished sweep (sweep dir or "
+                    "MLflow parent run id), run each with several seeds (robustness, MLflow "
+                    "runs), keep the config with the best mean over its seeds, then train its "
+                    "best-seed recipe on train+dev for the median best epoch -> a model dir.")
     p.add_argument("run", help="sweep dir or MLflow parent run id")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=_at_least_one, default=5)
+    p.add_argument("--top-k", type=_at_least_one, default=1, metavar="K",
+                   help="run the sweep's K best configs over the seeds; keep the best mean")
     p.add_argument("--out", required=True, metavar="MODEL_DIR")
     p.add_argument("--data", default=None, help="corpus dir (default: the sweep's)")
     p.add_argument("--tracking-uri", default=None)
@@ -148,12 +151,19 @@ def _register_refit(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_refit)
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return value
+
+
 def _refit(args: argparse.Namespace) -> int:
     from trainables.refit import RefitOptions, refit
 
     try:
         result = refit(RefitOptions(
-            run=args.run, seeds=args.seeds, out=args.out, data_dir=args.data,
+            run=args.run, seeds=args.seeds, top_k=args.top_k, out=args.out, data_dir=args.data,
             tracking_uri=args.tracking_uri, storage=args.storage, address=args.address,
             num_cpus=args.num_cpus, max_concurrent=args.max_concurrent,
             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
@@ -161,8 +171,12 @@ def _refit(args: argparse.Namespace) -> int:
     except (FileNotFoundError, LookupError) as error:
         print(f"profner refit: {error}", file=sys.stderr)
         return 2
+    for candidate in result.candidates if len(result.candidates) > 1 else []:
+        print(f"config {candidate['rank']} of the sweep: {result.metric} mean "
+              f"{candidate['mean']:.4f} ± {candidate['std']:.4f} over "
+              f"{len(candidate['best_per_seed'])} seeds")
     print(f"seed sweep: {result.metric} mean {result.mean:.4f} ± {result.std:.4f} over "
-          f"{len(result.per_seed)} seeds {result.per_seed}")
+          f"{len(result.per_seed)} seeds {result.per_seed} (the sweep's config {result.rank})")
     print(f"refit on train+dev: seed {result.seed}, {result.epochs} epochs -> {result.model_dir}")
     estimate = result.unseen["estimate"]
     print(f"unseen-text estimate ({estimate['from']}, {estimate['dev_docs']} dev documents): "
