@@ -180,9 +180,10 @@ def test_the_ui_serves_the_sweeps_store_from_a_clean_shell(clean_sweep) -> None:
             ui.kill()
 
 
-def test_train_predict_evaluate_and_stats_from_a_clean_shell(tmp_path_factory) -> None:
+def test_train_predict_evaluate_stats_and_register_from_a_clean_shell(tmp_path_factory) -> None:
     """The README's single-model path on the bundled sample: train (held-out run, refit,
-    check), predict the sample's valid tweets, score them, and the corpus statistics."""
+    check), predict the sample's valid tweets, score them, the corpus statistics, and the
+    model registered in the working dir's MLflow store."""
     from profner_models.sample import PROFNER_SAMPLE
 
     home, work = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("work")
@@ -204,3 +205,7 @@ def test_train_predict_evaluate_and_stats_from_a_clean_shell(tmp_path_factory) -
     stats = run([PROFNER, "data", "stats", str(PROFNER_SAMPLE), "--json"], home, cwd=work)
     assert stats.returncode == 0, stats.stderr[-3000:]
     assert json.loads(stats.stdout)
+    registered = run([PROFNER, "register", str(model)], home, cwd=work)  # the default store
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    assert "registered profner-model version 1" in registered.stdout
+    assert (work / "mlflow.db").is_file()

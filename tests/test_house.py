@@ -32,7 +32,8 @@ LAYERS = [
 # the driver's MLflow wiring and reports, so they cannot lean on it; both read ``results``.
 DRIVER_LAYERS = {
     "trainables": [{"__init__", "results", "mlflow_model"}, {"console", "tracking", "report"},
-                   {"trainable"}, {"sweeps", "models"}, {"runner"}, {"narrow", "refit"}, {"cli"}],
+                   {"trainable"}, {"sweeps", "models"}, {"runner", "register"}, {"narrow", "refit"},
+                   {"cli"}],
     "serve": [{"__init__", "schemas", "lanes", "resolve", "servers"}, {"app"}, {"runner"},
               {"cli"}],
 }

@@ -1,4 +1,4 @@
-"""``profner tune``, ``profner refit`` and ``profner ui`` (registered from one entry point).
+"""``profner tune``, ``refit``, ``register`` and ``ui`` (registered from one entry point).
 
 The commands import the Ray side (``trainables.runner`` and friends) when they run, not when
 ``profner`` lists its commands: every ``profner`` invocation registers this plugin, and
@@ -18,6 +18,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_tune(subparsers)
     _register_refit(subparsers)
+    _register_register(subparsers)
     _register_ui(subparsers)
 
 
@@ -187,6 +188,36 @@ def _refit(args: argparse.Namespace) -> int:
     if not result.passed:
         print("profner refit: the refit fails its check: not registered", file=sys.stderr)
         return 3
+    return 0
+
+
+def _register_register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "register", help="log a model or ensemble dir to MLflow and register a version",
+        description="One MLflow run for a model dir (an ensemble's run with a child run per "
+                    "member): config, metrics, the unseen-text estimate; the dir logged as a "
+                    "pyfunc model and registered as a new version of NAME.")
+    p.add_argument("model_dir", type=Path, help="a model dir or an ensemble dir")
+    p.add_argument("--name", default=None, help="registered model name (default "
+                                                "profner-<dir name>)")
+    p.add_argument("--tracking-uri", default=None, help="default sqlite:///<cwd>/mlflow.db")
+    p.add_argument("--experiment", default="profner-models")
+    p.set_defaults(func=_register)
+
+
+def _register(args: argparse.Namespace) -> int:
+    from trainables.register import register
+
+    try:
+        done = register(args.model_dir, args.name, args.tracking_uri, args.experiment)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"profner register: {error}", file=sys.stderr)
+        return 2
+    members = f", {len(done.member_run_ids)} member runs" if done.member_run_ids else ""
+    print(f"registered {done.name} version {done.version} (run {done.run_id}{members})")
+    print(f"serve it: profner serve models:/{done.name}/{done.version}")
+    for what, link in done.links.items():
+        print(f"MLflow UI, {what}: {link}")
     return 0
 
 

@@ -96,17 +96,18 @@ def ensure_experiment(tracking_uri: str, name: str) -> str:
 
 
 def ui_links(tracking_uri: str, experiment_id: str, run_id: str | None = None,
-             ui: str = DEFAULT_UI) -> dict[str, str]:
+             ui: str = DEFAULT_UI, saved_view: bool = True) -> dict[str, str]:
     """Addresses of the experiment (and run) in the MLflow UI's model-training view: the UI of
     an ``mlflow server`` store is the store's own address, a sqlite store's what ``profner ui``
-    starts. With ``run_id`` (a sweep's or refit's parent run), the experiment opens on that
-    run's saved view (``save_trials_view``)."""
+    starts. With ``run_id`` (a sweep's or refit's parent run) and ``saved_view``, the
+    experiment opens on that run's saved view (``save_trials_view``)."""
     base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else ui
     view = "?workflowType=machine_learning"
     links = {"experiment": f"{base}/#/experiments/{experiment_id}{view}"}
-    if run_id:  # (the runs page's own address: the experiment's redirects without the view)
+    if run_id and saved_view:  # (the runs page's own address: the experiment's drops the view)
         links["experiment"] = (f"{base}/#/experiments/{experiment_id}/runs{view}"
                                f"&{VIEW_PARAM}={run_id}")
+    if run_id:
         links["run"] = f"{base}/#/experiments/{experiment_id}/runs/{run_id}{view}"
     return links
 
