@@ -14,7 +14,8 @@
    tweet's answer and the device ``/model`` reports.
 
 Prints one JSON object (one line with ``--json``). Exits 2 at once where torch sees no CUDA
-device. Needs only the project's declared dependencies (the GPU box gets them through
+device, unless ``--device cpu``: the same steps on the CPU (no fractional GPUs), a rehearsal
+that checks the script end to end where no GPU is (its figures mean nothing). Needs only the project's declared dependencies (the GPU box gets them through
 ``../shared/tools/gpu-bundle``).
 """
 
@@ -43,17 +44,17 @@ SYSTEMS = {"system1": ("transformer_e5", {}),
            "system2": ("rnn", {"model": {"backbone": {"words": {"vectors": None, "tuning": "full"}}}})}
 
 
-def system_config(name: str, steps: int) -> dict:
+def system_config(name: str, steps: int, device: str) -> dict:
     config_name, override = SYSTEMS[name]
     config = deep_merge(load_config(config_name), override)
     config["data"]["train_on_dev"] = False
-    config["training"].update(device="cuda", epochs=1, max_steps=steps, threads=2)
+    config["training"].update(device=device, epochs=1, max_steps=steps, threads=2)
     return config
 
 
-def alone(name: str, data: Path, steps: int) -> dict:
+def alone(name: str, data: Path, steps: int, device: str) -> dict:
     """Step costs, then a short fit and its dev F1."""
-    config = system_config(name, steps)
+    config = system_config(name, steps, device)
     train, dev = load_task_data(config, data)
     costs = step_costs(copy.deepcopy(config), train, dev[:64], steps=20)
     started = time.perf_counter()
@@ -63,11 +64,12 @@ def alone(name: str, data: Path, steps: int) -> dict:
             "f1_7a": round(result.best_metrics["f1_7a"], 4)}
 
 
-def sweep(data: Path, steps: int, tmp: Path) -> dict:
+def sweep(data: Path, steps: int, tmp: Path, device: str) -> dict:
     from trainables.runner import SweepOptions, run_sweep
     from trainables.tracking import client
 
-    config = system_config("system2", steps)
+    config = system_config("system2", steps, device)
+    gpus = 0.25 if device == "cuda" else 0.0
     base = tmp / "base.yaml"
     base.write_text(yaml.safe_dump(config), encoding="utf-8")
     study = tmp / "gpu_sweep.yaml"
@@ -78,12 +80,12 @@ def sweep(data: Path, steps: int, tmp: Path) -> dict:
     started = time.time()
     result = run_sweep(SweepOptions(
         space=str(study), data_dir=str(data), num_samples=4, max_concurrent=4,
-        gpus_per_trial=0.25, cpus_per_trial=1, scheduler="fifo", name="gpu",
+        gpus_per_trial=gpus, cpus_per_trial=1, scheduler="fifo", name="gpu",
         storage=str(tmp / "runs"), tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
         n_initial_points=4, report=False))
     wall = time.time() - started
     training = validate(config)["training"]
-    per_step = training["batch_size"] * training["cuda_batch_scale"]  # the GPU recipe's batch
+    per_step = training["batch_size"] * (training["cuda_batch_scale"] if gpus else 1)
     trials = []
     for run in client(result.tracking_uri).search_runs(
             [result.experiment_id], "tags.`profner.kind` = 'trial'"):
@@ -98,9 +100,10 @@ def sweep(data: Path, steps: int, tmp: Path) -> dict:
             "first_trial_started_s": min(t["started_s"] for t in trials)}
 
 
-def served(sweep_dir: str) -> dict:
+def served(sweep_dir: str, device: str) -> dict:
     profner = [sys.executable, "-m", "profner_models.cli.main", "serve"]
-    subprocess.run([*profner, f"sweep:{sweep_dir}", "--num-gpus", "0.5", "--port", str(PORT),
+    gpus = "0.5" if device == "cuda" else "0"
+    subprocess.run([*profner, f"sweep:{sweep_dir}", "--num-gpus", gpus, "--port", str(PORT),
                     "--detach"], check=True, timeout=300)
     try:
         body = json.dumps({"text": "Mi hermana es enfermera en el hospital de Móstoles"}).encode()
@@ -120,20 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="default: <data root>/profner")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="cpu: a rehearsal of the script where no GPU is")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: torch sees no CUDA device here", file=sys.stderr)
         return 2
     data = args.data or data_root() / "profner"
     started = time.perf_counter()
-    report: dict = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    report: dict = {"gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+                    "device": args.device, "torch": torch.__version__}
     for name in SYSTEMS:
-        report[name] = alone(name, data, args.steps)
+        report[name] = alone(name, data, args.steps, args.device)
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
-        report["sweep"] = sweep(data, args.steps // 2, Path(tmp))
+        report["sweep"] = sweep(data, args.steps // 2, Path(tmp), args.device)
         one = report["system2"]["tweets_per_s"]
         report["sweep"]["together_over_one"] = round(report["sweep"]["together_tweets_per_s"] / one, 2)
-        report["served"] = served(report["sweep"]["sweep_dir"])
+        report["served"] = served(report["sweep"]["sweep_dir"], args.device)
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(report, indent=None if args.json else 1))
     return 0
