@@ -187,10 +187,11 @@ class ProfnerDetector:
         parsed = time.perf_counter()
         budget = self._settings.request_timeout_s
         long_text = self._settings.long_text_chars
+        lanes = [self._batches if len(text) <= long_text else self._long for text in texts]
         try:
-            answers = await asyncio.wait_for(asyncio.gather(*(
-                (self._batches if len(text) <= long_text else self._long).submit(text)
-                for text in texts)), budget)
+            async with asyncio.timeout(budget):  # no task of its own, unlike wait_for
+                answers = ([await lanes[0].submit(texts[0])] if len(texts) == 1 else
+                           await asyncio.gather(*map(Lane.submit, lanes, texts)))
         except TimeoutError:
             return _error(504, f"not answered within request_timeout_s={budget:g} s "
                                f"({len(texts)} texts, {sum(map(len, texts))} characters)")
@@ -255,4 +256,5 @@ def build_app(args: dict[str, Any] | ServeSettings) -> Application:
         num_replicas=settings.replicas,
         max_ongoing_requests=ongoing,
         ray_actor_options={"num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus},
+        logging_config={"enable_access_log": settings.access_log},
     ).bind(settings.model_dump())

@@ -18,7 +18,7 @@ DEFAULT_PORT = 8000
 # from the schema (serve/schemas.py), the one place they are written.
 SETTINGS_OPTIONS = ("replicas", "num_cpus", "num_gpus", "max_batch_size", "batch_wait_ms",
                     "request_timeout_s", "long_text_chars", "max_texts", "max_chars",
-                    "tracking_uri")
+                    "tracking_uri", "access_log")
 # The command's own options: (flag, type, default, help); also replayed to a --detach child.
 _OPTIONS: list[tuple[str, type, object, str]] = [
     ("--host", str, "127.0.0.1", "interface to bind (default 127.0.0.1: this machine only)"),
@@ -54,7 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(OpenAPI docs at /docs).")
     parser.add_argument("model_ref", nargs="?", metavar="MODEL_REF")
     for flag, kind, default, text in _all_options():
-        parser.add_argument(flag, type=kind, default=default, help=text)
+        if kind is bool:  # --access-log / --no-access-log
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                                help=text)
+        else:
+            parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument("--detach", action="store_true",
                         help="run in the background; return once ready and print the URL")
     parser.add_argument("--stop", action="store_true",
@@ -123,7 +127,9 @@ def _replay(args: argparse.Namespace, port: int) -> list[str]:
     argv = ["serve", args.model_ref]
     for flag, _kind, _default, _text in _all_options():
         value = port if flag == "--port" else getattr(args, flag[2:].replace("-", "_"))
-        if value is not None:
+        if isinstance(value, bool):
+            argv.append(flag if value else f"--no-{flag[2:]}")
+        elif value is not None:
             argv += [flag, str(value)]
     return argv
 

@@ -293,3 +293,22 @@ def test_answers_say_where_the_time_went(server):
     assert list(timing) == ["parse", "wait", "model", "replica"]
     assert all(value >= 0 for value in timing.values())
     assert timing["replica"] >= timing["model"] and timing["replica"] >= timing["parse"]
+
+
+def test_the_access_log_is_off_unless_asked_and_a_detached_child_keeps_the_choice():
+    import argparse
+
+    from serve import cli
+    from serve.app import build_app
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    quiet = parser.parse_args(["serve", "m"])
+    loud = parser.parse_args(["serve", "m", "--access-log", "--port", "8123"])
+    assert quiet.access_log is False and loud.access_log is True
+    assert "--no-access-log" in cli._replay(quiet, 8000)
+    replayed = parser.parse_args(cli._replay(loud, 8123))
+    assert replayed.access_log is True and replayed.port == 8123
+    for flag in (False, True):
+        deployment = build_app({"model": "m", "access_log": flag})._bound_deployment
+        assert deployment._deployment_config.logging_config["enable_access_log"] is flag
