@@ -15,7 +15,7 @@ Config block::
       rnn: null            # or {cell: lstm, hidden: 128, layers: 1, dropout: 0.1}: a BiLSTM/BiGRU
                            # over the word states (TALP's DistilBERT + BiLSTM for MEDDOPROF)
       fused: true          # run a BERT encoder as models.bert.FusedBert (the same maths and
-                           # weights, a third of the kernel launches); false, or an encoder of
+                           # weights, ~half the ops of a training step); false, or an encoder of
                            # another architecture: Hugging Face's module
 
 ``package:NAME`` names a model shipped inside an installed Python package whose
