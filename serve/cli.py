@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     port = args.port or DEFAULT_PORT
     if args.detach:  # the child checks MODEL_REF; its error comes back with its log
+        if runner.held_by_time_wait(args.host, port):  # the child waits; say why here
+            print(runner.time_wait_note(port), file=sys.stderr)
         try:
             entry = servers.spawn_detached(_replay(args, port), port)
         except (RuntimeError, TimeoutError) as error:

@@ -10,6 +10,7 @@ SIGTERM is handled as Ctrl-C.
 
 from __future__ import annotations
 
+import http.client
 import math
 import os
 import signal
@@ -18,8 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
 import ray
 from ray import serve
@@ -38,6 +38,7 @@ LOCAL_SERVE_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
                    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
                    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
+TIME_WAIT_S = 65.0  # Linux holds a closed TCP connection's port 60 s
 _session: dict[str, object] = {}  # whether this process started its Ray; a direct-ingress port
 
 
@@ -47,19 +48,54 @@ def url_for(host: str, port: int) -> str:
 
 
 def port_in_use(host: str, port: int) -> bool:
+    """Whether a server could not bind the port now: something listens, or a connection
+    the previous server closed is still in the kernel's TIME_WAIT (Serve's direct-ingress
+    replica binds without SO_REUSEADDR, so its closed connections hold the port ~60 s)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a
-        try:                                                        # TIME_WAIT is not "in use"
-            sock.bind((host, port))
+        try:                                                        # reusable TIME_WAIT is
+            sock.bind((host, port))                                 # not "in use"
         except OSError:
             return True
     return False
 
 
-def ensure_port_free(host: str, port: int) -> None:
-    if port_in_use(host, port):
+def listening(host: str, port: int) -> bool:
+    """Whether something accepts connections on the port (a wildcard host is asked on
+    loopback)."""
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    family = socket.AF_INET6 if ":" in shown else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        return sock.connect_ex((shown, port)) == 0
+
+
+def held_by_time_wait(host: str, port: int) -> bool:
+    """Nothing listens on the port, yet a server could not bind it yet (``port_in_use``)."""
+    return not listening(host, port) and port_in_use(host, port)
+
+
+def time_wait_note(port: int, wait_s: float = TIME_WAIT_S) -> str:
+    return (f"profner serve: port {port} was closed moments ago (TCP TIME_WAIT); waiting up to "
+            f"{wait_s:.0f} s for the kernel to release it")
+
+
+def ensure_port_free(host: str, port: int, wait_s: float = TIME_WAIT_S) -> None:
+    """Raise if a server listens on the port; if only the TIME_WAIT of a server stopped
+    moments ago holds it, wait (up to ``wait_s``) for the kernel to release it."""
+    if listening(host, port):
         raise OSError(f"port {port} on {host} is already in use")
+    if not port_in_use(host, port):
+        return
+    print(time_wait_note(port, wait_s), file=sys.stderr, flush=True)
+    deadline = time.monotonic() + wait_s
+    while port_in_use(host, port):
+        if time.monotonic() > deadline:
+            raise OSError(f"port {port} on {host} is still held {wait_s:.0f} s later "
+                          "(TCP TIME_WAIT, or a socket bound without listening): "
+                          "choose another --port")
+        time.sleep(0.5)
 
 
 def direct_ingress(settings: ServeSettings) -> bool:
@@ -142,28 +178,39 @@ def stop(timeout_s: float = 60.0) -> None:
         print(f"profner serve: Serve did not stop within {timeout_s:.0f} s; stopping Ray",
               file=sys.stderr, flush=True)
     ray.shutdown()
-    if _session.get("port"):  # a direct-ingress replica holds the port until its process ends
-        _wait_port_free(*_session.pop("port"), timeout_s)
+    if _session.get("port"):  # a direct-ingress replica listens until its process ends
+        _wait_not_listening(*_session.pop("port"), timeout_s)
 
 
-def _wait_port_free(host: str, port: int, timeout_s: float) -> None:
+def _wait_not_listening(host: str, port: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while port_in_use(host, port) and time.monotonic() < deadline:
+    while listening(host, port) and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
 def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+    while _health_status(url) != 200:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url}/health did not answer within {timeout_s:.0f} s")
         time.sleep(0.25)
+
+
+def _health_status(url: str) -> int | None:
+    """``GET /health``'s status (None: no answer). A keep-alive request this side closes first,
+    so the TIME_WAIT of the closed connection stays on this side's port, not the server's
+    (``urllib`` asks the server to close, which would hold the server's port 60 s after a stop)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    try:
+        connection.request("GET", "/health")
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
 
 
 def serve_forever(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | None = None,

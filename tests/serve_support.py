@@ -53,17 +53,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def port_free(port: int) -> bool:
-    """Nothing listens on the port (a TIME_WAIT left by our own calls does not count)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def profner_env(state_dir: Path) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1",
             "PROFNER_SERVE_STATE_DIR": str(state_dir), "PYTHONUNBUFFERED": "1"}

@@ -267,6 +267,67 @@ def test_stop_without_a_server(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "9.json").exists()
 
 
+def test_a_port_held_by_a_listener_or_only_by_time_wait():
+    """A listener is "in use" at once; a port held only by the TIME_WAIT of a connection the
+    server closed (Serve's direct-ingress replica binds without SO_REUSEADDR) is waited for,
+    then named. ``stop`` waits for the listener to go, not for the TIME_WAIT's 60 s."""
+    import socket
+    import time
+
+    from serve import runner
+
+    listener = socket.socket()  # no SO_REUSEADDR, as Serve's replica binds
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server closes first: its end of the connection waits in TIME_WAIT
+    client.close()
+    listener.close()
+    time.sleep(0.2)
+    assert runner.held_by_time_wait("127.0.0.1", port)
+    started = time.monotonic()
+    with pytest.raises(OSError, match="TIME_WAIT.*choose another --port"):
+        runner.ensure_port_free("127.0.0.1", port, wait_s=0.5)
+    assert 0.5 <= time.monotonic() - started < 5
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        with pytest.raises(OSError, match=f"port {taken} on 127.0.0.1 is already in use"):
+            runner.ensure_port_free("127.0.0.1", taken)
+
+
+def test_the_readiness_probe_leaves_no_time_wait_on_the_servers_port():
+    """``wait_ready`` closes its connection first, so a server it probed can be restarted on
+    the same port at once (urllib's ``Connection: close`` made the server close first)."""
+    import socket
+    import threading
+
+    from serve import runner
+
+    listener = socket.socket()  # no SO_REUSEADDR, as Serve's replica binds
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def answer_once() -> None:  # as uvicorn does: close first only when asked to
+        connection, _ = listener.accept()
+        asked_to_close = b"connection: close" in connection.recv(4096).lower()
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        if not asked_to_close:
+            connection.recv(4096)  # b"": the client closed first
+        connection.close()
+
+    server = threading.Thread(target=answer_once)
+    server.start()
+    runner.wait_ready(f"http://127.0.0.1:{port}", timeout_s=10)
+    server.join(10)
+    listener.close()
+    assert not runner.port_in_use("127.0.0.1", port)
+
+
 def test_serve_config_yaml_is_a_valid_serve_config():
     from ray.serve.schema import ServeDeploySchema
 
