@@ -19,6 +19,7 @@ from tiny_models import build_tiny_bert
 from profner_models import artifacts
 from profner_models.config import load_config
 from profner_models.models import BackboneContext, backbones
+from profner_models.models.bert import FusedBert
 from profner_models.models.transformer import ENCODER_DIR, TOKENIZER_DIR
 from profner_models.predict import Predictor
 from profner_models.pretrained import resolve as resolve_encoder
@@ -107,6 +108,7 @@ def test_saved_model_reloads_offline_without_its_source_and_predicts_the_same(fi
     assert any((model_dir / TOKENIZER_DIR).glob("tokenizer*.json"))
     shutil.rmtree(source)  # the checkpoint the model was trained from is gone
     loaded = artifacts.load(model_dir)
+    assert isinstance(loaded.network.backbone.encoder, FusedBert)  # built directly, then filled
     texts = [doc.text for doc in sample_data()[1][:40]] + [LONG, ""]
     before = [p.to_dict() for p in Predictor(result.model).predict(texts)]
     after = [p.to_dict() for p in Predictor(loaded).predict(texts)]

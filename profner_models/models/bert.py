@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import skip_init
 
 # Hugging Face activation name -> F.gelu's approximate argument (None: ReLU)
 _ACTIVATIONS = {"gelu": "none", "gelu_pytorch_tanh": "tanh", "gelu_new": "tanh", "relu": None}
@@ -95,10 +96,13 @@ class FusedBertEmbeddings(nn.Module):
     def __init__(self, config: Any) -> None:
         super().__init__()
         hidden = config.hidden_size
-        self.word_embeddings = nn.Embedding(config.vocab_size, hidden,
-                                            padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, hidden)
+        # uninitialised, as every weight here: a FusedBert is always filled from a checkpoint
+        # (``from_hugging_face``, or a model dir's weights), and initialising e5's
+        # 250k-piece table costs seconds
+        self.word_embeddings = skip_init(nn.Embedding, config.vocab_size, hidden,
+                                         padding_idx=config.pad_token_id)
+        self.position_embeddings = skip_init(nn.Embedding, config.max_position_embeddings, hidden)
+        self.token_type_embeddings = skip_init(nn.Embedding, config.type_vocab_size, hidden)
         self.LayerNorm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

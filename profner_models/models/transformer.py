@@ -95,7 +95,7 @@ class TransformerBackbone(Backbone):
 
     def __init__(
         self,
-        encoder: PreTrainedModel,
+        encoder: PreTrainedModel | FusedBert,
         tokenizer: Any,
         *,
         max_pieces: int | None = None,
@@ -111,7 +111,7 @@ class TransformerBackbone(Backbone):
         config = encoder.config
         self.word_dim = self.sentence_dim = config.hidden_size
         self.pooler = _take_pooler(encoder)
-        if fused and FusedBert.supports(config) is None:
+        if fused and not isinstance(encoder, FusedBert) and FusedBert.supports(config) is None:
             encoder = FusedBert.from_hugging_face(encoder)
         self.encoder = encoder
         self.specials = tokenizer.num_special_tokens_to_add(pair=False)
@@ -235,7 +235,7 @@ def piece_limit(config: Any, tokenizer: Any, requested: int | None, specials: in
     return min(limits)
 
 
-def _take_pooler(encoder: PreTrainedModel) -> nn.Linear:
+def _take_pooler(encoder: PreTrainedModel | FusedBert) -> nn.Linear:
     """Our pooler dense layer, copied from the encoder's own pooler when it has one (which
     is then removed from the encoder so it is neither run nor saved twice), else fresh."""
     size = encoder.config.hidden_size
@@ -254,7 +254,8 @@ def _take_pooler(encoder: PreTrainedModel) -> nn.Linear:
 @backbones.register("transformer.v1", schema=TransformerConfig)
 def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBackbone:
     """Fresh: load ``block['encoder']`` (hub name or local dir). Restore: the tokenizer and
-    config saved in the model dir, with random weights that the loader then overwrites."""
+    config saved in the model dir and an encoder whose weights the loader then fills (a
+    ``FusedBert`` built directly when it runs the encoder)."""
     # Imported here: transformers takes seconds to import, which RNN-only users never pay.
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -265,7 +266,11 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
     else:
         model_dir = Path(context.model_dir)
         tokenizer = AutoTokenizer.from_pretrained(model_dir / TOKENIZER_DIR)
-        encoder = AutoModel.from_config(AutoConfig.from_pretrained(model_dir / ENCODER_DIR))
+        config = AutoConfig.from_pretrained(model_dir / ENCODER_DIR)
+        if block["fused"] and FusedBert.supports(config) is None:
+            encoder = FusedBert(config)  # no Hugging Face module to build, initialise, copy
+        else:
+            encoder = AutoModel.from_config(config)
     return TransformerBackbone(
         encoder,
         tokenizer,
