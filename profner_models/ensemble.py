@@ -3,7 +3,8 @@
 An ensemble dir holds its members as ordinary model dirs and says how to combine them::
 
     ensemble.json      {"format": 1, "task": "profner", "method": "posterior", "min_votes": null,
-                        "members": ["members/0", "members/1", ...], "weights": [0.5, 0.25, ...]}
+                        "members": ["members/0", "members/1", ...], "weights": [0.5, 0.25, ...],
+                        "entity_threshold": 0.4, "roles": null | [null, ["classify"], ...]}
     members/<i>/       model dirs (each with its own meta.json and checksums)
     meta.json          written last: metrics, the estimate on unseen text, sha256 of ensemble.json
 
@@ -12,7 +13,8 @@ dir (``Predictor`` sees ``ensemble.json``). Two ways to combine (``method``):
 
 - ``posterior`` (ProfNER): every member's per-word tag probabilities (a CRF's marginals) and
   7a probability are averaged (weighted by each member's ``weight``: a system's seeds can share
-  one system's weight); the tags are decoded from the averaged probabilities with the
+  one system's weight; a member's ``roles`` can limit it to some outputs, e.g. ``[classify]``:
+  its 7a probability counts, its tags do not); the tags are decoded from the averaged probabilities with the
   tag scheme's invalid moves forbidden (Viterbi over their logs), the 7a label is the averaged
   probability >= 0.5 (or, with ``label_from_entities``, any entity). Members may differ in
   architecture (System 1 and System 2) as long as they share the tag set.
@@ -54,6 +56,9 @@ class MemberConfig(Schema):
     """Merged into the config (nested keys), e.g. ``{training: {seed: 14}}``."""
     weight: float = Field(1.0, gt=0)
     """Its share of the averaged probabilities (and of the votes)."""
+    roles: list[str] | None = None
+    """The head roles whose outputs it contributes (method posterior; None: every role), e.g.
+    ``[classify]``: its 7a probability is averaged, its tags are not."""
 
 
 class EnsembleConfig(Schema):
@@ -85,6 +90,9 @@ class Ensemble:
     weights: list[float] | None = None
     """Per member (None: equal); normalised to sum to 1."""
     entity_threshold: float = 0.5
+    roles: list[list[str] | None] | None = None
+    """Per member, the head roles whose outputs it contributes (None: every role); only
+    ``posterior`` combines by role."""
 
     def __post_init__(self) -> None:
         if len(self.members) < 2:
@@ -98,6 +106,33 @@ class Ensemble:
             if member.config.get("task") != first.config.get("task") or member.labels != first.labels:
                 raise ValueError(f"member {index}: its task or labels differ from member 0's "
                                  f"({member.config.get('task')}, {member.labels})")
+        if self.roles is not None:
+            self._check_roles(self.roles)
+
+    def _check_roles(self, roles: list[list[str] | None]) -> None:
+        known = set(self.members[0].labels)
+        if len(roles) != len(self.members):
+            raise ValueError(f"roles {roles}: one entry per member")
+        if self.method != "posterior" and any(r is not None for r in roles):
+            raise ValueError("roles: only method posterior combines the members' outputs by role")
+        for index, chosen in enumerate(roles):
+            if chosen is not None and (not chosen or set(chosen) - known):
+                raise ValueError(f"member {index}: roles {chosen} must name some of the task's "
+                                 f"head roles {sorted(known)}")
+        for role in sorted(known):
+            if not any(chosen is None or role in chosen for chosen in roles):
+                raise ValueError(f"roles: no member contributes the head role {role!r}")
+
+    def role_weights(self) -> dict[str, list[float]]:
+        """Per head role, each member's share of its averaged outputs (0: not one of its roles);
+        each role's shares sum to 1."""
+        roles = self.roles or [None] * len(self.members)
+        shares = {}
+        for role in self.members[0].labels:
+            raw = [w if chosen is None or role in chosen else 0.0
+                   for w, chosen in zip(self.weights, roles)]
+            shares[role] = [w / sum(raw) for w in raw]
+        return shares
 
     @property
     def config(self) -> dict:
@@ -128,8 +163,8 @@ class Ensemble:
                 device: torch.device | None = None) -> list[Prediction]:
         task = task_of(self.config)
         if self.method == "posterior":
-            return task.predict_averaged(self.members, self.weights, texts, batch_size, device,
-                                         self.entity_threshold)
+            return task.predict_averaged(self.members, self.role_weights(), texts, batch_size,
+                                         device, self.entity_threshold)
         votes = [task.predict(member, texts, batch_size, device) for member in self.members]
         from_entities = bool(self.config["model"].get("label_from_entities", False))
         return [vote(list(found), self.weights, self.votes_needed / len(self.members),
@@ -177,7 +212,8 @@ def save(ensemble: Ensemble, out: str | Path, member_meta: Sequence[dict] | None
         names.append(f"{MEMBERS_DIR}/{index}")
     spec = {"format": FORMAT, "task": ensemble.config.get("task", "profner"),
             "method": ensemble.method, "min_votes": ensemble.min_votes, "members": names,
-            "weights": ensemble.weights, "entity_threshold": ensemble.entity_threshold}
+            "weights": ensemble.weights, "entity_threshold": ensemble.entity_threshold,
+            "roles": ensemble.roles}
     (out / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=1), encoding="utf-8")
     meta = {"format": FORMAT, "package": "profner-hpo", "version": __version__, "kind": "ensemble",
             "metrics": ensemble.metrics, "parameters": ensemble.num_parameters,
@@ -205,7 +241,7 @@ def load(path: str | Path) -> Ensemble:
     members = [artifacts.load(path / name) for name in spec["members"]]
     try:
         return Ensemble(members, spec["method"], spec.get("min_votes"), meta.get("metrics") or {},
-                        spec.get("weights"), spec.get("entity_threshold", 0.5))
+                        spec.get("weights"), spec.get("entity_threshold", 0.5), spec.get("roles"))
     except ValueError as error:
         raise artifacts.ModelDirError(f"{spec_path}: {error}") from None
 

@@ -179,7 +179,9 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
     members = [train(recipe, data_dir, progress, jobs) for recipe in recipes]
     combine = {"method": block["method"], "min_votes": block["min_votes"],
                "weights": [member["weight"] for member in block["members"]],
-               "entity_threshold": block["entity_threshold"]}
+               "entity_threshold": block["entity_threshold"],
+               "roles": ([member["roles"] for member in block["members"]]
+                         if any(member["roles"] for member in block["members"]) else None)}
     shipped = Ensemble([m.result.model for m in members], **combine)
     refit = bool(recipes[0]["data"]["train_on_dev"])
     held_out = Ensemble([(m.holdout or m.result).model for m in members], **combine)

@@ -64,6 +64,30 @@ def test_averaged_probabilities_give_valid_spans_and_a_mean_probability(members)
     assert any(p.entities for p in combined)
 
 
+def test_roles_take_the_7a_probability_from_some_members_and_the_tags_from_others(
+        members, tmp_path) -> None:
+    """Member 1 contributes only its 7a probability: the tags are member 0's alone (an ensemble
+    of one tagger decodes its own marginals), the probability is member 1's, and the roles
+    survive a save."""
+    split = Ensemble(members, method="posterior", roles=[["tag"], ["classify"]])
+    assert split.role_weights() == {"classify": [0.0, 1.0], "tag": [1.0, 0.0]}
+    combined = Predictor(split).predict(TEXTS)
+    tagger = Predictor(Ensemble([members[0], members[0]], method="posterior")).predict(TEXTS)
+    labeller = Predictor(members[1]).predict(TEXTS)
+    assert [p.entities for p in combined] == [p.entities for p in tagger]
+    assert [p.probability for p in combined] == pytest.approx([p.probability for p in labeller],
+                                                              abs=1e-5)
+    saved = ensemble.save(split, tmp_path / "split")
+    assert [p.to_dict() for p in Predictor(saved).predict(TEXTS)] == [p.to_dict() for p in combined]
+    for roles, message in (([["tag"], ["tag"]], "no member contributes the head role 'classify'"),
+                           ([["tag"], ["cls"]], r"member 1: roles \['cls'\] must name"),
+                           ([None], "one entry per member")):
+        with pytest.raises(ValueError, match=message):
+            Ensemble(members, method="posterior", roles=roles)
+    with pytest.raises(ValueError, match="only method posterior"):
+        Ensemble(members, method="vote", roles=[["tag"], ["classify"]])
+
+
 def test_the_ensemble_scores_like_its_members_on_the_sample(members) -> None:
     _, dev = sample_data()
     gold = list(dev)
@@ -142,6 +166,23 @@ def test_the_shipped_ensembles_members_take_one_held_out_run_each():
 
     assert load_config("transformer_e5")["training"]["estimate_seeds"] == 3
     recipes = member_recipes(load_config("ensemble"))
-    assert [r["model"]["backbone"]["name"] for r in recipes] == ["transformer.v1", "rnn.v1", "rnn.v1"]
-    assert [r["training"]["estimate_seeds"] for r in recipes] == [1, 1, 1]
-    assert [r["training"]["seed"] for r in recipes] == [13, 13, 14]
+    assert [r["model"]["backbone"]["name"] for r in recipes] == ["transformer.v1"] + ["rnn.v1"] * 5
+    assert [r["training"]["estimate_seeds"] for r in recipes] == [1] * 6
+    assert [r["training"]["seed"] for r in recipes] == [13, 13, 14, 13, 14, 15]
+
+
+def test_the_shipped_ensembles_take_7a_from_the_runs_with_meddoprof_and_tags_from_the_others():
+    from profner_models.config import load_config
+    from profner_models.ensemble import ensemble_block
+    from profner_models.unseen import member_recipes
+
+    for name in ("ensemble", "ensemble_rnn"):
+        config = load_config(name)
+        members = ensemble_block(config)["members"]
+        extra = [bool(r["data"]["extra_train"]) for r in member_recipes(config)]
+        assert sum(extra) == 3, name
+        for member, with_meddoprof in zip(members, extra):
+            if with_meddoprof:
+                assert member["roles"] == ["classify"], name
+            else:
+                assert member["roles"] in (["tag"], None), name

@@ -73,6 +73,35 @@ def test_dev_is_the_valid_split_or_a_seeded_fraction_of_train(tmp_path):
     assert load_task_data(config, root)[1] != part_dev
 
 
+def test_extra_training_corpora_add_their_sentences_to_train_never_to_dev():
+    """``data.extra_train``: MEDDOPROF's sentences with a PROFESION / SITUACION_LABORAL mention
+    join the training documents (ACTIVIDAD dropped, offsets into the sentence); dev is the
+    same split as without them."""
+    from profner_models.config import ConfigError
+    from profner_models.sample import MEDDOPROF_SAMPLE
+    from profner_models.training.data import extra_documents
+
+    config = smoke_config()
+    plain_train, plain_dev = load_task_data(config, None)
+    config["data"]["extra_train"] = [{"corpus": str(MEDDOPROF_SAMPLE)}]
+    train, dev = load_task_data(config, None)
+    extra = train[len(plain_train):]
+    assert train[:len(plain_train)] == plain_train and dev == plain_dev and len(extra) > 20
+    assert all(d.id.startswith("extra:") and "\n" not in d.text and d.label == 1 for d in extra)
+    spans = [(d.text, s) for d in extra for s in d.spans]
+    assert {s.type for _, s in spans} == {"PROFESION", "SITUACION_LABORAL"}
+    assert all(text[s.start:s.end] == s.text for text, s in spans)
+    block = {"corpus": str(MEDDOPROF_SAMPLE), "split": "train", "unit": "sentence", "keep": "all"}
+    every = extra_documents(block, ["PROFESION"])
+    assert len(every) > len(extra) and {d.label for d in every} == {0, 1}
+    documents = extra_documents({**block, "unit": "document"}, ["PROFESION"])
+    assert len(documents) == len(list((MEDDOPROF_SAMPLE / "meddoprof-training-set" / "task1")
+                                      .glob("*.txt")))
+    config["data"]["extra_train"] = [{"corpus": str(MEDDOPROF_SAMPLE), "unit": "paragraph"}]
+    with pytest.raises(ConfigError, match="extra_train"):
+        load_task_data(config, None)
+
+
 def test_unknown_selection_metric_is_named():
     train, dev = sample_data()
     with pytest.raises(KeyError, match="f1_nope"):

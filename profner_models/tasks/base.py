@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import torch
 from pydantic import Field
@@ -70,6 +70,19 @@ class TrainingConfig(Schema):
     ``seed + 1``, ...) with their spread; one run of a noisy recipe is one draw."""
 
 
+class ExtraCorpus(Schema):
+    """One corpus whose documents (or sentences) are added to the training documents, never
+    to dev: e.g. MEDDOPROF's PROFESION and SITUACION_LABORAL mentions for ProfNER."""
+
+    corpus: str
+    """A corpus root ``load_corpus`` reads, relative to the data root (or absolute)."""
+    split: str = "train"
+    unit: Literal["document", "sentence"] = "sentence"
+    """sentence: each sentence (after . ! ? or a line break) is a training document."""
+    keep: Literal["mentions", "all"] = "mentions"
+    """mentions: only the units with a mention of ``data.types`` (other types are dropped)."""
+
+
 class DataConfig(Schema):
     """``data``: the split and the entity types (tasks extend it)."""
 
@@ -88,6 +101,9 @@ class DataConfig(Schema):
     gazetteer: str | None = None
     augment: AugmentConfig | Literal[False] | None = None
     """LM-ranked substitution of rare-type spans (``corpus.augment``); off by default."""
+    extra_train: list[ExtraCorpus] = Field(default_factory=list)
+    """Corpora added to the training documents of every run (held-out and refit), never to dev
+    (``training.data.extra_documents``)."""
 
 
 class ModelConfig(Schema):
@@ -155,13 +171,14 @@ class Task:
         """``Predictor.predict``: one ``Prediction`` per text, in order."""
         raise NotImplementedError
 
-    def predict_averaged(self, models: Sequence[TrainedModel], weights: Sequence[float],
-                         texts: Sequence[str], batch_size: int = 64,
-                         device: torch.device | None = None,
+    def predict_averaged(self, models: Sequence[TrainedModel],
+                         weights: Mapping[str, Sequence[float]], texts: Sequence[str],
+                         batch_size: int = 64, device: torch.device | None = None,
                          entity_threshold: float = 0.5) -> list[Prediction]:
         """An ensemble's predictions from its members' probabilities averaged with ``weights``
-        (summing to 1; ``profner_models.ensemble``, method ``posterior``); a word leaves ``O``
-        when its entity tags' probability passes ``entity_threshold``."""
+        (per head role, one share per member, summing to 1; 0: the member's output for that
+        role is not used; ``profner_models.ensemble``, method ``posterior``); a word leaves
+        ``O`` when its entity tags' probability passes ``entity_threshold``."""
         raise NotImplementedError(f"{type(self).__name__}: an ensemble of these models "
                                   "combines by vote (method: vote), not by averaged probabilities")
 

@@ -15,7 +15,7 @@ weaker ``pooled_linear`` head (e.g. 0.8421 vs 0.8067 at epoch 3).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -106,9 +106,9 @@ class ProfnerTask(Task):
         metrics["f1_mean"] = (metrics["f1_7a"] + metrics["f1_7b"]) / 2
         return metrics
 
-    def predict_averaged(self, models: Sequence[TrainedModel], weights: Sequence[float],
-                         texts: Sequence[str], batch_size: int = 64,
-                         device: torch.device | None = None,
+    def predict_averaged(self, models: Sequence[TrainedModel],
+                         weights: Mapping[str, Sequence[float]], texts: Sequence[str],
+                         batch_size: int = 64, device: torch.device | None = None,
                          entity_threshold: float = 0.5) -> list[Prediction]:
         return predict_averaged(models, weights, texts, batch_size, device, entity_threshold)
 
@@ -122,12 +122,13 @@ class ProfnerTask(Task):
         return out  # type: ignore[return-value]
 
 
-def predict_averaged(models: Sequence[TrainedModel], weights: Sequence[float],
+def predict_averaged(models: Sequence[TrainedModel], weights: Mapping[str, Sequence[float]],
                      texts: Sequence[str], batch_size: int = 64,
                      device: torch.device | None = None,
                      entity_threshold: float = 0.5) -> list[Prediction]:
-    """Members' 7a probabilities and per-word tag probabilities (CRF marginals) averaged with
-    ``weights`` (summing to 1), tags decoded from them with the scheme's invalid moves forbidden
+    """Members' 7a probabilities (``weights["classify"]``) and per-word tag probabilities (CRF
+    marginals, ``weights["tag"]``) averaged, each role's weights summing to 1 (0: that member's
+    output is not used), tags decoded from them with the scheme's invalid moves forbidden
     (``profner_models.ensemble``). ``entity_threshold``: the probability of "some entity tag"
     over which a lone word leaves ``O`` (0.5: the most probable path)."""
     first = models[0]
@@ -135,15 +136,20 @@ def predict_averaged(models: Sequence[TrainedModel], weights: Sequence[float],
     probability = torch.zeros(len(texts))
     per_word: list[torch.Tensor | None] = [None] * len(texts)
     encoded: list[Encoded] = []
-    for model, weight in zip(models, weights):
+    for model, doc_weight, tag_weight in zip(models, weights["classify"], weights["tag"]):
+        if not (doc_weight or tag_weight):
+            continue
         network = model.network
         encoded = [encode_text(text, model.gazetteer) for text in texts]
         for batch, items, output, heads in scored_batches(network, encoded, batch_size, device):
-            doc = network.heads["classify"].probabilities(heads["classify"].scores)[:, 1].float().cpu()
+            if doc_weight:
+                doc = network.heads["classify"].probabilities(heads["classify"].scores)[:, 1]
+                probability[batch] += doc_weight * doc.float().cpu()
+            if not tag_weight:
+                continue
             words = network.heads["tag"].marginals(heads["tag"].scores, output.mask).cpu()
             for row, index in enumerate(batch):
-                probability[index] += weight * doc[row]
-                mine = weight * words[row, : len(items[row].words)]
+                mine = tag_weight * words[row, : len(items[row].words)]
                 per_word[index] = mine if per_word[index] is None else per_word[index] + mine
     start, moves, end = (np.where(allowed.numpy(), 0.0, FORBIDDEN)
                          for allowed in transition_masks(labels, scheme))

@@ -4,11 +4,13 @@ of everything learned, and how new the dev text is to a model."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Sequence
 
+from profner_models.config import resolve_data_path
 from profner_models.corpus import load_corpus, splits_of
-from profner_models.documents import Document
+from profner_models.documents import Document, Span
 from profner_models.models import SEEN, UNKNOWN, Backbone, Encoded
 from profner_models.tasks import data_config, task_of
 from profner_models.vectors import HeldOut
@@ -27,7 +29,30 @@ def load_task_data(config: dict, data_dir: Path | str | None = None) -> tuple[li
         dev, _ = load_corpus(data_dir, "valid")
     else:
         train, dev = _split_dev(train, float(data["dev_fraction"]), int(data["dev_seed"]))
-    return ([*train, *dev] if data["train_on_dev"] else train), dev
+    extra = [doc for block in data["extra_train"] for doc in extra_documents(block, data["types"])]
+    return ([*train, *dev, *extra] if data["train_on_dev"] else [*train, *extra]), dev
+
+
+def extra_documents(block: dict, types: Sequence[str]) -> list[Document]:
+    """The training documents of one ``data.extra_train`` block: the corpus's documents or
+    sentences, their mentions of ``types`` only (offsets into the unit), the label 1 when one
+    is left; with ``keep: mentions`` only the units that have one."""
+    documents, _ = load_corpus(resolve_data_path(block["corpus"]), block["split"])
+    kept_types = set(types)
+    units = []
+    for doc in documents:
+        bounds = ([0, len(doc.text)] if block["unit"] == "document" else
+                  [0, *(m.end() for m in _SENTENCE_END.finditer(doc.text)), len(doc.text)])
+        for index, (start, end) in enumerate(zip(bounds, bounds[1:])):
+            text = doc.text[start:end].rstrip()
+            spans = [Span(s.start - start, s.end - start, s.type, s.text) for s in doc.spans
+                     if s.type in kept_types and start <= s.start and s.end <= start + len(text)]
+            if text.strip() and (spans or block["keep"] == "all"):
+                units.append(Document(f"extra:{doc.id}:{index}", text, spans, int(bool(spans))))
+    return units
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def _split_dev(train: list[Document], fraction: float, seed: int) -> tuple[list[Document], list[Document]]:
