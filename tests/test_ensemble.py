@@ -120,9 +120,15 @@ def test_members_must_share_the_labels(members) -> None:
 
 
 def test_profner_train_builds_an_ensemble_with_its_estimate(tmp_path, capsys) -> None:
+    """As the shipped ensembles are built: one member's tags, the other's 7a probability,
+    the second trained with MEDDOPROF's sentences too."""
+    from profner_models.sample import MEDDOPROF_SAMPLE
+
+    extra = {"extra_train": [{"corpus": str(MEDDOPROF_SAMPLE)}]}
     config = {"task": "profner", "ensemble": {"method": "posterior", "members": [
-        {"config": "smoke_rnn", "override": {"training": {"epochs": 2}}},
-        {"config": "smoke_rnn", "override": {"training": {"epochs": 2, "seed": 14}}}]}}
+        {"config": "smoke_rnn", "override": {"training": {"epochs": 2}}, "roles": ["tag"]},
+        {"config": "smoke_rnn", "override": {"training": {"epochs": 2, "seed": 14}, "data": extra},
+         "roles": ["classify"]}]}}
     path = tmp_path / "ens.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["train", str(path), "--out", str(tmp_path / "m"), "--no-progress",
@@ -131,7 +137,10 @@ def test_profner_train_builds_an_ensemble_with_its_estimate(tmp_path, capsys) ->
     estimate = meta["unseen"]["estimate"]
     assert meta["kind"] == "ensemble" and len(estimate["members"]["each"]) == 2
     assert 0 <= estimate["metrics"]["f1_7b"] <= 1 and "f1_7b" in estimate["members"]["std"]
+    spec = json.loads((tmp_path / "m" / ensemble.ENSEMBLE_FILE).read_text())
+    assert spec["roles"] == [["tag"], ["classify"]]
     member_meta = json.loads((tmp_path / "m" / "members" / "1" / "meta.json").read_text())
+    assert member_meta["unseen"]["estimate"]["train_docs"] > estimate["members"]["each"][0]["train_docs"]
     assert member_meta["unseen"]["estimate"]["metrics"]["f1_7b"] == \
         estimate["members"]["each"][1]["metrics"]["f1_7b"]
     assert len(Predictor(tmp_path / "m").predict(TEXTS)) == len(TEXTS)
