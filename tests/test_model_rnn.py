@@ -72,6 +72,25 @@ def test_backbone_gives_one_vector_per_word_independent_of_batch_partners():
         backbone.featurize(WORDS, None)
 
 
+def test_a_gru_backbone_gives_one_text_what_it_gives_the_batch_and_remembers_each_spelling():
+    """One text out of training takes the NumPy GRU and the char memo; a batch, the packed GRU.
+    A word's memo entry does not depend on the longest word of its batch."""
+    torch.manual_seed(0)
+    block = {"name": "rnn", "words": {"dim": 8}, "chars": {"dim": 4, "hidden": 3, "cell": "gru"},
+             "gazetteer_dim": 2, "encoder": {"cell": "gru", "layers": 1, "hidden": 5}}
+    backbone = backbones.build(block, context=BackboneContext(train_words=WORDS, gazetteer_size=3))
+    backbone.eval()
+    flags = [[0, 1, 2, 2], [1], [0, 1, 2, 0, 0]]
+    with torch.inference_mode():
+        batch = backbone(backbone.featurize(WORDS, flags))
+        spellings = len(backbone._char_memo)
+        for row, (words, row_flags) in enumerate(zip(WORDS, flags)):
+            alone = backbone(backbone.featurize([words], [row_flags]))
+            torch.testing.assert_close(alone.words[0], batch.words[row, : len(words)],
+                                       rtol=1e-5, atol=1e-6)
+    assert len(backbone._char_memo) == spellings == len({w.lower() for doc in WORDS for w in doc})
+
+
 @pytest.mark.parametrize("name", ["rnn_pooler", "pooled_linear"])
 def test_document_heads_ignore_padding(name):
     torch.manual_seed(0)

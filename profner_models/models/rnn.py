@@ -231,13 +231,16 @@ class RNNBackbone(Backbone):
         if self.training or torch.is_grad_enabled():  # the memo holds no autograd graph
             states = self._run_char_rnn(real)
         else:
-            keys = [tuple(row) for row in real.tolist()]
+            # a word's ids without the batch's padding: the same key whatever its batch
+            keys = [tuple(filter(None, row)) for row in real.tolist()]
             new = list(dict.fromkeys(k for k in keys if k not in self._char_memo))
             if new:
                 if len(self._char_memo) + len(new) > MEMO_SIZE:
                     self._char_memo.clear()
                     new = list(dict.fromkeys(keys))
-                computed = self._run_char_rnn(torch.tensor(new, dtype=real.dtype, device=real.device))
+                width = max(1, max(map(len, new)))
+                rows = [key + (0,) * (width - len(key)) for key in new]
+                computed = self._run_char_rnn(torch.tensor(rows, dtype=real.dtype, device=real.device))
                 self._char_memo.update(zip(new, computed))
             states = torch.stack([self._char_memo[k] for k in keys])
         out = states.new_zeros((*mask.shape, states.shape[-1]))
