@@ -250,15 +250,17 @@ def _load(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> d
         with lock:
             latencies.extend(mine)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    # the clients share the server's CPUs: what they burn is taken from it
     return {"requests": len(latencies), "requests_per_s": round(len(latencies) / elapsed, 1),
-            "latency_ms": percentiles(latencies)}
+            "latency_ms": percentiles(latencies), "client_cpus": round(cpu / elapsed, 2),
+            "client_cpu_ms_per_request": round(1000 * cpu / max(1, len(latencies)), 3)}
 
 
 def percentiles(seconds: list[float]) -> dict:
@@ -290,7 +292,8 @@ def _table(result: dict) -> str:
             lines.append(f"  concurrency {level:>2}: {figures['requests_per_s']:>7} req/s  "
                          f"p50 {figures['latency_ms']['p50']} ms  p95 {figures['latency_ms']['p95']}"
                          f" ms  x{figures['ratio_to_concurrency_1']} of concurrency 1"
-                         f"  x{figures['ratio_to_in_process']} of in-process")
+                         f"  x{figures['ratio_to_in_process']} of in-process"
+                         f"  clients {figures['client_cpus']} CPUs")
     return "\n".join(lines)
 
 

@@ -11,13 +11,15 @@ An ensemble dir holds its members as ordinary model dirs and says how to combine
 ``Predictor``, ``profner predict``, ``profner serve`` and the MLflow pyfunc take it like any model
 dir (``Predictor`` sees ``ensemble.json``). Two ways to combine (``method``):
 
-- ``posterior`` (ProfNER): every member's per-word tag probabilities (a CRF's marginals) and
+- ``posterior``: every member's per-word tag probabilities (a CRF's marginals) and
   7a probability are averaged (weighted by each member's ``weight``: a system's seeds can share
   one system's weight; a member's ``roles`` can limit it to some outputs, e.g. ``[classify]``:
   its 7a probability counts, its tags do not); the tags are decoded from the averaged probabilities with the
   tag scheme's invalid moves forbidden (Viterbi over their logs), the 7a label is the averaged
   probability >= 0.5 (or, with ``label_from_entities``, any entity). Members may differ in
-  architecture (System 1 and System 2) as long as they share the tag set.
+  architecture (System 1 and System 2) as long as they share the tag set. MEDDOPROF too: per
+  window, the ``tag`` marginals and the ``cls`` head's CLASS masses averaged (roles ``tag`` /
+  ``cls``), codes from the first member's NORM index (``tasks.meddoprof.predict_averaged``).
 - ``vote`` (any task): each member predicts; a span (start, end, type) is kept when at least
   ``min_votes`` members predict it (default: a majority), overlaps resolved by votes then length;
   a MEDDOPROF span takes its members' most frequent class and code.

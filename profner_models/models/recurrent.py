@@ -51,9 +51,11 @@ def bidirectional(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
 
 def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    if (x.shape[0] == 1 and isinstance(rnn, nn.GRU) and not rnn.training and x.shape[1]
+    if (x.shape[0] == 1 and isinstance(rnn, nn.GRU) and not rnn.training
             and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()):
-        return _gru_one_text(rnn, x, int(lengths[0]))
+        length = int(lengths[0])
+        if length:
+            return _gru_one_text(rnn, x, length)
     if bool((lengths == x.shape[1]).all()):
         out, state = rnn(x)
     else:
@@ -109,7 +111,7 @@ _NUMPY_GRUS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _gru_one_text(rnn: nn.GRU, x: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``_packed`` for a batch of one on a CPU, in eval mode and without autograd."""
     hidden = rnn.hidden_size
-    layer_input = x[0, :length].numpy()
+    layer_input = x[0, :length].detach().numpy()
     with np.errstate(over="ignore"):  # exp overflowing to inf gives a gate of exactly 0
         for weights in _numpy_weights(rnn):
             layer_input = _gru_layer(layer_input, *weights, hidden)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import torch
 from pydantic import Field, model_validator
@@ -46,6 +46,7 @@ from profner_models.config import Schema, check
 from profner_models.corpus.meddoprof import CLASSES, TYPES
 from profner_models.documents import Document, Prediction, Span
 from profner_models.models import Encoded, TrainedModel, encode_text, encode_tokens, scored_batches
+from profner_models.models.heads import MarginalDecoder
 from profner_models.norm.index import NormConfig
 from profner_models.norm.meddoprof import NORM_DIR, build_norm, load_norm, save_norm
 from profner_models.sample import MEDDOPROF_SAMPLE
@@ -195,29 +196,84 @@ def predict(model: TrainedModel, texts: Sequence[str], batch_size: int = 64,
     """``Predictor.predict`` for MEDDOPROF: entities with ``type``, ``cls`` and ``code``."""
     settings = Settings.of(model.config)
     network = model.network
-    labels = model.labels
-    # every window of every text becomes one Encoded; outputs are merged back per text
-    pieces: list[Encoded] = []
-    plans = []
-    for text in texts:
-        tokens = tokenize(text)
-        windows = _windows_of(tokens, settings)
-        plans.append((tokens, windows, len(pieces)))
-        pieces += [encode_tokens(text, tokens[w.start:w.end], model.gazetteer) for w in windows]
+    plans, pieces = _plan(texts, settings)
+    encoded = [encode_tokens(text, tokens, model.gazetteer) for text, tokens in pieces]
     outputs: list[list[tuple] | None] = [None] * len(pieces)
-    for batch, items, output, heads in scored_batches(network, pieces, batch_size, device):
+    for batch, items, output, heads in scored_batches(network, encoded, batch_size, device):
         tags = network.heads["tag"].decode(heads["tag"].scores, output.mask)
-        cls_probs = (_class_probabilities(heads["cls"].scores, labels["cls"], settings)
+        cls_probs = (_class_probabilities(heads["cls"].scores, model.labels["cls"], settings)
                      if "cls" in heads else None)
         for row, index in enumerate(batch):
             n = len(items[row].tokens)
             outputs[index] = [(tags[row][i], None if cls_probs is None else cls_probs[row, i])
                               for i in range(n)]
+    return _predictions(model, texts, plans, outputs, settings, with_codes)
 
+
+def predict_averaged(models: Sequence[TrainedModel], weights: Mapping[str, Sequence[float]],
+                     texts: Sequence[str], batch_size: int = 64,
+                     device: torch.device | None = None,
+                     entity_threshold: float = 0.5) -> list[Prediction]:
+    """An ensemble's entities: per window, the members' word tag probabilities (CRF marginals,
+    ``weights["tag"]``) and CLASS masses (``weights["cls"]``) averaged, the tags decoded with
+    the scheme's invalid moves forbidden (``MarginalDecoder``), then as ``predict`` (windows
+    merged, a span's CLASS from its words' mass, codes from the first member's NORM index).
+    Every member reads the windows of the first member's settings."""
+    first = models[0]
+    settings = Settings.of(first.config)
+    plans, pieces = _plan(texts, settings)
+    tag_sum: list[torch.Tensor | None] = [None] * len(pieces)
+    cls_sum: list[torch.Tensor | None] = [None] * len(pieces)
+    cls_weights = weights.get("cls", [0.0] * len(models))
+    for model, tag_weight, cls_weight in zip(models, weights["tag"], cls_weights):
+        if not (tag_weight or cls_weight):
+            continue
+        network = model.network
+        encoded = [encode_tokens(text, tokens, model.gazetteer) for text, tokens in pieces]
+        for batch, items, output, heads in scored_batches(network, encoded, batch_size, device):
+            tags = (tag_weight * network.heads["tag"].marginals(heads["tag"].scores, output.mask)
+                    .float().cpu() if tag_weight else None)
+            masses = (cls_weight * _class_probabilities(heads["cls"].scores, model.labels["cls"],
+                                                        settings) if cls_weight else None)
+            for row, index in enumerate(batch):
+                n = len(items[row].tokens)
+                if tags is not None:
+                    tag_sum[index] = _added(tag_sum[index], tags[row, :n])
+                if masses is not None:
+                    cls_sum[index] = _added(cls_sum[index], masses[row, :n])
+    decoder = MarginalDecoder(first.labels["tag"], settings.scheme, entity_threshold)
+    outputs = []
+    for tags, masses in zip(tag_sum, cls_sum):
+        path = decoder(tags.numpy()) if tags is not None and len(tags) else []
+        outputs.append([(tag, None if masses is None else masses[i]) for i, tag in enumerate(path)])
+    return _predictions(first, texts, plans, outputs, settings, with_codes=True)
+
+
+def _added(total: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
+    return value if total is None else total + value
+
+
+def _plan(texts: Sequence[str], settings: Settings) -> tuple[list[tuple], list[tuple[str, list[Token]]]]:
+    """Per text (tokens, windows, index of its first piece); the pieces: (text, window tokens).
+    Every window of every text is one piece; outputs are merged back per text."""
+    plans, pieces = [], []
+    for text in texts:
+        tokens = tokenize(text)
+        windows = _windows_of(tokens, settings)
+        plans.append((tokens, windows, len(pieces)))
+        pieces += [(text, tokens[w.start:w.end]) for w in windows]
+    return plans, pieces
+
+
+def _predictions(model: TrainedModel, texts: Sequence[str], plans: Sequence[tuple],
+                 outputs: Sequence[Sequence[tuple] | None], settings: Settings,
+                 with_codes: bool) -> list[Prediction]:
+    """One ``Prediction`` per text from its pieces' per-word outputs, codes from ``model``'s
+    NORM index."""
     predictions = []
     for text, (tokens, windows, first) in zip(texts, plans):
         entities = spans_from_windows(text, tokens, windows, outputs[first:first + len(windows)],
-                                      labels, settings)
+                                      model.labels, settings)
         predictions.append(Prediction(int(bool(entities)), float(bool(entities)), entities))
     norm = model.resources.get("norm")
     if with_codes and norm is not None:
@@ -322,6 +378,12 @@ class MeddoprofTask(Task):
     def predict(self, model: TrainedModel, texts: Sequence[str], batch_size: int = 64,
                 device: torch.device | None = None) -> list[Prediction]:
         return predict(model, texts, batch_size, device)
+
+    def predict_averaged(self, models: Sequence[TrainedModel],
+                         weights: Mapping[str, Sequence[float]], texts: Sequence[str],
+                         batch_size: int = 64, device: torch.device | None = None,
+                         entity_threshold: float = 0.5) -> list[Prediction]:
+        return predict_averaged(models, weights, texts, batch_size, device, entity_threshold)
 
     def score(self, model: TrainedModel, gold: Sequence[Document],
               predicted: Sequence[Document]) -> dict[str, float]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from profner_models.documents import Document, Prediction, Span
@@ -29,7 +28,7 @@ from profner_models.models import (
     encode_text,
     scored_batches,
 )
-from profner_models.models.heads import FORBIDDEN, transition_masks, viterbi
+from profner_models.models.heads import MarginalDecoder
 from profner_models.sample import PROFNER_SAMPLE
 from profner_models.tasks.base import ModelConfig, Task, TaskConfig, tasks
 from profner_models.tasks.metrics import score_7a, score_7b
@@ -151,17 +150,13 @@ def predict_averaged(models: Sequence[TrainedModel], weights: Mapping[str, Seque
             for row, index in enumerate(batch):
                 mine = tag_weight * words[row, : len(items[row].words)]
                 per_word[index] = mine if per_word[index] is None else per_word[index] + mine
-    start, moves, end = (np.where(allowed.numpy(), 0.0, FORBIDDEN)
-                         for allowed in transition_masks(labels, scheme))
+    decoder = MarginalDecoder(labels, scheme, entity_threshold)
     from_entities = first.config["model"]["label_from_entities"]
-    o_bias = np.zeros(len(labels))  # log odds moved from O to the entity tags
-    o_bias[labels.index("O")] = np.log(entity_threshold / (1 - entity_threshold))
     predictions = []
     for index, enc in enumerate(encoded):
         entities = []
         if enc.tokens:
-            log_p = np.log(per_word[index].numpy() + 1e-9)[None] + o_bias
-            (path,) = viterbi(log_p, np.array([log_p.shape[1]]), start, moves, end)
+            path = decoder(per_word[index].numpy())
             entities = decode(enc.tokens, [labels[t] for t in path], scheme, enc.text)
         head_label = int(probability[index] >= 0.5)
         label = int(head_label or (from_entities and bool(entities)))
