@@ -147,3 +147,13 @@ def test_cached_export_is_written_once_and_named_by_config(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # no staging dir left
     with pytest.raises(ValueError, match="e5:multilingual-e5-small"):
         resolve_encoder("e5:large")
+
+
+def test_the_norm_encoder_loads_an_e5_export_with_nothing_missing(capfd):
+    """The export has no pooler and mean pooling needs none: loading it reports nothing."""
+    from profner_models.norm.index import load_encoder
+
+    encoder = load_encoder.__wrapped__("e5:multilingual-e5-small")  # not the process's cached one
+    assert encoder.encode(["query: enfermera"]).shape == (1, 384)
+    err = capfd.readouterr().err
+    assert "MISSING" not in err and "LOAD REPORT" not in err

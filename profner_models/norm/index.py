@@ -317,10 +317,13 @@ class NormIndex:
 def load_encoder(model: str) -> Encoder:
     """A SentenceTransformer from a hub name (cached when offline), a local path, or
     ``package:NAME`` (the model dir ``NAME.get_model_path()`` gives, as the transformer backbone
-    reads it); one instance per name and process (a sweep's trials reuse it)."""
+    reads it); one instance per name and process (a sweep's trials reuse it). An ``e5:`` export
+    has no pooler (``profner_models.e5``), and mean pooling needs none: it loads without one,
+    so transformers has no missing weights to report."""
     from sentence_transformers import SentenceTransformer  # lazy: seconds to import
 
-    return SentenceTransformer(resolve(str(model)), device="cpu")
+    kwargs = {"add_pooling_layer": False} if str(model).startswith("e5:") else None
+    return SentenceTransformer(resolve(str(model)), device="cpu", model_kwargs=kwargs)
 
 
 def embed(encoder: Encoder, texts: Sequence[str], config: NormConfig, progress: bool = False) -> np.ndarray:
