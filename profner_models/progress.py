@@ -2,13 +2,15 @@
 
 A log file or a CI console gets one line every ``every_s`` seconds (and one per epoch from the
 caller), never one per bar refresh: ``epoch 2/10 step 300/1500 loss 0.812 21.4 batches/s ETA
-56s``. ``report(line)`` prints an epoch summary either way.
+56s``. ``report(line)`` prints an epoch summary either way. ``quiet_transformers()`` keeps
+transformers' own bars and load reports out of a job's output.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from typing import IO, Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
@@ -61,3 +63,20 @@ class Progress:
             tqdm.write(line, file=self.stream)
         else:
             print(line, file=self.stream, flush=True)
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers without its load reports and progress bars (loading, saving), restored after:
+    a main job's output says what our code decides, not what a library does on the way."""
+    from transformers.utils import logging as hf_logging  # lazy: seconds to import
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -49,6 +49,21 @@ def test_outputs_and_gradients_equal_bert_model(tiny_bert):
                                atol=1e-4, rtol=1e-4)
 
 
+def test_every_layers_states_equal_bert_models(tiny_bert):
+    fused = FusedBert.from_hugging_face(tiny_bert).eval()
+    ids, mask = batch()
+    tiny_bert.eval()
+    theirs = tiny_bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    ours = fused(ids, mask, output_hidden_states=True)
+    assert len(ours.hidden_states) == tiny_bert.config.num_hidden_layers + 1 == len(theirs)
+    real = mask.bool()
+    for mine, hf in zip(ours.hidden_states, theirs):
+        torch.testing.assert_close(mine[real], hf[real], atol=1e-5, rtol=1e-5)
+    assert ours.hidden_states[-1] is not None and torch.equal(ours.hidden_states[-1],
+                                                              ours.last_hidden_state)
+    assert fused(ids, mask).hidden_states is None
+
+
 def test_state_dict_speaks_hugging_face_names_and_round_trips(tiny_bert):
     fused = FusedBert.from_hugging_face(tiny_bert)
     theirs = tiny_bert.state_dict()

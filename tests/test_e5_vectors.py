@@ -136,11 +136,12 @@ def test_export_is_the_e5_encoder(tmp_path, tokenizer):
     assert ours[0] @ ours[1] > ours[0] @ ours[2] + 0.05
 
 
-def test_cached_export_is_written_once_and_named_by_config(tmp_path):
+def test_cached_export_is_written_once_and_named_by_config(tmp_path, capfd):
     from profner_models.e5.export import cached_export
     from profner_models.pretrained import resolve as resolve_encoder
 
     first = cached_export(tmp_path)
+    assert "Writing model shards" not in capfd.readouterr().err  # a quiet first export
     stamp = (first / "model.safetensors").stat().st_mtime_ns
     assert cached_export(tmp_path) == first
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp  # not exported again

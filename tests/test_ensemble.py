@@ -170,23 +170,25 @@ def test_the_shipped_ensembles_members_take_one_held_out_run_each():
 
     assert load_config("transformer_e5")["training"]["estimate_seeds"] == 3
     recipes = member_recipes(load_config("ensemble"))
-    assert [r["model"]["backbone"]["name"] for r in recipes] == ["transformer.v1"] + ["rnn.v1"] * 5
-    assert [r["training"]["estimate_seeds"] for r in recipes] == [1] * 6
-    assert [r["training"]["seed"] for r in recipes] == [13, 13, 14, 13, 14, 15]
+    assert [r["model"]["backbone"]["name"] for r in recipes] == ["transformer.v1"] + ["rnn.v1"] * 6
+    assert [r["training"]["estimate_seeds"] for r in recipes] == [1] * 7
+    assert [r["training"]["seed"] for r in recipes] == [13, 13, 14, 15, 13, 14, 15]
 
 
-def test_the_shipped_ensembles_take_7a_from_the_runs_with_meddoprof_and_tags_from_the_others():
+def test_the_shipped_ensembles_read_e5_states_for_tags_and_meddoprof_runs_for_7a():
+    """``ensemble``: tags from System 1 and the rnn_e5 runs, 7a from System 1 and the runs with
+    MEDDOPROF's sentences; ``ensemble_rnn``: three rnn_e5 seeds for both outputs."""
     from profner_models.config import load_config
     from profner_models.ensemble import ensemble_block
     from profner_models.unseen import member_recipes
 
-    for name in ("ensemble", "ensemble_rnn"):
+    def described(name: str) -> list[tuple]:
         config = load_config(name)
-        members = ensemble_block(config)["members"]
-        extra = [bool(r["data"]["extra_train"]) for r in member_recipes(config)]
-        assert sum(extra) == 3, name
-        for member, with_meddoprof in zip(members, extra):
-            if with_meddoprof:
-                assert member["roles"] == ["classify"], name
-            else:
-                assert member["roles"] in (["tag"], None), name
+        return [(r["model"]["backbone"]["name"],
+                 bool((r["model"]["backbone"].get("contextual") or {}).get("encoder")),
+                 bool(r["data"]["extra_train"]), member.get("roles"))
+                for member, r in zip(ensemble_block(config)["members"], member_recipes(config))]
+
+    rnn_e5, meddoprof = ("rnn.v1", True, False, ["tag"]), ("rnn.v1", False, True, ["classify"])
+    assert described("ensemble") == [("transformer.v1", False, False, None)] + [rnn_e5] * 3 + [meddoprof] * 3
+    assert described("ensemble_rnn") == [("rnn.v1", True, False, None)] * 3

@@ -278,3 +278,59 @@ def test_pretrained_lr_applies_to_the_encoder_weights_only(tiny_dir):
         assert ids <= encoder if group.get("lr") == 1e-5 else not ids & encoder
     assert sum(len(g["params"]) for g in groups) == sum(1 for _ in network.parameters())
     assert all("lr" not in g for g in parameter_groups(network, 0.01))
+
+
+def test_a_frozen_encoder_runs_once_per_window_and_its_layers_are_mixed(tiny_dir):
+    """``freeze``: each window's states are memoised (float16), so later epochs skip the
+    encoder; ``layers``: the named hidden states, mixed with learned weights."""
+    backbone = build({"encoder": str(tiny_dir), "freeze": True, "max_pieces": 8,
+                      "layers": [1, -1]})
+    calls = []
+    backbone.encoder.register_forward_hook(lambda module, args, out: calls.append(len(args)))
+    words = LONG.split()[:40]
+    features = backbone.featurize([words, words[:5]])
+    windows = features["input_ids"].shape[0]
+    backbone.train()
+    first = backbone(features).words
+    # LONG repeats one sentence: its windows repeat, and one entry serves each
+    assert len(calls) == 1 and 2 < len(backbone.memo.rows) <= windows
+    again = backbone(features)
+    assert len(calls) == 1  # every window read back
+    torch.testing.assert_close(again.words, first)
+    again.words.sum().backward()
+    assert backbone.mix.weights.grad is not None and backbone.mix.scale.grad is not None
+    assert not any(p.grad is not None for p in backbone.encoder.parameters())
+
+    plain = build({"encoder": str(tiny_dir), "freeze": True, "max_pieces": 8, "layers": [1, -1],
+                   "memo_gib": 0})
+    assert plain.memo is None
+    plain.load_state_dict(backbone.state_dict())
+    # frozen states are float16 values with or without the memo: the same outputs
+    torch.testing.assert_close(plain(features).words, first)
+    backbone.load_state_dict(backbone.state_dict())
+    assert not backbone.memo.rows  # new weights: nothing read back
+    with pytest.raises(ValueError, match=r"layers=\[3\].*0\.\.2"):
+        build({"encoder": str(tiny_dir), "layers": [3]})
+
+
+def test_the_rnn_backbone_reads_a_frozen_encoder_beside_its_words_and_reloads(tiny_dir, tmp_path):
+    config = load_config("smoke_rnn")
+    config["model"]["backbone"]["contextual"] = {"encoder": str(tiny_dir), "layers": [1, 2]}
+    config["training"].update(epochs=1, max_steps=4)
+    train, dev = sample_data()
+    result = fit(config, list(train[:48]), list(dev[:8]), progress=False)
+    backbone = result.model.network.backbone
+    block = config["model"]["backbone"]
+    words = block["words"]["dim"] + 2 * block["chars"]["hidden"] + block["gazetteer_dim"]
+    assert backbone.encoder.input_size == words + 32  # the tiny BERT's hidden size
+    query = "encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(backbone.contextual.encoder.state_dict()[query],
+                       checkpoint_tensor(tiny_dir, query))  # frozen: never trained
+    assert backbone.contextual.mix.weights.grad is not None  # its layer mix is
+    model_dir = artifacts.save(result.model, tmp_path / "contextual")
+    assert (model_dir / "contextual" / ENCODER_DIR / "config.json").is_file()
+    texts = [doc.text for doc in dev[:12]] + [LONG]
+    before = [p.to_dict() for p in Predictor(result.model).predict(texts)]
+    loaded = artifacts.load(model_dir)
+    assert before == [p.to_dict() for p in Predictor(loaded).predict(texts)]
+    assert loaded.network.backbone.contextual.memo is None  # a loaded model predicts: no memo

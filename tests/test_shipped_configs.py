@@ -1,6 +1,6 @@
 """Every shipped model config builds and takes a training step on the bundled sample, so a
 broken shipped config cannot land. Overrides only point it at local stand-ins: the sample's
-text for its vector sources and gazetteer, the offline MiniLM for hub encoders, one step."""
+text for its vector sources and gazetteer, the offline MiniLM for hub and e5 encoders, one step."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def local_vectors(block: dict | None, sources: list[str]) -> None:
         local_vectors(part, sources)
 
 
-@pytest.mark.parametrize("name", ["rnn", "transformer", "meddoprof", "meddoprof_transformer"])
+@pytest.mark.parametrize("name", ["rnn", "rnn_e5", "transformer", "meddoprof", "meddoprof_transformer"])
 def test_a_shipped_config_builds_and_takes_a_training_step(name, tmp_path):
     config = load_config(name)
     task = config.get("task", "profner")
@@ -45,6 +45,10 @@ def test_a_shipped_config_builds_and_takes_a_training_step(name, tmp_path):
         overrides.append("data.gazetteer=bundled")
     if config["model"]["backbone"]["name"].startswith("transformer"):
         overrides.append(f"model.backbone.encoder={MINILM}")
+    if config["model"]["backbone"].get("contextual"):
+        # MiniLM has 6 layers where e5-small has 12
+        overrides += [f"model.backbone.contextual.encoder={MINILM}",
+                      "model.backbone.contextual.layers=[2, 4, 6]"]
     if task == "meddoprof" and config.get("norm"):
         overrides += [f"norm.model={MINILM}", "norm.valid_codes='@sample'"]
     config = apply_overrides(config, overrides)

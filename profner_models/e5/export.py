@@ -33,6 +33,7 @@ from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, 
 from tokenizers.models import Unigram
 
 from profner_models.e5.format import META, E5File, default_weights_path
+from profner_models.progress import quiet_transformers
 
 MAX_LENGTH = 512
 NAME = "multilingual-e5-small"
@@ -52,7 +53,8 @@ def export_e5(out_dir: Path, weights_path: Path | None = None) -> Path:
     source = E5File(weights_path or default_weights_path())
     out_dir = Path(out_dir)
     model = build_bert(source)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    with quiet_transformers():  # no "Writing model shards" bar in a training job's output
+        model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=build_tokenizer(source), model_max_length=MAX_LENGTH,
         bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",

@@ -50,9 +50,11 @@ _LAYER_NORMS = {"attention_norm": "attention.output.LayerNorm", "output_norm": "
 
 
 class EncoderOutput(NamedTuple):
-    """What the backbone reads of ``BertModel``'s output, under the same name."""
+    """What the backbone reads of ``BertModel``'s output, under the same names."""
 
     last_hidden_state: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    """With ``output_hidden_states``: the embeddings' output, then each layer's."""
 
 
 class FusedBertLayer(nn.Module):
@@ -161,16 +163,22 @@ class FusedBert(nn.Module):
         """The piece table (Hugging Face's accessor: ``freeze_embeddings`` uses it)."""
         return self.embeddings.word_embeddings
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> EncoderOutput:
-        """(rows, width) piece ids and 0/1 mask -> (rows, width, hidden) last hidden states."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                output_hidden_states: bool = False) -> EncoderOutput:
+        """(rows, width) piece ids and 0/1 mask -> (rows, width, hidden) last hidden states
+        (and, with ``output_hidden_states``, every layer's, as ``BertModel`` gives them)."""
         rows, width = input_ids.shape
         states = _dropout(self.embeddings(input_ids), self.dropout[0] if self.training else 0.0)
         heads = self.config.num_attention_heads
         mask = torch.zeros((rows, heads, 1, width), dtype=states.dtype, device=states.device)
         mask.masked_fill_((attention_mask == 0)[:, None, None, :], float("-inf"))
+        every = [states] if output_hidden_states else None
         for layer in self.layers:
             states = layer(states, mask, rows, self.dropout, self.approximate)
-        return EncoderOutput(states.view(rows, width, -1))
+            if every is not None:
+                every.append(states)
+        return EncoderOutput(states.view(rows, width, -1),
+                             None if every is None else tuple(s.view(rows, width, -1) for s in every))
 
 
 def _attention(qkv: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:

@@ -24,11 +24,25 @@ Outputs at padding are zeros, as ``pad_packed_sequence`` gives.
 from __future__ import annotations
 
 import weakref
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from profner_models.config import Schema
+
+
+class EncoderConfig(Schema):
+    """A recurrent encoder block: ``{cell, layers, hidden, dropout}`` (a bidirectional one)."""
+
+    cell: Literal["gru", "lstm"] = "gru"
+    layers: int = Field(1, ge=1)
+    hidden: int = Field(512, ge=1)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 

