@@ -30,4 +30,3 @@ def resolve(source: str) -> str:
     except (ImportError, AttributeError) as error:
         raise ValueError(f"encoder {source!r}: no installed package {name!r} with "
                          f"get_model_path() ({error})") from error
-
