@@ -334,3 +334,23 @@ def test_the_rnn_backbone_reads_a_frozen_encoder_beside_its_words_and_reloads(ti
     loaded = artifacts.load(model_dir)
     assert before == [p.to_dict() for p in Predictor(loaded).predict(texts)]
     assert loaded.network.backbone.contextual.memo is None  # a loaded model predicts: no memo
+
+
+def test_the_memo_stops_keeping_at_its_size_and_still_answers():
+    from profner_models.models.frozen import StateMemo
+
+    calls = []
+
+    def run(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        calls.append(ids.shape[0])
+        return (ids.float() * mask).unsqueeze(-1).repeat(1, 1, 3)  # [rows, width, 3]
+
+    ids = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    mask = (ids != 0).long()
+    memo = StateMemo(limit=3 * 3 * 2)  # one 3-piece row of 3 float16 values fits, no more
+    first = memo.states(ids, mask, run)
+    assert list(memo.rows) == [(5, 6, 7)] and memo.used == 18
+    assert torch.equal(first, run(ids, mask))
+    again = memo.states(ids, mask, run)
+    assert calls == [2, 2, 1]  # the kept row is read back, the other computed again
+    assert torch.equal(again, first)
