@@ -209,3 +209,33 @@ def test_train_predict_evaluate_stats_and_register_from_a_clean_shell(tmp_path_f
     assert registered.returncode == 0, registered.stderr[-3000:]
     assert "registered profner-model version 1" in registered.stdout
     assert (work / "mlflow.db").is_file()
+
+
+def test_a_killed_train_leaves_no_fit_running(tmp_path_factory) -> None:
+    """``profner train --jobs 2`` runs the held-out fit in a second process; a SIGTERM to the
+    command (Ctrl-C's cousin, a scheduler's kill) must not leave that fit training alone."""
+    home, work = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("work")
+    train = subprocess.Popen([PROFNER, "train", "smoke_rnn", "--out", str(work / "model"),
+                              "--jobs", "2", "--no-progress", "--set", "data.train_on_dev=true",
+                              "--set", "training.epochs=500"],
+                             env=clean_env(home), cwd=work, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    tree: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and train.poll() is None and not tree:
+            tree = descendants(train.pid)
+            time.sleep(0.5)
+        assert tree and train.poll() is None, "no held-out fit process was started"
+        time.sleep(3)  # the worker imports, then starts its watch
+        train.terminate()
+        train.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while alive(tree) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not alive(tree), f"left running: {alive(tree)}"
+    finally:
+        if train.poll() is None:
+            train.kill()
+        for pid in alive(tree):
+            subprocess.run(["kill", "-9", str(pid)], check=False)

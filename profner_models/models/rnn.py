@@ -18,7 +18,7 @@ gazetteer flag embedding]``, and the encoder's output per word is ``2 * encoder.
 ``contextual`` adds a frozen pretrained encoder's state of the word in its sentence (first
 piece; ``layers`` mixed as ELMo does), as Flair stacks contextual and classic embeddings: the
 ``transformer`` backbone with ``freeze: true`` and no pooler use (``models/transformer.py``:
-windows for long texts, each window's states computed once per fit). Its encoder's weights
+windows for long texts, each window's states computed once and kept, ``memo_dir``). Its encoder's weights
 travel in the model dir as a ``transformer`` model's do.
 
 Words (``words``; ``vectors`` is a ``profner_models.vectors`` block):
@@ -59,6 +59,7 @@ from profner_models.models.base import (
     BackboneOutput,
     backbones,
 )
+from profner_models.models.frozen import MEMO_DIR
 from profner_models.models.recurrent import EncoderConfig, bidirectional, rnn_cell
 from profner_models.text.features import Vocab, char_ids, pad_ids
 from profner_models.vectors import VectorSpace, space_from_config
@@ -106,6 +107,7 @@ class ContextualConfig(Schema):
     stride: int | None = Field(None, ge=1)
     fused: bool = True
     memo_gib: float = Field(2.0, ge=0.0)
+    memo_dir: str | None = MEMO_DIR
 
 
 class RNNConfig(Schema):
@@ -351,11 +353,11 @@ def _contextual(block: dict | None, model_dir: Path | None) -> TransformerBackbo
     from profner_models.models.transformer import (
         TransformerBackbone,
         encoder_and_tokenizer,
-        memo_gib,
+        memo,
     )
 
     encoder, tokenizer = encoder_and_tokenizer(
         block, None if model_dir is None else Path(model_dir) / CONTEXTUAL_DIR)
     return TransformerBackbone(encoder, tokenizer, max_pieces=block["max_pieces"],
                                stride=block["stride"], freeze=True, fused=block["fused"],
-                               layers=block["layers"], memo_gib=memo_gib(block, model_dir))
+                               layers=block["layers"], **memo(block, model_dir))

@@ -23,10 +23,16 @@ Config block::
       memo_gib: 2.0        # with freeze: each window's encoder states kept (float16) up to this
                            # size, so a fit runs the frozen encoder once per window, not per epoch
                            # (a loaded model keeps none)
+      memo_dir: ~/.cache/profner-hpo/states   # with freeze: the states kept on disk instead
+                           # (models/frozen.py StateStore; memo_gib then unused), one dir per
+                           # encoder and layers, shared by every fit on the machine: a refit,
+                           # an ensemble's members and a sweep's trials read each window once
+                           # between them. Delete it any time; null: memory only
 
 A frozen encoder (``freeze``) is a fixed feature extractor, as in ELMo and Flair: its states
-depend on a window's pieces alone, so they are memoised per window (``memo_gib``) and the
-epochs after the first cost the BiLSTM and the heads only. The ``rnn`` backbone takes the same
+depend on a window's pieces alone, so they are memoised per window (``memo_gib`` in memory,
+``memo_dir`` on disk, across fits) and the epochs after the first cost the BiLSTM and the heads
+only. The ``rnn`` backbone takes the same
 frozen reader as an extra word input (its ``contextual`` block).
 
 ``package:NAME`` names a model shipped inside an installed Python package whose
@@ -65,7 +71,7 @@ from torch import nn
 from profner_models.config import Schema
 from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
 from profner_models.models.bert import FusedBert
-from profner_models.models.frozen import ScalarMix, StateMemo
+from profner_models.models.frozen import MEMO_DIR, ScalarMix, StateMemo, StateStore, fingerprint
 from profner_models.models.recurrent import EncoderConfig, bidirectional, rnn_cell
 from profner_models.pretrained import resolve
 from profner_models.progress import quiet_transformers
@@ -102,6 +108,7 @@ class TransformerConfig(Schema):
     fused: bool = True
     layers: list[int] | None = None
     memo_gib: float = Field(2.0, ge=0.0)
+    memo_dir: str | None = MEMO_DIR
 
 
 class TransformerBackbone(Backbone):
@@ -121,6 +128,7 @@ class TransformerBackbone(Backbone):
         fused: bool = True,
         layers: Sequence[int] | None = None,
         memo_gib: float = 2.0,
+        memo_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
@@ -154,7 +162,10 @@ class TransformerBackbone(Backbone):
                 raise ValueError(f"layers={self.layers}: this encoder has hidden states 0..{count - 1} "
                                  f"(0: the embeddings; negative counts from the last)")
         self.mix = None if self.layers is None else ScalarMix(len(self.layers))
-        self.memo = StateMemo(int(memo_gib * 2**30)) if freeze and memo_gib > 0 else None
+        store = (StateStore(Path(memo_dir).expanduser() / fingerprint(encoder, self.layers))
+                 if freeze and memo_dir else None)
+        self.memo = (StateMemo(int(memo_gib * 2**30), store)
+                     if freeze and (memo_gib > 0 or store) else None)
         if self.memo is not None:
             self.register_load_state_dict_post_hook(lambda module, keys: module.memo.clear())
         self.rnn = None if not rnn else _word_rnn(config.hidden_size, rnn)
@@ -314,14 +325,16 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
         rnn=block["rnn"],
         fused=block["fused"],
         layers=block["layers"],
-        memo_gib=memo_gib(block, context.model_dir),
+        **memo(block, context.model_dir),
     )
 
 
-def memo_gib(block: dict, model_dir: Path | None) -> float:
-    """The block's memo size for a fit; none for a loaded model, which predicts (a server's
-    texts are mostly new: a memo would only grow)."""
-    return block["memo_gib"] if model_dir is None else 0.0
+def memo(block: dict, model_dir: Path | None) -> dict[str, Any]:
+    """The block's memo (``memo_gib``, ``memo_dir``) for a fit; none for a loaded model, which
+    predicts (a server's texts are mostly new: a memo would only grow)."""
+    if model_dir is not None:
+        return {"memo_gib": 0.0, "memo_dir": None}
+    return {"memo_gib": block["memo_gib"], "memo_dir": block["memo_dir"]}
 
 
 def encoder_and_tokenizer(block: dict, model_dir: Path | None) -> tuple[Any, Any]:

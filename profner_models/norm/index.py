@@ -36,6 +36,7 @@ from safetensors.numpy import load_file, save_file
 
 from profner_models.config import ConfigError, Schema, check, describe
 from profner_models.pretrained import resolve
+from profner_models.progress import quiet_transformers
 
 DEFAULT_MODEL = "sentence-transformers/distiluse-base-multilingual-cased-v2"
 DEFAULT_TEMPLATES = ("Trabaja de {}.", "Se dedica a {}.")
@@ -323,7 +324,8 @@ def load_encoder(model: str) -> Encoder:
     from sentence_transformers import SentenceTransformer  # lazy: seconds to import
 
     kwargs = {"add_pooling_layer": False} if str(model).startswith("e5:") else None
-    return SentenceTransformer(resolve(str(model)), device="cpu", model_kwargs=kwargs)
+    with quiet_transformers():  # no load report or bar in a main job's output
+        return SentenceTransformer(resolve(str(model)), device="cpu", model_kwargs=kwargs)
 
 
 def embed(encoder: Encoder, texts: Sequence[str], config: NormConfig, progress: bool = False) -> np.ndarray:
