@@ -13,6 +13,7 @@ import yaml
 from tune_support import all_runs, client, kill_ray_under, short_temp_dir
 
 from search_spaces import load
+from trainables.tracking import curve
 
 pytestmark = pytest.mark.slow
 NUM_SAMPLES = 4
@@ -116,9 +117,15 @@ def test_mlflow_has_one_parent_and_a_child_per_trial(sweep) -> None:
         params = child.data.params
         assert "training.lr" in params and "model.backbone.encoder.cell" in params
         assert 0.06 <= float(params["training.lr"]) <= 0.15
-        history = c.get_metric_history(child.info.run_id, "f1_7b")
+        history = c.get_metric_history(child.info.run_id, curve("f1_7b"))
         assert [m.step for m in history] == list(range(1, int(tags["profner.epochs_run"]) + 1))
         assert child.data.metrics["best_f1_7b"] == max(m.value for m in history)
+        # The run page charts prefixed keys first, sections in name order: the dev curves,
+        # the other per-epoch values, then the single-value best_* bars (tracking.py).
+        keys = set(child.data.metrics)
+        assert {k for k in keys if "/" not in k} == {k for k in keys if k.startswith("best_")}
+        assert {curve(k.removeprefix("best_")) for k in keys if k.startswith("best_")} <= keys
+        assert {"dev/f1_7b", "dev/f1_7a", "dev/loss", "per_epoch/train_loss"} <= keys
     # Parent: best metric, search space, report plots and the best model dir as artifacts.
     best = max(child.data.metrics["best_f1_7b"] for child in children)
     assert parent.data.metrics["best_f1_7b"] == pytest.approx(best)
@@ -270,10 +277,10 @@ def test_the_parent_run_is_the_sweep_at_a_glance(sweep) -> None:
     children = {r.data.tags["trial_id"]: r for r in runs
                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     best = children[parent.data.tags["best_trial_id"]]
-    history = client(tmp).get_metric_history(best.info.run_id, "f1_7b")
+    history = client(tmp).get_metric_history(best.info.run_id, curve("f1_7b"))
     best_epoch = max(history, key=lambda m: (m.value, -m.step)).step
     for name in ("f1_7b", "f1_7a", "precision_7b", "loss"):
-        at_best = [m.value for m in client(tmp).get_metric_history(best.info.run_id, name)
+        at_best = [m.value for m in client(tmp).get_metric_history(best.info.run_id, curve(name))
                    if m.step == best_epoch]
         assert parent.data.metrics[f"best_{name}"] == pytest.approx(at_best[0])
     assert parent.data.params["best.training.lr"] == best.data.params["training.lr"]
@@ -297,8 +304,8 @@ def test_every_trial_records_its_data_as_dataset_inputs(sweep) -> None:
         train, dev = contexts["training"], contexts["validation"]
         assert train.name == "profner-train" and dev.name == "profner-dev"
         assert train.digest == dev.digest and len(train.digest) == 10
-        assert json.loads(train.profile)["documents"] == int(run.data.metrics["train_docs"])
-        assert json.loads(dev.profile)["documents"] == int(run.data.metrics["dev_docs"])
+        assert json.loads(train.profile)["documents"] == int(run.data.metrics[curve("train_docs")])
+        assert json.loads(dev.profile)["documents"] == int(run.data.metrics[curve("dev_docs")])
 
 
 def test_the_registered_model_is_an_mlflow_model_that_predicts_as_profner_does(sweep) -> None:

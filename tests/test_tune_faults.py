@@ -21,6 +21,8 @@ import yaml
 from serve_support import alive, descendants, names, outward_listeners
 from tune_support import all_runs, client, env, kill_ray_under, short_temp_dir, tune_command, wait_for
 
+from trainables.tracking import curve
+
 pytestmark = pytest.mark.slow
 NUM_SAMPLES = 4
 SEARCH_SEED = 5  # the first random trials are healthy, faulty, healthy: see faulty_space
@@ -80,7 +82,7 @@ def killed_and_resumed(tmp_path_factory):
         log.close()
         kill_ray_under(ray_tmp)
     at_kill = all_runs(tmp)
-    history = {tid: [m.step for m in client(tmp).get_metric_history(r.info.run_id, "f1_7b")]
+    history = {tid: [m.step for m in client(tmp).get_metric_history(r.info.run_id, curve("f1_7b"))]
                for tid, r in before.items()}
     try:
         result = run_sweep(SweepOptions(space=str(space), resume=True, name="r",
@@ -116,7 +118,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_continues(killed_and_resumed)
         assert "InjectedFault" in run.data.tags["profner.error"]
         # The epoch before the fault was reported and logged, once. A failing trial the kill
         # caught after its first report resumes from that checkpoint and fails after epoch 2.
-        steps = [m.step for m in client(tmp).get_metric_history(run.info.run_id, "f1_7b")]
+        steps = [m.step for m in client(tmp).get_metric_history(run.info.run_id, curve("f1_7b"))]
         assert steps in ([1], [1, 2]), steps
     parent = [r for r in all_runs(tmp) if r.data.tags.get("profner.kind") == "sweep"][0]
     assert parent.info.status == "FINISHED" and parent.data.metrics["num_errors"] == len(failing)
@@ -143,10 +145,10 @@ def test_sigkilled_driver_resumes_without_losing_or_duplicating(killed_and_resum
     for trial_id, run in before.items():
         same = [r for r in children if r.data.tags["trial_id"] == trial_id][0]
         assert same.info.run_id == run.info.run_id and same.info.status == "FINISHED"
-        steps = [m.step for m in client(tmp).get_metric_history(run.info.run_id, "f1_7b")]
+        steps = [m.step for m in client(tmp).get_metric_history(run.info.run_id, curve("f1_7b"))]
         assert steps == killed_and_resumed["history"][trial_id]  # not re-run
     for run in children:
-        steps = [m.step for m in client(tmp).get_metric_history(run.info.run_id, "f1_7b")]
+        steps = [m.step for m in client(tmp).get_metric_history(run.info.run_id, curve("f1_7b"))]
         assert len(steps) == len(set(steps))  # no epoch logged twice
 
     # The searcher's TPE history survived the kill: one hyperopt trial per Tune trial (errored
