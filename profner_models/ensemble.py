@@ -24,8 +24,10 @@ dir (``Predictor`` sees ``ensemble.json``). Two ways to combine (``method``):
   ``min_votes`` members predict it (default: a majority), overlaps resolved by votes then length;
   a MEDDOPROF span takes its members' most frequent class and code.
 
-``Ensemble.of(members)`` builds one in memory (``profner train`` evaluates the held-out members'
-ensemble on dev that way: the ensemble's estimate on unseen text).
+``profner train`` builds one from an ensemble config (members trained, then combined; the
+held-out members' ensemble scored on dev is its estimate on unseen text); ``profner combine``
+(``combine``) from model dirs already trained: seeds of one recipe, a sweep's top trials,
+System 1 with System 2.
 """
 
 from __future__ import annotations
@@ -246,6 +248,30 @@ def load(path: str | Path) -> Ensemble:
                         spec.get("weights"), spec.get("entity_threshold", 0.5), spec.get("roles"))
     except ValueError as error:
         raise artifacts.ModelDirError(f"{spec_path}: {error}") from None
+
+
+def combine(model_dirs: Sequence[str | Path], method: str = "posterior",
+            weights: Sequence[float] | None = None, entity_threshold: float = 0.5,
+            min_votes: int | None = None) -> tuple[Ensemble, list[dict]]:
+    """Trained model dirs as one ensemble, and each member's meta.json (its fit, its estimate).
+    ``ModelDirError`` names a dir that is not a model dir (or is an ensemble dir); ``ValueError``
+    one whose task or labels differ from the first's."""
+    if len(model_dirs) < 2:
+        raise ValueError("an ensemble needs at least two model dirs")
+    members, metas = [], []
+    for path in model_dirs:
+        if is_ensemble_dir(path):
+            raise artifacts.ModelDirError(f"{path}: an ensemble dir; give its members "
+                                          f"({path}/{MEMBERS_DIR}/<i>) instead")
+        members.append(artifacts.load(path))
+        metas.append(json.loads((Path(path) / artifacts.META).read_text(encoding="utf-8")))
+    try:
+        combined = Ensemble(members, method, min_votes, {}, list(weights) if weights else None,
+                            entity_threshold)
+    except ValueError as error:
+        named = ", ".join(f"member {i} = {path}" for i, path in enumerate(model_dirs))
+        raise ValueError(f"{error} ({named})") from None
+    return combined, metas
 
 
 def member_config(block: dict, task: str | None) -> dict:

@@ -175,8 +175,7 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
     member's estimate, their mean and spread) and checked against it on the check text."""
     block = ensemble_block(config)
     recipes = member_recipes(config)
-    splits = {json.dumps({k: r["data"][k] for k in ("dev_from", "dev_fraction", "dev_seed",
-                                                      "train_on_dev")}) for r in recipes}
+    splits = {dev_split(r) for r in recipes}
     if len(splits) > 1:
         raise ConfigError(f"ensemble.members: the members must share data.dev_from, "
                           f"dev_fraction, dev_seed and train_on_dev (got {sorted(splits)})")
@@ -195,6 +194,32 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
         unseen["check"] = check(shipped, held_out, check_documents(recipes[0], [*train_docs, *dev]))
     shipped.metrics = unseen["estimate"]["metrics"]
     return TrainedEnsemble(shipped, members, unseen)
+
+
+def dev_split(config: dict) -> str:
+    """How a config carves its dev split and whether it trains on it, as one comparable text."""
+    return json.dumps({k: config["data"].get(k) for k in ("dev_from", "dev_fraction", "dev_seed",
+                                                           "train_on_dev")}, sort_keys=True)
+
+
+def combined_estimate(combined: Ensemble, member_estimates: list[dict],
+                      data_dir: Path | str | None = None) -> dict:
+    """The estimate of an ensemble of saved models (``profner combine --data``): scored on the
+    dev split every member held out of its training, with the members' own estimates beside
+    it. ``ConfigError`` when the members carve different dev splits or one trained on its dev
+    split (no text then that no member learned from)."""
+    configs = [member.config for member in combined.members]
+    splits = sorted({dev_split(c) for c in configs})
+    if len(splits) > 1:
+        raise ConfigError(f"the members' dev splits differ (data.dev_from, dev_fraction, "
+                          f"dev_seed, train_on_dev: {', '.join(splits)}): no dev text they all "
+                          f"held out")
+    if configs[0]["data"].get("train_on_dev"):
+        raise ConfigError("the members trained on their dev split (data.train_on_dev true: "
+                          "refits): no text is left that no member learned from; combine their "
+                          "held-out runs to measure, or leave out --data")
+    _, dev = load_task_data(configs[0], data_dir)
+    return ensemble_estimate(combined, dev, member_estimates)
 
 
 def member_recipes(config: dict) -> list[dict]:

@@ -211,6 +211,27 @@ def test_train_predict_evaluate_stats_and_register_from_a_clean_shell(tmp_path_f
     assert (work / "mlflow.db").is_file()
 
 
+def test_combine_then_predict_from_a_clean_shell(tmp_path_factory) -> None:
+    """Two held-out model dirs combined into one ensemble dir, scored on the dev split they
+    held out, then predicted with like any model dir."""
+    import shutil
+
+    from profner_models.sample import PROFNER_SAMPLE
+
+    home, work = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("work")
+    first = tiny_model(tmp_path_factory.getbasetemp())
+    second = shutil.copytree(first, work / "second")
+    combined = run([PROFNER, "combine", str(first), str(second), "--out", str(work / "ens"),
+                    "--data", str(PROFNER_SAMPLE)], home, cwd=work)
+    assert combined.returncode == 0, combined.stdout[-3000:] + combined.stderr[-3000:]
+    assert json.loads(combined.stdout)["unseen"]["estimate"]["dev_docs"] > 0
+    valid = PROFNER_SAMPLE / "subtask-2" / "brat" / "valid"
+    predicted = run([PROFNER, "predict", "--model", str(work / "ens"), "--input", str(valid),
+                     "--out-7b", str(work / "7b.tsv")], home, cwd=work)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert (work / "7b.tsv").read_text().startswith("tweet_id")
+
+
 def test_a_killed_train_leaves_no_fit_running(tmp_path_factory) -> None:
     """``profner train --jobs 2`` runs the held-out fit in a second process; a SIGTERM to the
     command (Ctrl-C's cousin, a scheduler's kill) must not leave that fit training alone."""

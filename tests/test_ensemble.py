@@ -11,12 +11,13 @@ import yaml
 from ensemble_support import train_ensemble
 from rnn_support import sample_data, smoke_config, trained
 
-from profner_models import ensemble
+from profner_models import artifacts, ensemble
 from profner_models.artifacts import ModelDirError
 from profner_models.cli.main import main
 from profner_models.documents import Prediction, Span
 from profner_models.ensemble import Ensemble, vote
 from profner_models.predict import Predictor
+from profner_models.spans import apply_span_policy
 from profner_models.tasks import task_of
 from profner_models.training import fit
 
@@ -118,6 +119,70 @@ def test_members_must_share_the_labels(members) -> None:
     other.labels = {**other.labels, "tag": list(reversed(other.labels["tag"]))}
     with pytest.raises(ValueError, match="member 1"):
         Ensemble([members[0], other])
+
+
+@pytest.fixture(scope="module")
+def member_dirs(members, tmp_path_factory):
+    """The two members saved as held-out runs are (dev split held out), with an estimate."""
+    root = tmp_path_factory.mktemp("members")
+    dirs = []
+    for index, model in enumerate(members):
+        estimate = {"from": "test", "metrics": {"f1_7b": 0.1 * (index + 1)}}
+        dirs.append(artifacts.save(model, root / f"m{index}", extra_meta={"unseen": {"estimate": estimate}}))
+    return dirs
+
+
+def test_profner_combine_makes_saved_models_one_model_with_its_estimate(member_dirs, members,
+                                                                      tmp_path, capsys) -> None:
+    out = tmp_path / "ens"
+    sample = task_of(members[0].config).sample_dir()
+    assert main(["combine", *map(str, member_dirs), "--out", str(out), "--weights", "1,3",
+                 "--entity-threshold", "0.4", "--data", str(sample)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["members"] == 2 and printed["method"] == "posterior"
+    expected = Ensemble(members, weights=[1, 3], entity_threshold=0.4)
+    assert [p.to_dict() for p in Predictor(out).predict(TEXTS)] == \
+        [p.to_dict() for p in Predictor(expected).predict(TEXTS)]
+    _, dev = sample_data()
+    gold = apply_span_policy(list(dev), types=members[0].config["data"]["types"], overlap="keep_all")[0]
+    found = Predictor(expected).predict([d.text for d in gold])
+    score = task_of(expected.config).score(expected, gold, [p.as_document(d.id, d.text)
+                                                          for d, p in zip(gold, found)])
+    meta = json.loads((out / "meta.json").read_text())
+    estimate = meta["unseen"]["estimate"]
+    assert estimate["metrics"]["f1_7b"] == pytest.approx(score["f1_7b"]) == meta["metrics"]["f1_7b"]
+    assert estimate["dev_docs"] == len(gold)
+    assert estimate["members"]["mean"]["f1_7b"] == pytest.approx(0.15)  # the members' own
+    assert meta["source"]["combined_from"] == [str(d.resolve()) for d in member_dirs]
+    kept = json.loads((out / "members" / "1" / "meta.json").read_text())
+    assert kept["unseen"]["estimate"]["metrics"]["f1_7b"] == 0.2
+
+
+def test_profner_combine_refuses_what_it_cannot_measure_or_load(member_dirs, members, tmp_path,
+                                                                capsys) -> None:
+    sample = str(task_of(members[0].config).sample_dir())
+    refit = copy.deepcopy(members[1])
+    refit.config["data"]["train_on_dev"] = True
+    refit_dir = artifacts.save(refit, tmp_path / "refit")
+    out = tmp_path / "ens"
+    assert main(["combine", str(member_dirs[0]), str(refit_dir), "--out", str(out),
+                 "--data", sample]) == 1
+    assert "dev splits differ" in capsys.readouterr().err and not out.exists()
+    both_refits = [str(refit_dir), str(artifacts.save(refit, tmp_path / "refit2"))]
+    assert main(["combine", *both_refits, "--out", str(out), "--data", sample]) == 1
+    assert "train_on_dev true" in capsys.readouterr().err and not out.exists()
+    assert main(["combine", *both_refits, "--out", str(out)]) == 0  # no estimate asked: fine
+    assert json.loads((out / "meta.json").read_text())["unseen"] == {}
+    assert main(["combine", str(out), str(member_dirs[0]), "--out", str(tmp_path / "e2")]) == 1
+    assert "an ensemble dir; give its members" in capsys.readouterr().err
+    assert main(["combine", str(member_dirs[0]), str(tmp_path), "--out", str(tmp_path / "e2")]) == 1
+    assert f"{tmp_path}: not a model dir" in capsys.readouterr().err
+    assert main(["combine", *map(str, member_dirs), "--out", str(member_dirs[0])]) == 2
+    assert "is one of the members" in capsys.readouterr().err
+    assert main(["combine", *map(str, member_dirs), "--out", str(tmp_path / "e3"),
+                 "--weights", "1"]) == 1
+    assert "one positive weight per member" in capsys.readouterr().err
+    assert not (tmp_path / "e2").exists() and not (tmp_path / "e3").exists()
 
 
 def test_profner_train_builds_an_ensemble_with_its_estimate(tmp_path, capsys) -> None:

@@ -79,7 +79,9 @@ def test_one_text_out_of_training_is_the_packed_bigru(layers, length) -> None:
     with OpCounter() as ops:  # the recurrence ran outside torch: no per-word ops
         with torch.inference_mode():
             bidirectional(rnn, x, lengths)
-    assert ops.total <= 14, ops.summary()  # nn.GRU: ~11 a word and direction
+    # a layer's input projection in torch (a few ops), its recurrence in NumPy: nothing per
+    # word (nn.GRU dispatches ~11 a word and direction: ~200 here)
+    assert ops.total <= 12 + 8 * layers, ops.summary()
 
 
 def test_the_numpy_bigru_follows_its_weights_when_they_change() -> None:
