@@ -178,7 +178,13 @@ def test_profner_combine_refuses_what_it_cannot_measure_or_load(member_dirs, mem
     assert main(["combine", str(member_dirs[0]), str(tmp_path), "--out", str(tmp_path / "e2")]) == 1
     assert f"{tmp_path}: not a model dir" in capsys.readouterr().err
     assert main(["combine", *map(str, member_dirs), "--out", str(member_dirs[0])]) == 2
-    assert "is one of the members" in capsys.readouterr().err
+    assert "holds one of the members" in capsys.readouterr().err
+    assert main(["combine", *map(str, member_dirs), "--out", str(member_dirs[0].parent)]) == 2
+    assert "holds one of the members" in capsys.readouterr().err
+    assert main(["combine", *map(str, member_dirs), "--out", str(refit_dir)]) == 2
+    assert "is not an ensemble dir; not overwritten" in capsys.readouterr().err
+    assert (refit_dir / "meta.json").is_file() and all(d.is_dir() for d in member_dirs)
+    assert main(["combine", *map(str, member_dirs), "--out", str(out)]) == 0  # an earlier ensemble
     assert main(["combine", *map(str, member_dirs), "--out", str(tmp_path / "e3"),
                  "--weights", "1"]) == 1
     assert "one positive weight per member" in capsys.readouterr().err

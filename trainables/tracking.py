@@ -13,10 +13,11 @@ every numeric value ``fit`` reports, per epoch (``step`` = epoch): the dev score
 for the best epoch's values at the end. The prefixes are for the MLflow UI (3.17, seen in
 Chromium): a run's charts are grouped by the text before a ``/``, prefixed sections first and in
 name order, unprefixed keys last ("Model metrics"), charts in name order within a section; so
-the run page opens on the dev learning curves and the single-value ``best_*`` bars close it; tags = study, search-space file, seed, git commit, trial id,
-node/host/pid, the sampled config as JSON (``profner.config``, read by refit and narrow), and
-``profner.stopped_by`` (completed | scheduler | error; "scheduler" = fewer epochs than planned,
-which ASHA's stops are, as are early stops on ``training.early_stopping_patience``).
+the run page opens on the dev learning curves and the single-value ``best_*`` bars close it.
+Tags = study, search-space file, seed, git commit, trial id, node/host/pid, the sampled config
+as JSON (``profner.config``, read by refit and narrow), and ``profner.stopped_by`` (completed |
+scheduler | error; "scheduler" = fewer epochs than planned, which ASHA's stops are, as are early
+stops on ``training.early_stopping_patience``).
 """
 
 from __future__ import annotations

@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"profner combine: --entity-threshold {args.entity_threshold}: must lie in (0, 1)",
               file=sys.stderr)
         return 2
-    if args.out.resolve() in {path.resolve() for path in args.model_dirs}:
-        print(f"profner combine: --out {args.out} is one of the members", file=sys.stderr)
+    problem = _out_problem(args.out, args.model_dirs)
+    if problem:
+        print(f"profner combine: --out {args.out}: {problem}", file=sys.stderr)
         return 2
     try:
         combined, metas = ensemble.combine(args.model_dirs, args.method, args.weights,
@@ -74,6 +75,19 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"model_dir": str(args.out), "members": len(metas), "method": combined.method,
                       "parameters": combined.num_parameters, "unseen": unseen}, indent=1))
     return 0
+
+
+def _out_problem(out: Path, model_dirs: list[Path]) -> str | None:
+    """Why writing the ensemble to ``out`` would lose something (saving replaces the dir), or
+    None: ``out`` holds a member, or is a dir with files that is not an earlier ensemble."""
+    from profner_models.ensemble import is_ensemble_dir
+
+    target = out.resolve()
+    if any(target == path.resolve() or target in path.resolve().parents for path in model_dirs):
+        return "holds one of the members; writing there would replace it"
+    if target.is_dir() and any(target.iterdir()) and not is_ensemble_dir(target):
+        return "exists and is not an ensemble dir; not overwritten (give a new or empty dir)"
+    return None
 
 
 def _fit_part(meta: dict) -> dict:
