@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -48,9 +49,18 @@ def short_temp_dir() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port below Linux's ephemeral range (32768-60999): a port the OS hands
+    out for bind(0) can be taken by an outgoing connection (Ray's own, by the hundred) before
+    the server binds it, which failed a server start once (Serve's NoAvailablePortError)."""
+    for _ in range(100):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free loopback port in 20000-31999")
 
 
 def profner_env(state_dir: Path) -> dict[str, str]:
