@@ -162,6 +162,8 @@ class TrainedEnsemble:
     ensemble: Ensemble
     members: list[Trained]
     unseen: dict = field(default_factory=dict)
+    held_out: Ensemble | None = None
+    """The ensemble of the members' held-out runs (the one scored for the estimate)."""
 
     @property
     def passed(self) -> bool:
@@ -192,8 +194,8 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
     unseen = {"estimate": ensemble_estimate(held_out, dev, [m.unseen["estimate"] for m in members])}
     if refit:
         unseen["check"] = check(shipped, held_out, check_documents(recipes[0], [*train_docs, *dev]))
-    shipped.metrics = unseen["estimate"]["metrics"]
-    return TrainedEnsemble(shipped, members, unseen)
+    shipped.metrics = held_out.metrics = unseen["estimate"]["metrics"]
+    return TrainedEnsemble(shipped, members, unseen, held_out if refit else None)
 
 
 def dev_split(config: dict) -> str:

@@ -214,6 +214,43 @@ def test_profner_train_builds_an_ensemble_with_its_estimate(tmp_path, capsys) ->
     assert printed["members"] == 2 and printed["method"] == "posterior"
 
 
+def test_profner_train_keeps_the_held_out_runs_that_combine_measures_again(tmp_path,
+                                                                          capsys) -> None:
+    """``--held-out DIR``: the ensemble of the members' held-out runs, saved; combining its
+    members on the dev split they held out gives the estimate the job wrote."""
+    refit = {"training": {"epochs": 2}, "data": {"train_on_dev": True}}
+    config = {"task": "profner", "ensemble": {"entity_threshold": 0.4, "members": [
+        {"config": "smoke_rnn", "override": refit},
+        {"config": "smoke_rnn", "override": {**refit, "training": {"epochs": 2, "seed": 14}}}]}}
+    path = tmp_path / "ens.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out, held = tmp_path / "m", tmp_path / "held"
+    for wrong in (out, out / "inner"):  # a save replaces its dir: never one inside the other
+        assert main(["train", str(path), "--out", str(out), "--held-out", str(wrong)]) == 1
+        assert "must lie apart from --out" in capsys.readouterr().err and not out.exists()
+    assert main(["train", str(path), "--out", str(out), "--held-out", str(held),
+                 "--no-progress", "--jobs", "1"]) == 0
+    written = json.loads((out / "meta.json").read_text())["unseen"]["estimate"]
+    kept = json.loads((held / "meta.json").read_text())
+    assert kept["unseen"]["estimate"]["metrics"] == written["metrics"] == kept["metrics"]
+    members = sorted((held / "members").iterdir())
+    configs = [json.loads((d / "config.json").read_text()) for d in members]
+    assert [c["data"]["train_on_dev"] for c in configs] == [False, False]
+    assert [c["training"]["seed"] for c in configs] == [13, 14]
+    capsys.readouterr()
+    sample = str(task_of(configs[0]).sample_dir())
+    assert main(["combine", *map(str, members), "--out", str(tmp_path / "again"),
+                 "--entity-threshold", "0.4", "--data", sample]) == 0
+    again = json.loads((tmp_path / "again" / "meta.json").read_text())["unseen"]["estimate"]
+    assert again["metrics"] == pytest.approx(written["metrics"])
+
+
+def test_held_out_needs_a_refit(tmp_path, capsys) -> None:
+    assert main(["train", "smoke_rnn", "--out", str(tmp_path / "m"), "--held-out",
+                 str(tmp_path / "h"), "--set", "data.train_on_dev=false"]) == 1
+    assert "trains no refit" in capsys.readouterr().err and not (tmp_path / "m").exists()
+
+
 def test_members_with_different_dev_splits_are_refused(tmp_path) -> None:
     config = {"task": "profner", "ensemble": {"members": [
         {"config": "smoke_rnn"}, {"config": "smoke_rnn", "override": {"data": {"dev_seed": 3}}}]}}
