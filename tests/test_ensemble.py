@@ -245,10 +245,17 @@ def test_profner_train_keeps_the_held_out_runs_that_combine_measures_again(tmp_p
     assert again["metrics"] == pytest.approx(written["metrics"])
 
 
-def test_held_out_needs_a_refit(tmp_path, capsys) -> None:
+def test_held_out_needs_a_refit_and_replaces_no_other_dir(tmp_path, capsys) -> None:
     assert main(["train", "smoke_rnn", "--out", str(tmp_path / "m"), "--held-out",
                  str(tmp_path / "h"), "--set", "data.train_on_dev=false"]) == 1
     assert "trains no refit" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    precious = tmp_path / "data" / "notes.txt"
+    precious.parent.mkdir()
+    precious.write_text("keep me")
+    assert main(["train", "smoke_rnn", "--out", str(tmp_path / "m"), "--held-out",
+                 str(precious.parent), "--set", "data.train_on_dev=true"]) == 1
+    assert "is not a model dir; not overwritten" in capsys.readouterr().err
+    assert precious.read_text() == "keep me" and not (tmp_path / "m").exists()
 
 
 def test_members_with_different_dev_splits_are_refused(tmp_path) -> None:

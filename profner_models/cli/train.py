@@ -74,14 +74,21 @@ def _check_held_out(args: argparse.Namespace, config: dict) -> None:
     if not first["data"]["train_on_dev"]:
         raise ValueError("--held-out: this config trains no refit (data.train_on_dev false): "
                          "the model in --out is its held-out run")
+    from profner_models.artifacts import META
+
     out, held = args.out.resolve(), args.held_out.resolve()
     if held == out or out in held.parents or held in out.parents:
         raise ValueError(f"--held-out {args.held_out}: must lie apart from --out {args.out} "
                          f"(saving a model dir replaces it)")
+    if held.is_dir() and any(held.iterdir()) and not (held / META).is_file():
+        raise ValueError(f"--held-out {args.held_out}: exists and is not a model dir; not "
+                         f"overwritten (give a new or empty dir)")
 
 
 def _held_out_meta(args: argparse.Namespace, member) -> dict:
-    """meta.json of a held-out run (``member``: an ``unseen.Trained``): its fit and estimate."""
+    """meta.json of a held-out run (``member``: an ``unseen.Trained``): its fit and estimate
+    (with ``training.estimate_seeds`` > 1, the mean of its seeds' runs, of which this is the
+    first)."""
     holdout = member.holdout
     return {"source": _source(args, holdout.history), "best_epoch": holdout.best_epoch,
             "history": holdout.history, "unseen": {"estimate": member.unseen["estimate"]}}
@@ -128,7 +135,8 @@ def _train_ensemble(config: dict, args: argparse.Namespace) -> tuple[dict, dict,
     if args.held_out is not None:
         ensemble.save(trained.held_out, args.held_out,
                       member_meta=[_held_out_meta(args, m) for m in trained.members],
-                      extra_meta={"source": {**members[0]["source"], "members": len(members)},
+                      extra_meta={"source": {**_source(args, trained.members[0].holdout.history),
+                                             "members": len(members)},
                                   "unseen": {"estimate": trained.unseen["estimate"]}})
     summary = {"members": len(members), "method": trained.ensemble.method,
                "parameters": trained.ensemble.num_parameters}
