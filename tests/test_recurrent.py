@@ -1,6 +1,7 @@
 """models.recurrent.bidirectional: a BiLSTM run as two padded passes gives what the packed
 nn.LSTM gives (outputs, last states, gradients) at a fraction of the ops; a BiGRU stays packed,
-and one text out of training runs in NumPy with the same outputs."""
+and a few rows out of training (one text, a text's new words) run in NumPy with the same
+outputs."""
 
 from __future__ import annotations
 
@@ -84,6 +85,28 @@ def test_one_text_out_of_training_is_the_packed_bigru(layers, length) -> None:
     assert ops.total <= 12 + 8 * layers, ops.summary()
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_few_rows_out_of_training_are_the_packed_bigru(layers) -> None:
+    """Rows of different lengths (the new words of a text through the char encoder)."""
+    torch.manual_seed(layers)
+    rnn = nn.GRU(6, 5, num_layers=layers, batch_first=True, bidirectional=True).eval()
+    x, lengths = torch.randn(9, 5, 6).transpose(0, 1), torch.tensor([3, 9, 1, 6, 3])
+    with torch.inference_mode():
+        out, last = bidirectional(rnn, x, lengths)
+        expected_out, expected_last = packed_reference(rnn, x, lengths)
+        with OpCounter() as ops:
+            bidirectional(rnn, x, lengths)
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
+    assert ops.total <= 12 + 8 * layers, ops.summary()  # nothing per step
+    same = torch.tensor([4, 4, 4, 4, 4])  # equal rows shorter than the padded width
+    with torch.inference_mode():
+        out, last = bidirectional(rnn, x, same)
+        expected_out, expected_last = packed_reference(rnn, x, same)
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
+
+
 def test_the_numpy_bigru_follows_its_weights_when_they_change() -> None:
     torch.manual_seed(0)
     rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True).eval()
@@ -95,3 +118,19 @@ def test_the_numpy_bigru_follows_its_weights_when_they_change() -> None:
         expected, _ = packed_reference(rnn, x, lengths)
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_lstm_under_cpu_bf16_autocast_runs_in_fp32_where_the_cpu_lacks_bf16(monkeypatch) -> None:
+    """oneDNN has no bf16 LSTM on AVX2-only CPUs (nn.LSTM itself fails there under autocast)."""
+    from profner_models.models import recurrent
+
+    monkeypatch.setattr(recurrent, "_cpu_has_bf16", lambda: False)
+    torch.manual_seed(0)
+    rnn = nn.LSTM(6, 5, batch_first=True, bidirectional=True)
+    x, lengths = torch.randn(3, 7, 6), torch.tensor([7, 2, 5])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, last = bidirectional(rnn, x, lengths)
+    expected_out, expected_last = packed_reference(rnn, x, lengths)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)

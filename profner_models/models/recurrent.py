@@ -12,17 +12,20 @@ output and the last states of both directions, as a packed ``nn.GRU``/``nn.LSTM`
   Same parameters, same maths as ``nn.LSTM(bidirectional=True)`` on packed input
   (``tests/test_recurrent.py``).
 - A GRU (PyTorch has no fused CPU GRU) runs packed when rows differ in length, as is when none is
-  padded. One text at a time on a CPU out of training (the latency of ``profner predict`` and of a
-  server's lone request), it runs in NumPy (``_gru_one_text``): PyTorch's CPU GRU dispatches ~11
-  ops per word and direction (an ``addmm`` alone ~4 us), this both directions at once in ~10
-  NumPy calls per word, the reset/update gates' signs and biases folded into the weights once
-  (cached per module until a weight changes). Same maths (``tests/test_recurrent.py``: outputs
-  equal to ``nn.GRU``'s to 1e-5); ``bench/README.md`` has the timing.
+  padded. A few rows (``NUMPY_ROWS``) on a CPU out of training (the latency of ``profner
+  predict`` and of a server's lone request: one text's words, the new words of a text through
+  the char encoder), it runs in NumPy (``_gru_numpy``): PyTorch's CPU GRU dispatches ~11 ops
+  per step and direction (an ``addmm`` alone ~4 us), this both directions of every row at once
+  in ~10 NumPy calls per step, the reset/update gates' signs and biases folded into the weights
+  once (cached per module until a weight changes). Over more rows the packed GRU's bigger
+  products win. Same maths (``tests/test_recurrent.py``: outputs equal to ``nn.GRU``'s to
+  1e-5); ``bench/README.md`` has the timing.
 Outputs at padding are zeros, as ``pad_packed_sequence`` gives.
 """
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Literal
 
@@ -45,6 +48,10 @@ class EncoderConfig(Schema):
 
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+NUMPY_ROWS = 8  # a GRU over at most this many rows, out of training, runs in NumPy (docstring)
+# ... while one step's product (m * n * k) stays under OpenBLAS's threading threshold
+# (65536 * 4): its threads ignore torch.set_num_threads and spin on a busy machine
+BLAS_SERIAL = 65536 * 4
 
 
 def rnn_cell(cell: str) -> type[nn.RNNBase]:
@@ -65,11 +72,12 @@ def bidirectional(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
 
 def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    if (x.shape[0] == 1 and isinstance(rnn, nn.GRU) and not rnn.training
-            and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()):
-        length = int(lengths[0])
-        if length:
-            return _gru_one_text(rnn, x, length)
+    if (x.shape[0] <= NUMPY_ROWS and isinstance(rnn, nn.GRU) and not rnn.training
+            and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and (x.shape[0] == 1 or x.shape[0] * 3 * rnn.hidden_size ** 2 < BLAS_SERIAL)):
+        row_lengths = lengths.cpu().numpy()
+        if len(row_lengths) and row_lengths.min() > 0:
+            return _gru_numpy(rnn, x.detach().numpy(), row_lengths)
     if bool((lengths == x.shape[1]).all()):
         out, state = rnn(x)
     else:
@@ -110,7 +118,18 @@ def _lstm_passes(rnn: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor
 def _pass(rnn: nn.LSTM, x: torch.Tensor, weights: list[torch.Tensor], zeros: torch.Tensor
           ) -> torch.Tensor:
     """One direction of one layer: ``nn.LSTM``'s own kernel with that direction's weights."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not _cpu_has_bf16():
+        # oneDNN has no bf16 LSTM where the CPU lacks native bf16 (AVX2 only): under bf16
+        # autocast nn.LSTM itself fails there ("could not create a primitive descriptor"), so
+        # this layer runs in fp32 (bf16 buys such a CPU nothing but conversions)
+        with torch.autocast("cpu", enabled=False):
+            return _pass(rnn, x.float(), weights, zeros.float())
     return torch.lstm(x, (zeros, zeros), weights, rnn.bias, 1, 0.0, rnn.training, False, True)[0]
+
+
+@functools.cache
+def _cpu_has_bf16() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -122,17 +141,28 @@ def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 _NUMPY_GRUS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _gru_one_text(rnn: nn.GRU, x: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``_packed`` for a batch of one on a CPU, in eval mode and without autograd."""
+def _gru_numpy(rnn: nn.GRU, x: np.ndarray, lengths: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_packed`` for a few rows on a CPU, in eval mode and without autograd."""
     hidden = rnn.hidden_size
-    layer_input = x[0, :length].detach().numpy()
+    width, shortest = int(lengths.max()), int(lengths.min())
+    real = backwards = None  # rows of one length (one text): a row reversed is a slice
+    if shortest < width:
+        positions = np.arange(width)[None, :]
+        real = (positions < lengths[:, None])[..., None]
+        # each row read backwards within its length (padding stays after the real steps)
+        backwards = np.where(real[..., 0], lengths[:, None] - 1 - positions, positions)
+    layer_input = x[:, :width]
     with np.errstate(over="ignore"):  # exp overflowing to inf gives a gate of exactly 0
         for weights in _numpy_weights(rnn):
-            layer_input = _gru_layer(layer_input, *weights, hidden)
-    last = np.concatenate([layer_input[-1, :hidden], layer_input[0, hidden:]])
-    out = np.zeros((1, x.shape[1], 2 * hidden), np.float32)
-    out[0, :length] = layer_input
-    return torch.from_numpy(out), torch.from_numpy(last)[None]
+            layer_input = _gru_layer(layer_input, backwards, *weights, hidden)
+            if real is not None:
+                layer_input *= real
+    rows = np.arange(len(lengths))
+    last = np.concatenate([layer_input[rows, lengths - 1, :hidden], layer_input[:, 0, hidden:]],
+                          axis=1)
+    out = np.zeros((x.shape[0], x.shape[1], 2 * hidden), np.float32)
+    out[:, :width] = layer_input
+    return torch.from_numpy(out), torch.from_numpy(last)
 
 
 def _numpy_weights(rnn: nn.GRU) -> list[tuple[np.ndarray, ...]]:
@@ -168,23 +198,28 @@ def _numpy_weights(rnn: nn.GRU) -> list[tuple[np.ndarray, ...]]:
     return layers
 
 
-def _gru_layer(x: np.ndarray, w_in: np.ndarray, b_in: np.ndarray, w_hidden: np.ndarray,
-               b_new: np.ndarray, hidden: int) -> np.ndarray:
-    """One bidirectional GRU layer over ``x`` ``[T, D]`` -> ``[T, 2H]``; both directions step
-    together as a batch of two (``h = n + z * (h - n)``, ``n = tanh(x_n + r * (W_hn h + b_hn))``).
-    Every per-step array is contiguous and every call counts: this loop is the latency."""
-    steps = x.shape[0]
+def _gru_layer(x: np.ndarray, backwards: np.ndarray | None, w_in: np.ndarray, b_in: np.ndarray,
+               w_hidden: np.ndarray, b_new: np.ndarray, hidden: int) -> np.ndarray:
+    """One bidirectional GRU layer over ``x`` ``[B, T, D]`` -> ``[B, T, 2H]`` (garbage past a
+    row's length); ``backwards[b, t]``: the step the backward direction reads at ``t`` (the row
+    reversed within its length; None: rows without padding, reversed whole). Both directions step together as a batch of ``2B`` (``h = n +
+    z * (h - n)``, ``n = tanh(x_n + r * (W_hn h + b_hn))``). Every per-step array is contiguous
+    and every call counts: this loop is the latency."""
+    rows, steps, _ = x.shape
     # torch, not numpy, for the one matrix product big enough for NumPy's BLAS to spread over
     # threads of its own: those ignore torch.set_num_threads and, on a busy machine, spin
     # against the other processes (a tweet's GRU 9 ms instead of 1.3 ms at load 2; as in
     # vectors/compose.py)
-    projected = (torch.from_numpy(x) @ torch.from_numpy(w_in)).numpy() + b_in
-    gates_in = np.empty((steps, 2, 1, 3 * hidden), np.float32)
-    gates_in[:, 0, 0] = projected[:, : 3 * hidden]
-    gates_in[:, 1, 0] = projected[::-1, 3 * hidden:]  # the backward direction reads the text reversed
+    projected = torch.from_numpy(np.ascontiguousarray(x)) @ torch.from_numpy(w_in)
+    projected = projected.numpy() + b_in
+    gates_in = np.empty((steps, 2, rows, 3 * hidden), np.float32)
+    gates_in[:, 0] = projected[..., : 3 * hidden].transpose(1, 0, 2)
+    reverse = projected[:, ::-1, 3 * hidden:] if backwards is None else np.take_along_axis(
+        projected[..., 3 * hidden:], backwards[..., None], axis=1)
+    gates_in[:, 1] = reverse.transpose(1, 0, 2)
     given_reset_update = list(np.ascontiguousarray(gates_in[..., : 2 * hidden]))
     given_new = list(np.ascontiguousarray(gates_in[..., 2 * hidden:]))
-    h = np.zeros((2, 1, hidden), np.float32)
+    h = np.zeros((2, rows, hidden), np.float32)
     states = []
     for step in range(steps):
         gates = np.matmul(h, w_hidden)
@@ -200,5 +235,7 @@ def _gru_layer(x: np.ndarray, w_in: np.ndarray, b_in: np.ndarray, w_hidden: np.n
         h *= reset_update[..., hidden:]
         h += new
         states.append(h)
-    out = np.stack(states)
-    return np.concatenate([out[:, 0, 0], out[::-1, 1, 0]], axis=1)
+    out = np.stack(states, axis=2)  # [2, B, T, H]
+    backward = out[1][:, ::-1] if backwards is None else np.take_along_axis(
+        out[1], backwards[..., None], axis=1)
+    return np.concatenate([out[0], backward], axis=2)
