@@ -66,6 +66,7 @@ def _check_held_out(args: argparse.Namespace, config: dict) -> None:
     ``--out`` (each save replaces its dir)."""
     if args.held_out is None:
         return
+    from profner_models.artifacts import META
     from profner_models.ensemble import ensemble_block
     from profner_models.tasks import validate
     from profner_models.unseen import member_recipes
@@ -74,8 +75,6 @@ def _check_held_out(args: argparse.Namespace, config: dict) -> None:
     if not first["data"]["train_on_dev"]:
         raise ValueError("--held-out: this config trains no refit (data.train_on_dev false): "
                          "the model in --out is its held-out run")
-    from profner_models.artifacts import META
-
     out, held = args.out.resolve(), args.held_out.resolve()
     if held == out or out in held.parents or held in out.parents:
         raise ValueError(f"--held-out {args.held_out}: must lie apart from --out {args.out} "

@@ -202,9 +202,10 @@ def _gru_layer(x: np.ndarray, backwards: np.ndarray | None, w_in: np.ndarray, b_
                w_hidden: np.ndarray, b_new: np.ndarray, hidden: int) -> np.ndarray:
     """One bidirectional GRU layer over ``x`` ``[B, T, D]`` -> ``[B, T, 2H]`` (garbage past a
     row's length); ``backwards[b, t]``: the step the backward direction reads at ``t`` (the row
-    reversed within its length; None: rows without padding, reversed whole). Both directions step together as a batch of ``2B`` (``h = n +
-    z * (h - n)``, ``n = tanh(x_n + r * (W_hn h + b_hn))``). Every per-step array is contiguous
-    and every call counts: this loop is the latency."""
+    reversed within its length; None: rows without padding, reversed whole). Both directions
+    step together as a batch of ``2B`` (``h = n + z * (h - n)``, ``n = tanh(x_n + r * (W_hn h +
+    b_hn))``). Every per-step array is contiguous and every call counts: this loop is the
+    latency."""
     rows, steps, _ = x.shape
     # torch, not numpy, for the one matrix product big enough for NumPy's BLAS to spread over
     # threads of its own: those ignore torch.set_num_threads and, on a busy machine, spin
