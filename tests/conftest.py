@@ -26,6 +26,17 @@ def real_data_dir() -> Path:
     return root
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules marked slow as a whole (Ray sweeps, servers, clean shells) first, in their
+    file order: ``scripts/test.sh``'s workers take whole modules in this order, so the long ones
+    start at once and the quick ones fill in around them."""
+    def whole_module_slow(item: pytest.Item) -> bool:
+        marks = getattr(item.module, "pytestmark", [])
+        return any(mark.name == "slow" for mark in (marks if isinstance(marks, list) else [marks]))
+
+    items.sort(key=lambda item: not whole_module_slow(item))  # stable: file order otherwise
+
+
 _real_data_skips: list[str] = []
 
 

@@ -9,23 +9,17 @@ runs on this machine too).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+from serve_support import free_port
 from tune_support import env, kill_ray_under, run_profner, short_temp_dir, tune_command, wait_for
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ray_start(temp_dir: Path, resource: str, head_port: int | None = None,
@@ -46,7 +40,14 @@ def ray_start(temp_dir: Path, resource: str, head_port: int | None = None,
 
 
 @pytest.fixture
-def cluster(tmp_path: Path):
+def cluster(tmp_path: Path, monkeypatch):
+    """A token-auth cluster, as ``ray start --head`` makes by default. A node or driver joining
+    it must say ``RAY_AUTH_MODE=token`` (unset, Ray 2.60 joins with auth disabled and is
+    refused): set here for the nodes, the ``profner`` subprocess and this process's Ray."""
+    import profner_ray
+
+    monkeypatch.setenv(profner_ray.AUTH_ENV, "")  # put back afterwards
+    assert profner_ray.local_auth_mode() == "token"
     temp_dir = short_temp_dir("rt-cluster-")
     head_port = free_port()
     mlflow_port = free_port()
