@@ -10,6 +10,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from clean_shell_support import PROFNER, run
 
 from profner_models.cli.main import main
 from profner_models.corpus import load_corpus
@@ -110,3 +111,23 @@ def test_cli_download_unpacks_both_corpora(served, tmp_path, capsys):
                  "--url-profner", f"{base}/profner.zip", "--sha256-profner", "f" * 64,
                  "--url-meddoprof", f"{base}/meddoprof.zip"])
     assert code == 1 and "sha256" in capsys.readouterr().err
+
+
+def test_download_runs_from_a_clean_shell(served, tmp_path):
+    """``profner data download`` as typed in a fresh shell (``env -i HOME=... PATH=...``): the
+    zips fetched, checked and unpacked; a wrong checksum exits 1 with nothing unpacked."""
+    root, base = served
+    digest = _zip(root / "profner.zip", PROFNER_MEMBERS)
+    _zip(root / "meddoprof.zip", {"meddoprof-training-set/task1/c1.txt": "Es albañil",
+                                  "meddoprof-training-set/task1/c1.ann": "T1\tPROFESION 3 10\talbañil\n"})
+    urls = ["--url-profner", f"{base}/profner.zip", "--url-meddoprof", f"{base}/meddoprof.zip"]
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    done = run([PROFNER, "data", "download", *urls, "--sha256-profner", digest], home, cwd=work)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    docs, report = load_corpus(work / "data" / "profner")  # the default --dest: ./data
+    assert report.ok and docs[0].spans[0].text == "médico"
+    refused = run([PROFNER, "data", "download", *urls, "--sha256-profner", "f" * 64,
+                   "--dest", str(work / "again")], home, cwd=work)
+    assert refused.returncode == 1 and "sha256" in refused.stderr
+    assert not (work / "again" / "profner").exists()
