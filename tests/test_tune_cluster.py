@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+from clean_shell_support import BIN
 from serve_support import free_port
 from tune_support import env, kill_ray_under, run_profner, short_temp_dir, tune_command, wait_for
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 
 
 def ray_start(temp_dir: Path, resource: str, head_port: int | None = None,
