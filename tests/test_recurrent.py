@@ -1,17 +1,29 @@
 """models.recurrent.bidirectional: a BiLSTM run as two padded passes gives what the packed
 nn.LSTM gives (outputs, last states, gradients) at a fraction of the ops; a BiGRU stays packed,
-and a few rows out of training (one text, a text's new words) run in NumPy with the same
-outputs."""
+and a few rows out of training (one text, a text's new words) step in C (or NumPy, where the
+kernel is not built) with the same outputs."""
 
 from __future__ import annotations
 
+import shutil
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from profner_models.models import kernels, recurrent
 from profner_models.models.recurrent import bidirectional
 from profner_models.opcount import OpCounter
+
+
+@pytest.fixture(params=["kernel", "numpy"])
+def steps(request, monkeypatch) -> str:
+    """Each out-of-training test runs on both step paths: the C kernel and the NumPy loop."""
+    if request.param == "numpy":
+        monkeypatch.setattr(kernels, "native", None)
+    return request.param
 
 
 def packed_reference(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
@@ -68,7 +80,7 @@ def test_the_lstm_passes_cost_few_ops_whatever_the_length() -> None:
 
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("length", [9, 4, 1])
-def test_one_text_out_of_training_is_the_packed_bigru(layers, length) -> None:
+def test_one_text_out_of_training_is_the_packed_bigru(layers, length, steps) -> None:
     torch.manual_seed(0)
     rnn = nn.GRU(6, 5, num_layers=layers, batch_first=True, bidirectional=True).eval()
     x, lengths = torch.randn(1, 9, 6), torch.tensor([length])
@@ -80,13 +92,13 @@ def test_one_text_out_of_training_is_the_packed_bigru(layers, length) -> None:
     with OpCounter() as ops:  # the recurrence ran outside torch: no per-word ops
         with torch.inference_mode():
             bidirectional(rnn, x, lengths)
-    # a layer's input projection in torch (a few ops), its recurrence in NumPy: nothing per
+    # a layer's input projection in torch (a few ops), its recurrence in C or NumPy: nothing per
     # word (nn.GRU dispatches ~11 a word and direction: ~200 here)
     assert ops.total <= 12 + 8 * layers, ops.summary()
 
 
 @pytest.mark.parametrize("layers", [1, 2])
-def test_a_few_rows_out_of_training_are_the_packed_bigru(layers) -> None:
+def test_a_few_rows_out_of_training_are_the_packed_bigru(layers, steps) -> None:
     """Rows of different lengths (the new words of a text through the char encoder)."""
     torch.manual_seed(layers)
     rnn = nn.GRU(6, 5, num_layers=layers, batch_first=True, bidirectional=True).eval()
@@ -107,7 +119,7 @@ def test_a_few_rows_out_of_training_are_the_packed_bigru(layers) -> None:
     torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
 
 
-def test_the_numpy_bigru_follows_its_weights_when_they_change() -> None:
+def test_the_stepped_bigru_follows_its_weights_when_they_change(steps) -> None:
     torch.manual_seed(0)
     rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True).eval()
     x, lengths = torch.randn(1, 7, 6), torch.tensor([7])
@@ -122,8 +134,6 @@ def test_the_numpy_bigru_follows_its_weights_when_they_change() -> None:
 
 def test_an_lstm_under_cpu_bf16_autocast_runs_in_fp32_where_the_cpu_lacks_bf16(monkeypatch) -> None:
     """oneDNN has no bf16 LSTM on AVX2-only CPUs (nn.LSTM itself fails there under autocast)."""
-    from profner_models.models import recurrent
-
     monkeypatch.setattr(recurrent, "_cpu_has_bf16", lambda: False)
     torch.manual_seed(0)
     rnn = nn.LSTM(6, 5, batch_first=True, bidirectional=True)
@@ -134,3 +144,38 @@ def test_an_lstm_under_cpu_bf16_autocast_runs_in_fp32_where_the_cpu_lacks_bf16(m
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
+
+
+def test_the_kernel_is_built_where_there_is_a_c_compiler() -> None:
+    """The install compiles ``_kernels.c`` (optional: without a compiler, NumPy steps)."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler on this machine: the NumPy steps serve")
+    assert kernels.native is not None, "profner_models/models/_kernels.c was not built"
+
+
+def test_the_kernel_saturates_like_nn_gru_on_extreme_inputs(steps) -> None:
+    """Gates far in their tails (exp over- and underflow in float32) give nn.GRU's outputs."""
+    torch.manual_seed(3)
+    rnn = nn.GRU(4, 8, batch_first=True, bidirectional=True).eval()
+    x = torch.tensor([[[300.0, -300.0, 0.0, 1e-8], [-1e4, 1e4, 50.0, -50.0],
+                       [0.0, 0.0, 0.0, 0.0], [90.0, -90.0, 3.0, -3.0]]])
+    with torch.inference_mode():
+        out, last = bidirectional(rnn, x, torch.tensor([4]))
+        expected_out, expected_last = packed_reference(rnn, x, torch.tensor([4]))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
+
+
+def test_the_kernel_names_a_wrong_buffer() -> None:
+    if kernels.native is None:
+        pytest.skip("the kernel is not built here")
+    gates_in, w_hidden = np.zeros((3, 2, 1, 6), np.float32), np.zeros((2, 2, 6), np.float32)
+    b_new, out = np.zeros((2, 2), np.float32), np.zeros((2, 1, 3, 2), np.float32)
+    with pytest.raises(ValueError, match="w_hidden: expected a C-contiguous float32"):
+        kernels.native.gru_steps(gates_in, w_hidden.astype(np.float64), b_new, out)
+    with pytest.raises(ValueError, match="shapes"):
+        kernels.native.gru_steps(gates_in, w_hidden, b_new, out[:, :, :2].copy())
+    with pytest.raises(ValueError, match="not writable|read-only|writable"):
+        out.flags.writeable = False
+        kernels.native.gru_steps(gates_in, w_hidden, b_new, out)

@@ -32,6 +32,7 @@ from profner_models.models.base import (
     task_heads,
 )
 from profner_models.models.crf import LinearChainCRF
+from profner_models.models.kernels import compiled
 from profner_models.models.recurrent import bidirectional, rnn_cell
 from profner_models.text.tags import allowed_end_tags, allowed_start_tags, allowed_transitions
 
@@ -226,27 +227,42 @@ class MarginalDecoder:
     ``entity_threshold`` (0.5: the most probable path)."""
 
     def __init__(self, labels: list[str], scheme: str, entity_threshold: float = 0.5) -> None:
-        self.start, self.moves, self.end = (np.where(allowed.numpy(), 0.0, FORBIDDEN)
+        self.start, self.moves, self.end = (np.where(allowed.numpy(), 0.0, FORBIDDEN).astype(np.float32)
                                             for allowed in transition_masks(labels, scheme))
         self.o_bias = np.zeros(len(labels))  # log odds moved from O to the entity tags
         self.o_bias[labels.index("O")] = np.log(entity_threshold / (1 - entity_threshold))
 
     def __call__(self, probabilities: np.ndarray) -> list[int]:
         """``[W, len(labels)]`` -> W tag ids."""
-        log_p = np.log(probabilities + 1e-9)[None] + self.o_bias
+        log_p = (np.log(probabilities + 1e-9)[None] + self.o_bias).astype(np.float32)
         (path,) = viterbi(log_p, np.array([log_p.shape[1]]), self.start, self.moves, self.end)
         return path
 
 
 def viterbi(emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, transitions: np.ndarray,
             end: np.ndarray) -> list[list[int]]:
-    """The best tag path of each row of ``emissions`` ``[B, W, T]`` (real length ``lengths``)
-    under a linear-chain CRF's ``start`` / ``transitions`` ``[from, to]`` / ``end`` scores.
+    """The best tag path of each row of ``emissions`` ``[B, W, T]`` (real length ``lengths``,
+    each at least 1) under a linear-chain CRF's ``start`` / ``transitions`` ``[from, to]`` /
+    ``end`` scores, all float32.
 
-    ``torchcrf.CRF.decode``'s algorithm, step for step, in NumPy: its loop of small torch ops
-    took 0.8 ms of a 3-4 ms tweet on CPU, this ~0.15 ms (``tests/test_model_rnn.py`` pins the
-    paths equal to ``CRF.decode``'s). The likelihood is ``models.crf.LinearChainCRF``'s.
+    ``torchcrf.CRF.decode``'s algorithm, step for step, in C where the install built it
+    (``models.kernels``: ~2 us for a tweet), else in NumPy (~0.1 ms; pytorch-crf's loop of small
+    torch ops took 0.8 ms of a 3-4 ms tweet). ``tests/test_model_rnn.py`` pins both paths to
+    ``CRF.decode``'s. The likelihood is ``models.crf.LinearChainCRF``'s.
     """
+    native = compiled()
+    if native is None:
+        return _viterbi_numpy(emissions, lengths, start, transitions, end)
+    lengths = np.ascontiguousarray(lengths, np.int64)
+    emissions, start, transitions, end = (np.ascontiguousarray(a, np.float32)
+                                          for a in (emissions, start, transitions, end))
+    out = np.zeros(emissions.shape[:2], np.int64)
+    native.viterbi(emissions, lengths, start, transitions, end, out)
+    return [row[:n] for row, n in zip(out.tolist(), lengths.tolist())]
+
+
+def _viterbi_numpy(emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray,
+                   transitions: np.ndarray, end: np.ndarray) -> list[list[int]]:
     batch, width, _ = emissions.shape
     score = start + emissions[:, 0]
     steps = transitions[None, None] + emissions[:, 1:, None, :]  # [B, W-1, from, to], at once

@@ -12,14 +12,15 @@ output and the last states of both directions, as a packed ``nn.GRU``/``nn.LSTM`
   Same parameters, same maths as ``nn.LSTM(bidirectional=True)`` on packed input
   (``tests/test_recurrent.py``).
 - A GRU (PyTorch has no fused CPU GRU) runs packed when rows differ in length, as is when none is
-  padded. A few rows (``NUMPY_ROWS``) on a CPU out of training (the latency of ``profner
+  padded. A few rows (``few_rows``) on a CPU out of training (the latency of ``profner
   predict`` and of a server's lone request: one text's words, the new words of a text through
-  the char encoder), it runs in NumPy (``_gru_numpy``): PyTorch's CPU GRU dispatches ~11 ops
-  per step and direction (an ``addmm`` alone ~4 us), this both directions of every row at once
-  in ~10 NumPy calls per step, the reset/update gates' signs and biases folded into the weights
-  once (cached per module until a weight changes). Over more rows the packed GRU's bigger
-  products win. Same maths (``tests/test_recurrent.py``: outputs equal to ``nn.GRU``'s to
-  1e-5); ``bench/README.md`` has the timing.
+  the char encoder), its steps run in C (``_kernels.c``, built at install where there is a
+  C compiler; ~2.7 us a word for a BiGRU of hidden 96) or, without it, in NumPy (~18 us):
+  PyTorch's CPU GRU dispatches ~11 ops per step and direction (an ``addmm`` alone ~4 us), these
+  step both directions of every row at once, the reset/update gates' signs and biases folded
+  into the weights once (cached per module until a weight changes). Over more rows the packed
+  GRU's bigger products win. Same maths (``tests/test_recurrent.py``: outputs equal to
+  ``nn.GRU``'s to 1e-5, both step paths); ``bench/README.md`` has the timing.
 Outputs at padding are zeros, as ``pad_packed_sequence`` gives.
 """
 
@@ -36,6 +37,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from profner_models.config import Schema
+from profner_models.models.kernels import compiled
 
 
 class EncoderConfig(Schema):
@@ -48,7 +50,10 @@ class EncoderConfig(Schema):
 
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
-NUMPY_ROWS = 8  # a GRU over at most this many rows, out of training, runs in NumPy (docstring)
+# A GRU over this many rows x hidden units at most, out of training, steps in C: the kernel
+# beats the packed GRU up to ~8 rows of hidden 96 and ~32 of hidden 32 (bench/README.md)
+KERNEL_ROW_UNITS = 768
+NUMPY_ROWS = 8  # without the kernel: at most this many rows step in NumPy
 # ... while one step's product (m * n * k) stays under OpenBLAS's threading threshold
 # (65536 * 4): its threads ignore torch.set_num_threads and spin on a busy machine
 BLAS_SERIAL = 65536 * 4
@@ -72,9 +77,8 @@ def bidirectional(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
 
 def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    if (x.shape[0] <= NUMPY_ROWS and isinstance(rnn, nn.GRU) and not rnn.training
-            and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and (x.shape[0] == 1 or x.shape[0] * 3 * rnn.hidden_size ** 2 < BLAS_SERIAL)):
+    if (isinstance(rnn, nn.GRU) and not rnn.training and few_rows(x.shape[0], rnn.hidden_size)
+            and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()):
         row_lengths = lengths.cpu().numpy()
         if len(row_lengths) and row_lengths.min() > 0:
             return _gru_numpy(rnn, x.detach().numpy(), row_lengths)
@@ -86,6 +90,13 @@ def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
     h = state[0] if isinstance(state, tuple) else state  # an LSTM gives (h, c)
     return out, torch.cat([h[-2], h[-1]], dim=-1)
+
+
+def few_rows(rows: int, hidden: int) -> bool:
+    """Whether a GRU over ``rows`` rows steps faster in C (or, unbuilt, in NumPy) than packed."""
+    if compiled() is not None:
+        return rows * hidden <= KERNEL_ROW_UNITS
+    return rows <= NUMPY_ROWS and (rows == 1 or rows * 3 * hidden ** 2 < BLAS_SERIAL)
 
 
 def _lstm_passes(rnn: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor
@@ -204,8 +215,7 @@ def _gru_layer(x: np.ndarray, backwards: np.ndarray | None, w_in: np.ndarray, b_
     row's length); ``backwards[b, t]``: the step the backward direction reads at ``t`` (the row
     reversed within its length; None: rows without padding, reversed whole). Both directions
     step together as a batch of ``2B`` (``h = n + z * (h - n)``, ``n = tanh(x_n + r * (W_hn h +
-    b_hn))``). Every per-step array is contiguous and every call counts: this loop is the
-    latency."""
+    b_hn))``), in C where the kernel is built, else in NumPy."""
     rows, steps, _ = x.shape
     # torch, not numpy, for the one matrix product big enough for NumPy's BLAS to spread over
     # threads of its own: those ignore torch.set_num_threads and, on a busy machine, spin
@@ -218,11 +228,31 @@ def _gru_layer(x: np.ndarray, backwards: np.ndarray | None, w_in: np.ndarray, b_
     reverse = projected[:, ::-1, 3 * hidden:] if backwards is None else np.take_along_axis(
         projected[..., 3 * hidden:], backwards[..., None], axis=1)
     gates_in[:, 1] = reverse.transpose(1, 0, 2)
+    out = (_numpy_steps if compiled() is None else _kernel_steps)(gates_in, w_hidden, b_new)
+    backward = out[1][:, ::-1] if backwards is None else np.take_along_axis(
+        out[1], backwards[..., None], axis=1)
+    return np.concatenate([out[0], backward], axis=2)
+
+
+def _kernel_steps(gates_in: np.ndarray, w_hidden: np.ndarray, b_new: np.ndarray) -> np.ndarray:
+    """``_numpy_steps`` in C (``_kernels.c``; ~2.7 us a word for hidden 96 against ~18)."""
+    steps, _, rows, _ = gates_in.shape
+    hidden = w_hidden.shape[1]
+    out = np.empty((2, rows, steps, hidden), np.float32)
+    compiled().gru_steps(gates_in, w_hidden, b_new.reshape(2, hidden), out)
+    return out
+
+
+def _numpy_steps(gates_in: np.ndarray, w_hidden: np.ndarray, b_new: np.ndarray) -> np.ndarray:
+    """Every step's state ``[2, B, T, H]`` of both directions from their input projections
+    ``gates_in`` ``[T, 2, B, 3H]``. Every per-step array is contiguous and every call counts:
+    this loop is the latency."""
+    hidden = w_hidden.shape[1]
     given_reset_update = list(np.ascontiguousarray(gates_in[..., : 2 * hidden]))
     given_new = list(np.ascontiguousarray(gates_in[..., 2 * hidden:]))
-    h = np.zeros((2, rows, hidden), np.float32)
+    h = np.zeros(gates_in.shape[1:3] + (hidden,), np.float32)
     states = []
-    for step in range(steps):
+    for step in range(len(given_new)):
         gates = np.matmul(h, w_hidden)
         reset_update = given_reset_update[step] + gates[..., : 2 * hidden]
         np.exp(reset_update, out=reset_update)
@@ -236,7 +266,4 @@ def _gru_layer(x: np.ndarray, backwards: np.ndarray | None, w_in: np.ndarray, b_
         h *= reset_update[..., hidden:]
         h += new
         states.append(h)
-    out = np.stack(states, axis=2)  # [2, B, T, H]
-    backward = out[1][:, ::-1] if backwards is None else np.take_along_axis(
-        out[1], backwards[..., None], axis=1)
-    return np.concatenate([out[0], backward], axis=2)
+    return np.stack(states, axis=2)
