@@ -203,3 +203,18 @@ def test_joint_model_is_assembled_from_the_config_and_weights_the_losses():
     config["model"]["heads"]["summary"] = {"name": "rnn_pooler"}
     with pytest.raises(ValueError, match="summary"):
         task_of(config).labels(config)
+
+
+def test_the_viterbi_kernel_refuses_a_length_outside_the_row():
+    from profner_models.models import kernels
+
+    if kernels.native is None:
+        pytest.skip("the kernels are not built here")
+    emissions, out = np.zeros((2, 4, 3), np.float32), np.zeros((2, 4), np.int64)
+    start = end = np.zeros(3, np.float32)
+    transitions = np.zeros((3, 3), np.float32)
+    for lengths in ([4, 0], [5, 1]):
+        with pytest.raises(ValueError, match=r"lengths\[\d\] = \d: must be in 1\.\.4"):
+            kernels.native.viterbi(emissions, np.array(lengths), start, transitions, end, out)
+    with pytest.raises(ValueError, match="lengths: expected a C-contiguous int64"):
+        kernels.native.viterbi(emissions, np.array([4, 4], np.int32), start, transitions, end, out)

@@ -15,7 +15,7 @@
    Per step, direction and row (the maths of _gru_layer's NumPy loop and of nn.GRU):
      g = h @ W;  r, z = 1 / (1 + exp(gates_in[:2H] + g[:2H]))   (signs folded: the sigmoids)
      n = tanh(gates_in[2H:] + r * (g[2H:] + b_new));  h = n + z * (h - n)
-   viterbi(emissions, lengths, start, transitions, out):
+   viterbi(emissions, lengths, start, transitions, end, out):
      emissions [B, W, T] float32, lengths [B] int64 (each 1..W), start [T], transitions
      [from, to] [T, T], end [T] float32; out [B, W] int64 written: each row's best tags in its
      first lengths[b] places. NumPy's order of additions and first-maximum ties, so the paths
@@ -94,16 +94,10 @@ static void steps(const float *gates_in, const float *w_hidden, const float *b_n
     }
 }
 
-static int take_typed(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *name,
-                      char kind);
-
-static int take(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *name) {
-    return take_typed(obj, view, ndim, writable, name, 'f');
-}
-
-/* kind 'f': float32; 'i': int64 (NumPy writes it 'l' or 'q' by platform) */
-static int take_typed(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *name,
-                      char kind) {
+/* ``obj``'s buffer as ``view``: C-contiguous, ``ndim`` dims, of ``kind`` 'f' (float32) or 'i'
+   (int64, which NumPy writes 'l' or 'q' by platform); else -1 with a ValueError naming it */
+static int take(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *name,
+                char kind) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
     const char *format = view->format ? view->format : "";
@@ -128,7 +122,7 @@ static PyObject *gru_steps(PyObject *self, PyObject *args) {
     int taken = 0;
     PyObject *result = NULL;
     for (; taken < 4; taken++)
-        if (take(objs[taken], &v[taken], dims[taken], taken == 3, names[taken]) < 0) goto done;
+        if (take(objs[taken], &v[taken], dims[taken], taken == 3, names[taken], 'f') < 0) goto done;
     {
         const Py_ssize_t T = v[0].shape[0], B = v[0].shape[2], H = v[1].shape[1];
         if (v[0].shape[1] != 2 || v[0].shape[3] != 3 * H || v[1].shape[0] != 2
@@ -211,8 +205,7 @@ static PyObject *viterbi(PyObject *self, PyObject *args) {
     int taken = 0;
     PyObject *result = NULL;
     for (; taken < 6; taken++)
-        if (take_typed(objs[taken], &v[taken], dims[taken], taken == 5, names[taken],
-                       kinds[taken]) < 0)
+        if (take(objs[taken], &v[taken], dims[taken], taken == 5, names[taken], kinds[taken]) < 0)
             goto done;
     {
         const Py_ssize_t B = v[0].shape[0], W = v[0].shape[1], T = v[0].shape[2];
