@@ -227,8 +227,9 @@ class MarginalDecoder:
     ``entity_threshold`` (0.5: the most probable path)."""
 
     def __init__(self, labels: list[str], scheme: str, entity_threshold: float = 0.5) -> None:
-        self.start, self.moves, self.end = (np.where(allowed.numpy(), 0.0, FORBIDDEN).astype(np.float32)
-                                            for allowed in transition_masks(labels, scheme))
+        self.start, self.moves, self.end = (
+            np.where(allowed.numpy(), 0.0, FORBIDDEN).astype(np.float32)
+            for allowed in transition_masks(labels, scheme))
         self.o_bias = np.zeros(len(labels))  # log odds moved from O to the entity tags
         self.o_bias[labels.index("O")] = np.log(entity_threshold / (1 - entity_threshold))
 
