@@ -12,6 +12,8 @@ tokenizer's share.
 ``cpu_ms_*`` is the calling thread's CPU time per text (``time.thread_time``): on a shared
 machine it stays close to the uncontended latency when the wall clock does not (see
 ``load_avg_1min``; with threads > 1 it misses the helper threads' share).
+``compiled_loops``: whether the GRU steps and Viterbi ran in C (``models/_kernels.c``, built by
+the install where there is a C compiler) or in NumPy.
 ``unknown_word_rate``: the texts' words outside the model's vocabulary (new text costs more:
 unknown words get computed vectors, and spaCy's vocabulary grows).
 
@@ -35,6 +37,7 @@ import torch
 from profner_models.config import data_root
 from profner_models.corpus import read_text_dir
 from profner_models.models.joint import encode_text
+from profner_models.models.kernels import compiled
 from profner_models.predict import Predictor
 from profner_models.text.tokenize import tokenize
 from profner_models.training import word_novelty
@@ -104,6 +107,7 @@ def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: 
         "model": str(model_dir),
         "texts": str(texts_dir),
         "threads": torch.get_num_threads(),
+        "compiled_loops": compiled() is not None,
         "parameters": predictor.model.num_parameters,
         "load_s": round(load_s, 3),
         "n_single": len(single),
