@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real corpora live, and an isolated Ray/MLflow environment."""
+"""Shared fixtures: where the real corpora live, the models' two loop paths, and an isolated
+Ray/MLflow environment."""
 
 from __future__ import annotations
 
@@ -24,6 +25,19 @@ def real_data_dir() -> Path:
     if not (root / "profner").is_dir():
         pytest.skip(f"real corpora not found at {root} (set PROFNER_DATA_DIR)")
     return root
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def loops(request, monkeypatch) -> str:
+    """Runs a test on each path of the models' step loops: C (``models/_kernels.c``, skipped
+    where the install could not build it) and NumPy (``models.kernels.native`` set to None)."""
+    from profner_models.models import kernels
+
+    if request.param == "numpy":
+        monkeypatch.setattr(kernels, "native", None)
+    elif kernels.native is None:
+        pytest.skip("the compiled loops are not built here")
+    return request.param
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

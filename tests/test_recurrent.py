@@ -18,14 +18,6 @@ from profner_models.models.recurrent import bidirectional
 from profner_models.opcount import OpCounter
 
 
-@pytest.fixture(params=["kernel", "numpy"])
-def steps(request, monkeypatch) -> str:
-    """Each out-of-training test runs on both step paths: the C kernel and the NumPy loop."""
-    if request.param == "numpy":
-        monkeypatch.setattr(kernels, "native", None)
-    return request.param
-
-
 def packed_reference(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     out, state = rnn(packed)
@@ -80,7 +72,7 @@ def test_the_lstm_passes_cost_few_ops_whatever_the_length() -> None:
 
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("length", [9, 4, 1])
-def test_one_text_out_of_training_is_the_packed_bigru(layers, length, steps) -> None:
+def test_one_text_out_of_training_is_the_packed_bigru(layers, length, loops) -> None:
     torch.manual_seed(0)
     rnn = nn.GRU(6, 5, num_layers=layers, batch_first=True, bidirectional=True).eval()
     x, lengths = torch.randn(1, 9, 6), torch.tensor([length])
@@ -98,7 +90,7 @@ def test_one_text_out_of_training_is_the_packed_bigru(layers, length, steps) -> 
 
 
 @pytest.mark.parametrize("layers", [1, 2])
-def test_a_few_rows_out_of_training_are_the_packed_bigru(layers, steps) -> None:
+def test_a_few_rows_out_of_training_are_the_packed_bigru(layers, loops) -> None:
     """Rows of different lengths (the new words of a text through the char encoder)."""
     torch.manual_seed(layers)
     rnn = nn.GRU(6, 5, num_layers=layers, batch_first=True, bidirectional=True).eval()
@@ -119,7 +111,7 @@ def test_a_few_rows_out_of_training_are_the_packed_bigru(layers, steps) -> None:
     torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
 
 
-def test_the_stepped_bigru_follows_its_weights_when_they_change(steps) -> None:
+def test_the_stepped_bigru_follows_its_weights_when_they_change(loops) -> None:
     torch.manual_seed(0)
     rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True).eval()
     x, lengths = torch.randn(1, 7, 6), torch.tensor([7])
@@ -153,7 +145,7 @@ def test_the_kernel_is_built_where_there_is_a_c_compiler() -> None:
     assert kernels.native is not None, "profner_models/models/_kernels.c was not built"
 
 
-def test_the_kernel_saturates_like_nn_gru_on_extreme_inputs(steps) -> None:
+def test_the_kernel_saturates_like_nn_gru_on_extreme_inputs(loops) -> None:
     """Gates far in their tails (exp over- and underflow in float32) give nn.GRU's outputs."""
     torch.manual_seed(3)
     rnn = nn.GRU(4, 8, batch_first=True, bidirectional=True).eval()
