@@ -61,25 +61,10 @@ from hyperopt.pyll.stochastic import sample as pyll_sample
 from profner_models.config import ConfigError, deep_merge
 from profner_models.tasks import validate
 from search_spaces import SHIPPED_DIR, TRIAL_KEYS, shipped_spaces
+from search_spaces.dists import SearchSpaceError, validate_mapping
 
-DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "uniform": ("low", "high"),
-    "loguniform": ("low", "high"),
-    "quniform": ("low", "high", "q"),
-    "qloguniform": ("low", "high", "q"),
-    "randint": ("low", "high"),
-    "qrandint": ("low", "high", "q"),
-    "choice": ("options",),
-    "branch": ("options",),
-}
-NUMERIC = ("uniform", "loguniform", "quniform", "qloguniform", "randint", "qrandint")
-LOG_SCALE = ("loguniform", "qloguniform")
 TOP_LEVEL_KEYS = {"study", "description", "base", "metric", "mode", "space", "narrowed_from"}
 CONFIG_SECTIONS = {"task", "data", "model", "training"}
-
-
-class SearchSpaceError(ValueError):
-    """A search-space file is invalid; the message names the file and the key path."""
 
 
 @scope.define_if_new
@@ -217,7 +202,7 @@ def parse(raw: Any, path: Path) -> SearchSpace:
                 f"{where}: space.{key}: not a config section "
                 f"({', '.join(sorted([*CONFIG_SECTIONS, *TRIAL_KEYS]))})"
             )
-    _validate_mapping(spec, "space", where)
+    validate_mapping(spec, "space", where)
     space = SearchSpace(
         path=path.resolve(),
         study=raw["study"],
@@ -274,68 +259,6 @@ def save(space: SearchSpace, path: Path) -> Path:
 
 
 # -- validation ---------------------------------------------------------------------------
-
-
-def _validate_mapping(node: dict, path: str, where: str) -> None:
-    for key, value in node.items():
-        if not isinstance(key, str):
-            raise SearchSpaceError(f"{where}: {path}.{key}: keys must be strings")
-        child = f"{path}.{key}"
-        if isinstance(value, dict) and "dist" in value:
-            _validate_dist(value, child, where)
-        elif isinstance(value, dict):
-            _validate_mapping(value, child, where)
-
-
-def _validate_dist(node: dict, path: str, where: str) -> None:
-    shown = path.removeprefix("space.")
-    kind = node["dist"]
-    if kind not in DISTRIBUTIONS:
-        raise SearchSpaceError(
-            f"{where}: {shown}: unknown distribution {kind!r} "
-            f"(known: {', '.join(DISTRIBUTIONS)})"
-        )
-    expected = DISTRIBUTIONS[kind]
-    args = {k: v for k, v in node.items() if k != "dist"}
-    for name in expected:
-        if name not in args:
-            raise SearchSpaceError(f"{where}: {shown}: {kind} needs '{name}'")
-    extra = set(args) - set(expected)
-    if extra:
-        raise SearchSpaceError(
-            f"{where}: {shown}: {kind} takes {', '.join(expected)}, not {sorted(extra)[0]!r}"
-        )
-    if kind in NUMERIC:
-        for name in expected:
-            value = args[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SearchSpaceError(f"{where}: {shown}.{name}: must be a number, got {value!r}")
-        if not args["low"] < args["high"]:
-            raise SearchSpaceError(f"{where}: {shown}: low must be below high ({args['low']} >= {args['high']})")
-        if kind in LOG_SCALE and args["low"] <= 0:
-            raise SearchSpaceError(f"{where}: {shown}.low: must be > 0 for {kind}")
-        if "q" in args and args["q"] <= 0:
-            raise SearchSpaceError(f"{where}: {shown}.q: must be > 0")
-        if kind in ("randint", "qrandint") and not all(isinstance(args[k], int) for k in expected):
-            raise SearchSpaceError(f"{where}: {shown}: {kind} bounds must be integers")
-    elif kind == "choice":
-        if not isinstance(args["options"], list) or not args["options"]:
-            raise SearchSpaceError(f"{where}: {shown}.options: must be a non-empty list")
-    else:  # branch
-        options = args["options"]
-        if not isinstance(options, dict) or not options:
-            raise SearchSpaceError(
-                f"{where}: {shown}.options: must map each value to a mapping (or null)"
-            )
-        for value, subtree in options.items():
-            if subtree is None:
-                continue
-            if not isinstance(subtree, dict):
-                raise SearchSpaceError(
-                    f"{where}: {shown}.options.{value}: must be a mapping of keys merged "
-                    f"beside '{shown.rsplit('.', 1)[-1]}', or null"
-                )
-            _validate_mapping(subtree, f"{path}={value}", where)
 
 
 # -- hyperopt conversion ----------------------------------------------------------------------

@@ -139,7 +139,7 @@ def test_the_drivers_rooms_import_only_downwards_without_cycles(package):
     assert not wrong, "upward imports:\n" + "\n".join(sorted(wrong))
 
 
-@pytest.mark.parametrize("package", ["profner_models", "trainables", "serve"])
+@pytest.mark.parametrize("package", ["profner_models", "trainables", "serve", "search_spaces"])
 def test_no_module_or_function_is_too_long(package):
     """Module lines (data files aside: the sample's builder) and function lines, by an ast walk."""
     too_long = []

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import loader
-from search_spaces.loader import NUMERIC, SearchSpace
+from search_spaces.dists import NUMERIC
+from search_spaces.loader import SearchSpace
 from trainables import sweeps, tracking
 
 MISSING = object()

@@ -28,7 +28,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from ray.tune.utils import flatten_dict  # noqa: E402
 
-from search_spaces.loader import LOG_SCALE, SearchSpace, config_key  # noqa: E402
+from search_spaces.dists import LOG_SCALE  # noqa: E402
+from search_spaces.loader import SearchSpace, config_key  # noqa: E402
 from trainables.results import ran_all_epochs  # noqa: E402
 
 
