@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from profner_models.sample import MEDDOPROF_SAMPLE, PROFNER_SAMPLE
 from profner_models.text import tokenize as tokenize_module
 from profner_models.text.tokenize import MAX_RUN, Token, get_tokenizer, tokenize
 
@@ -35,11 +38,15 @@ def test_long_runs_are_tokenised_in_bounded_pieces(run, monkeypatch):
     stock = get_tokenizer()
     seen: list[str] = []
 
-    def recording(text):
-        seen.append(text)
-        return stock(text)
+    class Recording:
+        rules = stock.rules
 
-    monkeypatch.setattr(tokenize_module, "get_tokenizer", lambda: recording)
+        def __call__(self, text):
+            seen.append(text)
+            return stock(text)
+
+    monkeypatch.setattr(tokenize_module, "get_tokenizer", Recording)
+    monkeypatch.setattr(tokenize_module, "_chunk_spans", {})
     text = f"Soy enfermera {run} y camionero"
     tokens = tokenize(text)
     assert max(len(word) for piece in seen for word in piece.split()) <= MAX_RUN
@@ -115,3 +122,47 @@ def test_emoji_sequences_are_one_token(text, expected):
 ])
 def test_twitter_and_clinical_tokens(text, expected):
     assert words(text) == expected
+
+
+def _whole_text(text: str) -> list[Token]:
+    """spaCy's tokenizer over the whole text at once (as tokenize ran before it went chunk by
+    chunk): the reference for texts without runs longer than MAX_RUN."""
+    return [Token(t.text, t.idx, t.idx + len(t)) for t in get_tokenizer()(text)
+            if not t.text.isspace() and not tokenize_module._INVISIBLE_RUN.fullmatch(t.text)]
+
+
+def _texts(root: Path, pattern: str, limit: int) -> list[str]:
+    return [p.read_text(encoding="utf-8") for p in sorted(root.glob(pattern))[:limit]]
+
+
+SPACING = ["hola\u00a0mundo\u2009y\u3000adiós", "a\n\nb\t\tc\r\nd", " \u200bcamarero\u200b ",
+           "médico-paciente\n#COVID19\u00a0@sanidad", "\ufeffEnfermera:\u2066@rtve\u2069 hoy"]
+
+
+def test_chunk_by_chunk_equals_the_whole_text_at_once():
+    """spaCy splits at whitespace and tokenises each chunk alone, so the remembered chunks give
+    the tokens of the whole text: on unusual spacing and the bundled sample corpora."""
+    texts = SPACING + _texts(PROFNER_SAMPLE / "subtask-2" / "brat", "*/*.txt", 400) + _texts(
+        MEDDOPROF_SAMPLE / "meddoprof-training-set" / "task1", "*.txt", 100)
+    assert len(texts) > 100
+    for text in texts:
+        assert tokenize(text) == _whole_text(text), text[:80]
+        assert tokenize(text) == _whole_text(text), text[:80]  # from the remembered chunks
+    assert "EE. UU." in words("la Embajada de EE. UU. en Madrid")  # a special case over a space
+
+
+def test_chunk_by_chunk_equals_the_whole_text_on_the_real_corpora(real_data_dir):
+    texts = _texts(real_data_dir / "profner" / "subtask-2" / "brat", "train/*.txt", 3000) + _texts(
+        real_data_dir / "meddoprof" / "meddoprof-training-set" / "task1", "*.txt", 300)
+    assert len(texts) > 3000
+    for text in texts:
+        if not tokenize_module._LONG_RUN.search(text):
+            assert tokenize(text) == _whole_text(text), text[:80]
+
+
+def test_the_chunk_memo_is_bounded(monkeypatch):
+    monkeypatch.setattr(tokenize_module, "CHUNKS", 3)
+    monkeypatch.setattr(tokenize_module, "_chunk_spans", {})
+    assert [t.text for t in tokenize("uno dos tres cuatro, cinco")] == [
+        "uno", "dos", "tres", "cuatro", ",", "cinco"]
+    assert 1 <= len(tokenize_module._chunk_spans) <= 3
