@@ -25,13 +25,14 @@ time, interleaved with ours so both meet the same machine load; ``ratio_p50`` is
 from __future__ import annotations
 
 import argparse
-import functools
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -81,17 +82,16 @@ def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: 
         if peer is not None:
             peer(text)
     latencies, cpu, tok, peer_ms = [], [], [], []
-    timed = _timed_tokenizer(tok)
-    for text in single:
-        t0, c0 = time.perf_counter(), time.thread_time()
-        predictor.predict([text])
-        latencies.append((time.perf_counter() - t0) * 1000)
-        cpu.append((time.thread_time() - c0) * 1000)
-        if peer is not None:
-            t0 = time.perf_counter()
-            peer(text)
-            peer_ms.append((time.perf_counter() - t0) * 1000)
-    joint.tokenize = timed.__wrapped__
+    with _timed_tokenizer(tok):
+        for text in single:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            predictor.predict([text])
+            latencies.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.thread_time() - c0) * 1000)
+            if peer is not None:
+                t0 = time.perf_counter()
+                peer(text)
+                peer_ms.append((time.perf_counter() - t0) * 1000)
     batch = (texts * (n_batch // len(texts) + 1))[:n_batch]
     t0 = time.perf_counter()
     predictor.predict(batch)
@@ -127,11 +127,12 @@ def run(model_dir: Path, texts_dir: Path, threads: int, n_single: int, n_batch: 
     }
 
 
-def _timed_tokenizer(record: list[float]):
-    """``joint.tokenize`` replaced by itself timed (each call's ms appended to ``record``)."""
+@contextlib.contextmanager
+def _timed_tokenizer(record: list[float]) -> Iterator[None]:
+    """Inside: the model's tokenizer (``joint.tokenize``) timed, each call's ms appended to
+    ``record``."""
     plain = joint.tokenize
 
-    @functools.wraps(plain)
     def timed(text: str):
         started = time.perf_counter()
         tokens = plain(text)
@@ -139,7 +140,10 @@ def _timed_tokenizer(record: list[float]):
         return tokens
 
     joint.tokenize = timed
-    return timed
+    try:
+        yield
+    finally:
+        joint.tokenize = plain
 
 
 def _spacy_pipeline():

@@ -199,9 +199,9 @@ def tokenize(text: str) -> list[Token]:
 # spaCy splits a text at whitespace and tokenises each whitespace-free chunk on its own (but
 # for the few special cases that span a space, ``EE. UU.``); its cache of chunks stops taking
 # new words once its vocabulary holds 10,000 lexemes (loading a model, whose gazetteer is
-# tokenised then, takes it from 420 to 9,924), after which every chunk was re-split affix by affix (0.13 ms a tweet where a cached
-# pass takes 0.02). The chunks' token offsets are kept here instead, up to CHUNKS of them (then
-# the memo starts afresh).
+# tokenised then, takes it from 420 to 9,924), after which every chunk was re-split affix by
+# affix (0.13 ms a tweet where a cached pass takes 0.02). The chunks' token offsets are kept
+# here instead, up to CHUNKS of them (then the memo starts afresh).
 CHUNKS = 100_000
 _CHUNK = re.compile(r"\S+")
 _chunk_spans: dict[str, tuple[tuple[int, int], ...]] = {}
