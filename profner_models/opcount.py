@@ -14,9 +14,10 @@ module running (``""`` outside any: the loss, backward, the optimiser).
 
 On the CPU PyTorch dispatches a GRU (and a packed LSTM) one time step at a time: it has no fused
 CPU kernel for them, where cuDNN runs each call as one op forward and one backward (and oneDNN
-runs an unpacked LSTM so on the CPU: ``models.recurrent``). ``fused_rnn_total()`` is the count
-with every such call as those two ops: each recorded call of an ``nn.RNNBase`` module is
-replayed alone, forward and backward, its ops taken out and two put in.
+runs an unpacked LSTM so on the CPU, and the models' GRUs in training run their recurrence as
+one op each way in C: ``models.recurrent``). ``fused_rnn_total()`` is the count with every
+packed call as those two ops: each recorded call of an ``nn.RNNBase`` module is replayed
+alone, forward and backward, its ops taken out and two put in.
 """
 
 from __future__ import annotations

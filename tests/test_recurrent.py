@@ -1,7 +1,8 @@
 """models.recurrent.bidirectional: a BiLSTM run as two padded passes gives what the packed
-nn.LSTM gives (outputs, last states, gradients) at a fraction of the ops; a BiGRU stays packed,
-and a few rows out of training (one text, a text's new words) step in C (or NumPy, where the
-kernel is not built) with the same outputs."""
+nn.LSTM gives (outputs, last states, gradients) at a fraction of the ops; a BiGRU in training
+steps in C as one op each way (packed where the kernel is not built) with nn.GRU's outputs and
+gradients; out of training it stays packed, and a few rows (one text, a text's new words) step
+in C (or NumPy) with the same outputs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from profner_models.models import kernels, recurrent
 from profner_models.models.recurrent import bidirectional
+from profner_models.models.rnn import distinct_rows
 from profner_models.opcount import OpCounter
 
 
@@ -57,6 +59,63 @@ def test_a_gru_runs_packed_and_matches_nn_gru() -> None:
     expected_out, expected_last = packed_reference(rnn, x, lengths)
     torch.testing.assert_close(out, expected_out)
     torch.testing.assert_close(last, expected_last)
+
+
+@pytest.mark.parametrize("layers, bias, hidden", [(1, True, 5), (2, True, 5), (1, False, 5),
+                                                  (1, True, 40)])
+@pytest.mark.parametrize("uses", ["states and last", "states", "last"])
+def test_a_bigru_in_training_steps_in_c_with_nn_grus_outputs_and_gradients(layers, bias, hidden,
+                                                                           uses, loops) -> None:
+    """The C recurrence (``gru_layer_steps``) against the packed nn.GRU: outputs, last states
+    and the gradients of the input and every weight, whichever outputs the loss reads (the
+    char encoder reads the last states only); hidden 40 takes the products' 32- and 8-wide
+    blocks, 5 their remainder loop; without the kernel the GRU runs packed."""
+    torch.manual_seed(layers + 3 * bias)
+    rnn = nn.GRU(6, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+                 bias=bias).train()
+    x = torch.randn(5, 9, 6) * 3  # gates well into their tails too
+    lengths = torch.tensor([9, 3, 1, 6, 9])
+    weights_out, weights_last = torch.randn(5, 9, 2 * hidden), torch.randn(5, 2 * hidden)
+
+    def loss(out: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        return ((out * weights_out).sum() * ("states" in uses)
+                + (last * weights_last).sum() * ("last" in uses))
+
+    mine_x, theirs_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    with OpCounter() as ops:
+        out, last = bidirectional(rnn, mine_x, lengths)
+    expected_out, expected_last = packed_reference(rnn, theirs_x, lengths)
+    assert (ops.by_name["gru_layer_steps"] == layers) == (loops == "compiled"), ops.summary()
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
+    mine = torch.autograd.grad(loss(out, last), [mine_x, *rnn.parameters()])
+    theirs = torch.autograd.grad(loss(expected_out, expected_last), [theirs_x, *rnn.parameters()])
+    for got, want in zip(mine, theirs):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_the_trained_bigru_costs_few_ops_whatever_the_length(loops) -> None:
+    """Forward and backward of a BiGRU in training: a handful of ops however long the rows
+    (packed, PyTorch's CPU GRU dispatches ~11 per step and direction)."""
+    if loops == "numpy":
+        pytest.skip("without the kernel the GRU runs packed")
+    torch.manual_seed(0)
+    rnn = nn.GRU(16, 32, batch_first=True, bidirectional=True).train()
+    x = torch.randn(16, 60, 16, requires_grad=True)
+    lengths = torch.randint(1, 61, (16,))
+    with OpCounter() as ops:
+        out, last = bidirectional(rnn, x, lengths)
+        (out.sum() + last.sum()).backward()
+    assert ops.total < 80, ops.summary()
+    assert ops.by_name["gru_layer_steps_backward"] == 1
+
+
+def test_a_batchs_distinct_words_run_once() -> None:
+    """The char encoder's rows in training: each distinct one once, every row found again."""
+    rows = torch.tensor([[3, 1, 0], [2, 0, 0], [3, 1, 0], [3, 1, 2], [2, 0, 0]])
+    unique, index = distinct_rows(rows)
+    assert len(unique) == 3 == len({tuple(r) for r in unique.tolist()})
+    assert torch.equal(unique[index], rows)
 
 
 def test_the_lstm_passes_cost_few_ops_whatever_the_length() -> None:
@@ -157,6 +216,22 @@ def test_the_kernel_saturates_like_nn_gru_on_extreme_inputs(loops) -> None:
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
+
+
+def test_the_training_kernel_names_a_wrong_length() -> None:
+    if kernels.native is None:
+        pytest.skip("the kernel is not built here")
+    hidden, rows, steps = 2, 2, 3
+    buffers = [np.zeros((rows, steps, 6 * hidden), np.float32), np.array([3, 0]),
+               np.zeros((2, hidden, 3 * hidden), np.float32), np.zeros((2, 3 * hidden), np.float32),
+               np.zeros((rows, steps, 2 * hidden), np.float32), np.zeros((rows, 2 * hidden), np.float32),
+               np.zeros((2, rows, steps, 5 * hidden), np.float32)]
+    with pytest.raises(ValueError, match=r"lengths\[1\] = 0: must be in 1..3"):
+        kernels.native.gru_train_forward(*buffers)
+    buffers[1] = np.array([3, 1])
+    kernels.native.gru_train_forward(*buffers)
+    with pytest.raises(ValueError, match="shapes"):
+        kernels.native.gru_train_forward(*buffers[:-1], buffers[-1][:, :, :2].copy())
 
 
 def test_the_kernel_names_a_wrong_buffer() -> None:

@@ -262,7 +262,10 @@ def test_two_equally_good_models_on_a_small_check_set_are_not_refused():
     """Two seeds of one recipe differ on 100 short documents by chance: the interval says so."""
     train, dev = sample_data()
     other_seed = fit(smoke_config(epochs=6, seed=15), list(train), list(dev), progress=False).model
-    result = check(trained(6).model, other_seed, check_docs())
+    one, other = trained(6).model, other_seed
+    result = check(one, other, check_docs())
+    if result["difference"]["observed"] >= 0:  # the one that scores lower as the "refit"
+        result = check(other, one, check_docs())
     d = result["difference"]
     assert result["passed"], result["verdict"]
     assert d["observed"] < 0 and d["low"] < 0 < d["high"] and 0 < d["share_not_worse"] < 1

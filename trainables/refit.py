@@ -71,10 +71,12 @@ class RefitResult:
 
 
 def best_configs(info: dict[str, Any], k: int = 1) -> list[dict[str, Any]]:
-    """The sampled configs of the sweep's ``k`` best trials, best first (the best from the
-    sweep's info when it is the only one asked for, else from its MLflow child runs)."""
-    if k == 1 and info.get("best_config"):
-        return [info["best_config"]]
+    """The sampled configs of the sweep's ``k`` best trials, best first: the sweep's own best
+    (its info), then the others from its MLflow child runs (so a tie on the metric never puts
+    another trial's config first)."""
+    best = info.get("best_config")
+    if k == 1 and best:
+        return [best]
     metric, mode = info["metric"], info.get("mode", "max")
     runs = [r for r in tracking.child_runs(info["tracking_uri"], info["experiment_id"],
                                            info["parent_run_id"])
@@ -83,7 +85,7 @@ def best_configs(info: dict[str, Any], k: int = 1) -> list[dict[str, Any]]:
     if not runs:
         raise LookupError(f"sweep {info['parent_run_id']}: no finished trial with best_{metric}")
     runs.sort(key=lambda r: r.data.metrics[f"best_{metric}"], reverse=mode == "max")
-    configs: list[dict[str, Any]] = []
+    configs: list[dict[str, Any]] = [best] if best else []
     for run in runs:
         config = json.loads(run.data.tags[tracking.CONFIG_TAG])
         if config not in configs:

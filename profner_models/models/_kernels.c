@@ -1,8 +1,11 @@
-/* The models' step-by-step loops out of training, in C: where a small model's latency goes when
-   each step is a handful of NumPy calls (bench/README.md). Built at install where there is a C
-   compiler (pyproject.toml, optional); without it the same maths runs in NumPy.
+/* The models' step-by-step loops in C: where a small model's time goes when each step is a
+   handful of NumPy calls or dispatched ops (bench/README.md). Built at install where there is a
+   C compiler (pyproject.toml, optional); without it the same maths runs in NumPy (prediction)
+   or in PyTorch's packed GRU (training).
 
    gru_steps: the recurrence of a bidirectional GRU layer (profner_models.models.recurrent).
+   gru_train_forward, gru_train_backward: the same layer in training, with what its backward
+   needs saved, and its gradients (recurrent.gru_layer_steps; documented where defined).
    viterbi: a linear-chain CRF's best paths (profner_models.models.heads.viterbi).
 
    gru_steps(gates_in, w_hidden, b_new, out) with float32 C-contiguous buffers:
@@ -94,6 +97,153 @@ static void steps(const float *gates_in, const float *w_hidden, const float *b_n
     }
 }
 
+/* tanh(v) = 1 - 2 / (1 + exp(2v)), branch-free (exp_poly) */
+static inline float tanh_poly(float v) { return 1.0f - 2.0f / (1.0f + exp_poly(2.0f * v)); }
+
+/* g[0:n] += h[0:m] @ w[m, n] (w row-major): each 32- then 8-wide column block of g summed in
+   registers over the m rows of w, so a step's product costs one load per multiply-add */
+static inline void add_product(const float *h, const float *w, float *g, Py_ssize_t m,
+                               Py_ssize_t n) {
+    Py_ssize_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        float acc[32];
+        memcpy(acc, g + j, sizeof acc);
+        for (Py_ssize_t k = 0; k < m; k++) {
+            const float hk = h[k], *wk = w + k * n + j;
+            for (int i = 0; i < 32; i++) acc[i] += hk * wk[i];
+        }
+        memcpy(g + j, acc, sizeof acc);
+    }
+    for (; j + 8 <= n; j += 8) {
+        float acc[8];
+        memcpy(acc, g + j, sizeof acc);
+        for (Py_ssize_t k = 0; k < m; k++) {
+            const float hk = h[k], *wk = w + k * n + j;
+            for (int i = 0; i < 8; i++) acc[i] += hk * wk[i];
+        }
+        memcpy(g + j, acc, sizeof acc);
+    }
+    for (; j < n; j++) {
+        float acc = g[j];
+        for (Py_ssize_t k = 0; k < m; k++) acc += h[k] * w[k * n + j];
+        g[j] = acc;
+    }
+}
+
+/* One step's gates and state (train_forward), each array apart: restrict lets the loops vectorize */
+static inline void forward_gates(const float *restrict x, const float *restrict g,
+                                 const float *restrict prev, float *restrict r,
+                                 float *restrict z, float *restrict n, float *restrict hn,
+                                 float *restrict h, Py_ssize_t H) {
+    for (Py_ssize_t j = 0; j < H; j++) r[j] = 1.0f / (1.0f + exp_poly(-(x[j] + g[j])));
+    for (Py_ssize_t j = 0; j < H; j++) z[j] = 1.0f / (1.0f + exp_poly(-(x[H + j] + g[H + j])));
+    for (Py_ssize_t j = 0; j < H; j++) {
+        hn[j] = g[2 * H + j];
+        n[j] = tanh_poly(x[2 * H + j] + r[j] * hn[j]);
+        h[j] = n[j] + z[j] * (prev[j] - n[j]);
+    }
+}
+
+/* One step back (train_backward): d_gates r | z | n of the input projection and of the hidden
+   product (its n part scaled by r); carry in: the gradient from the step after, out: its
+   direct part to the state before (dh z) */
+static inline void backward_gates(const float *restrict r, const float *restrict z,
+                                  const float *restrict n, const float *restrict hn,
+                                  const float *restrict prev, const float *restrict given,
+                                  float *restrict carry, float *restrict dgi,
+                                  float *restrict dgh, Py_ssize_t H) {
+    for (Py_ssize_t j = 0; j < H; j++) {
+        const float dh = given[j] + carry[j];
+        const float dn = dh * (1.0f - z[j]) * (1.0f - n[j] * n[j]);
+        const float dr = dn * hn[j] * r[j] * (1.0f - r[j]);
+        const float dz = dh * (prev[j] - n[j]) * z[j] * (1.0f - z[j]);
+        carry[j] = dh * z[j];
+        dgi[j] = dr;
+        dgh[j] = dr;
+        dgi[H + j] = dz;
+        dgh[H + j] = dz;
+        dgi[2 * H + j] = dn;
+        dgh[2 * H + j] = dn * r[j];
+    }
+}
+
+/* A bidirectional GRU layer's recurrence in training, with nn.GRU's own weights (no folding:
+   they change every step), over rows of different lengths as a packed nn.GRU runs them: the
+   forward direction reads a row's positions 0 .. length - 1, the backward one length - 1 .. 0,
+   and the states at padding are zeros (pad_packed_sequence's). Buffers:
+     gates_in [B, T, 6H]     x W_ih^T + b_ih of both directions (r | z | n each)
+     lengths  [B] int64      each in 1..T
+     w_hidden [2, H, 3H]     W_hh^T per direction;  b_hidden [2, 3H]  b_hh
+     out      [B, T, 2H]     every position's states, forward | backward
+     last     [B, 2H]        each direction's state after its last step (the forward one at
+                             length - 1, the backward one at 0)
+     saved    [2, B, T, 5H]  r | z | n | W_hn h + b_hn | the state before: what the backward
+                             needs (zeros at padding; only the padding is cleared, the rest
+                             written)
+   g = h W + b;  r, z = sigmoid(x_r + g_r), sigmoid(x_z + g_z);  n = tanh(x_n + r g_n);
+   h' = n + z (h - n): nn.GRU's maths. */
+CLONES
+static void train_forward(const float *gates_in, const int64_t *lengths, const float *w_hidden,
+                          const float *b_hidden, float *out, float *last, float *saved,
+                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, float *g, const float *zeros) {
+    const Py_ssize_t G = 3 * H;
+    for (Py_ssize_t d = 0; d < 2; d++) {
+        const float *w = w_hidden + d * H * G;
+        for (Py_ssize_t b = 0; b < B; b++) {
+            const Py_ssize_t n = (Py_ssize_t)lengths[b];
+            const float *prev = zeros;
+            if (!d) memset(out + (b * T + n) * 2 * H, 0, (size_t)((T - n) * 2 * H) * sizeof(float));
+            memset(saved + ((d * B + b) * T + n) * 5 * H, 0, (size_t)((T - n) * 5 * H) * sizeof(float));
+            for (Py_ssize_t i = 0; i < n; i++) {
+                const Py_ssize_t p = d ? n - 1 - i : i;
+                float *s = saved + ((d * B + b) * T + p) * 5 * H, *h = out + (b * T + p) * 2 * H + d * H;
+                memcpy(g, b_hidden + d * G, (size_t)G * sizeof(float));
+                if (i) add_product(prev, w, g, H, G);
+                memcpy(s + 4 * H, prev, (size_t)H * sizeof(float));
+                forward_gates(gates_in + (b * T + p) * 2 * G + d * G, g, prev, s, s + H, s + 2 * H,
+                              s + 3 * H, h, H);
+                prev = h;
+            }
+            memcpy(last + (b * 2 + d) * H, prev, (size_t)H * sizeof(float));
+        }
+    }
+}
+
+/* Back through train_forward's steps, each row's last to first. d_out [B, T, 2H] and d_last
+   [B, 2H]: the loss's gradients at every state and at the last ones (NULL: zeros); written: d_gates_in [B, T, 6H] (the input projections' gradients)
+   and d_hidden [2, B, T, 3H] (those of each step's hidden product h W + b, the new gate's
+   scaled by r), zeros at padding: the caller takes the weights' gradients from d_hidden and
+   saved's states in one matrix product. Work: wt [2, 3H, H] (W transposed), carry [H] (the
+   gradient reaching a state from the step after it, at first d_last's), H zeros. */
+CLONES
+static void train_backward(const int64_t *lengths, const float *w_hidden, const float *saved,
+                           const float *d_out, const float *d_last, float *d_gates_in,
+                           float *d_hidden, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                           float *carry, float *wt, const float *zeros) {
+    const Py_ssize_t G = 3 * H;
+    for (Py_ssize_t d = 0; d < 2; d++)
+        for (Py_ssize_t k = 0; k < H; k++)
+            for (Py_ssize_t j = 0; j < G; j++) wt[(d * G + j) * H + k] = w_hidden[(d * H + k) * G + j];
+    for (Py_ssize_t d = 0; d < 2; d++) {
+        for (Py_ssize_t b = 0; b < B; b++) {
+            const Py_ssize_t n = (Py_ssize_t)lengths[b];
+            if (!d) memset(d_gates_in + (b * T + n) * 2 * G, 0, (size_t)((T - n) * 2 * G) * sizeof(float));
+            memset(d_hidden + ((d * B + b) * T + n) * G, 0, (size_t)((T - n) * G) * sizeof(float));
+            if (d_last) memcpy(carry, d_last + (b * 2 + d) * H, (size_t)H * sizeof(float));
+            else memset(carry, 0, (size_t)H * sizeof(float));
+            for (Py_ssize_t i = n - 1; i >= 0; i--) {
+                const Py_ssize_t p = d ? n - 1 - i : i;
+                const float *s = saved + ((d * B + b) * T + p) * 5 * H;
+                float *dgh = d_hidden + ((d * B + b) * T + p) * G;
+                backward_gates(s, s + H, s + 2 * H, s + 3 * H, s + 4 * H,
+                               d_out ? d_out + (b * T + p) * 2 * H + d * H : zeros, carry,
+                               d_gates_in + (b * T + p) * 2 * G + d * G, dgh, H);
+                if (i) add_product(dgh, wt + d * G * H, carry, G, H);
+            }
+        }
+    }
+}
+
 /* ``obj``'s buffer as ``view``: C-contiguous, ``ndim`` dims, of ``kind`` 'f' (float32) or 'i'
    (int64, which NumPy writes 'l' or 'q' by platform); else -1 with a ValueError naming it */
 static int take(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *name,
@@ -151,6 +301,120 @@ done:
     return result;
 }
 
+
+/* The buffers of the ``count`` arguments in ``args``: ``kinds[i]`` 'f' float32, 'i' int64, 'o'
+   float32 or None (then v[i].buf is NULL); the last ``writable`` of them written. */
+static int take_all(PyObject *args, Py_buffer *v, Py_ssize_t count, const char *const *names,
+                    const int *dims, const char *kinds, Py_ssize_t writable) {
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != count) {
+        PyErr_Format(PyExc_TypeError, "expected %zd arguments", count);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *obj = PyTuple_GET_ITEM(args, i);
+        if (kinds[i] == 'o' && obj == Py_None) {
+            memset(&v[i], 0, sizeof v[i]);
+            continue;
+        }
+        if (take(obj, &v[i], dims[i], i >= count - writable, names[i], kinds[i] == 'i' ? 'i' : 'f') < 0) {
+            while (i-- > 0) PyBuffer_Release(&v[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* whether ``v`` has shape (a, b, c, d) in its first dims (-1: any), or is absent */
+static int shaped(const Py_buffer *v, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, Py_ssize_t d) {
+    const Py_ssize_t want[4] = {a, b, c, d};
+    if (!v->buf) return 1;  /* an absent optional one */
+    for (int i = 0; i < v->ndim && i < 4; i++)
+        if (want[i] >= 0 && v->shape[i] != want[i]) return 0;
+    return 1;
+}
+
+static int lengths_within(const Py_buffer *v, Py_ssize_t T) {
+    const int64_t *lengths = v->buf;
+    for (Py_ssize_t b = 0; b < v->shape[0]; b++)
+        if (lengths[b] < 1 || lengths[b] > T) {
+            PyErr_Format(PyExc_ValueError, "lengths[%zd] = %lld: must be in 1..%zd", b,
+                         (long long)lengths[b], T);
+            return 0;
+        }
+    return 1;
+}
+
+static PyObject *gru_train_forward(PyObject *self, PyObject *args) {
+    static const char *const names[7] = {"gates_in", "lengths", "w_hidden", "b_hidden", "out",
+                                         "last", "saved"};
+    static const int dims[7] = {3, 1, 3, 2, 3, 2, 4};
+    Py_buffer v[7];
+    if (take_all(args, v, 7, names, dims, "fifffff", 3) < 0) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t B = v[0].shape[0], T = v[0].shape[1], H = v[2].shape[1];
+    if (!shaped(&v[0], B, T, 6 * H, -1) || !shaped(&v[1], B, -1, -1, -1)
+        || !shaped(&v[2], 2, H, 3 * H, -1) || !shaped(&v[3], 2, 3 * H, -1, -1)
+        || !shaped(&v[4], B, T, 2 * H, -1) || !shaped(&v[5], B, 2 * H, -1, -1)
+        || !shaped(&v[6], 2, B, T, 5 * H)) {
+        PyErr_SetString(PyExc_ValueError, "shapes: gates_in [B, T, 6H], lengths [B], w_hidden "
+                        "[2, H, 3H], b_hidden [2, 3H], out [B, T, 2H], last [B, 2H], saved "
+                        "[2, B, T, 5H]");
+        goto done;
+    }
+    if (!lengths_within(&v[1], T)) goto done;
+    {
+        float *g = PyMem_RawCalloc((size_t)(H > 0 ? 4 * H : 1), sizeof(float));  /* + H zeros */
+        if (!g) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        train_forward(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, T, B,
+                      H, g, g + 3 * H);
+        Py_END_ALLOW_THREADS
+        PyMem_RawFree(g);
+        result = Py_NewRef(Py_None);
+    }
+done:
+    for (int i = 0; i < 7; i++) PyBuffer_Release(&v[i]);
+    return result;
+}
+
+static PyObject *gru_train_backward(PyObject *self, PyObject *args) {
+    static const char *const names[7] = {"lengths", "w_hidden", "saved", "d_out", "d_last",
+                                         "d_gates_in", "d_hidden"};
+    static const int dims[7] = {1, 3, 4, 3, 2, 3, 4};
+    Py_buffer v[7];
+    if (take_all(args, v, 7, names, dims, "iffooff", 2) < 0) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t H = v[1].shape[1], B = v[2].shape[1], T = v[2].shape[2];
+    if (!shaped(&v[0], B, -1, -1, -1) || !shaped(&v[1], 2, H, 3 * H, -1)
+        || !shaped(&v[2], 2, B, T, 5 * H) || !shaped(&v[3], B, T, 2 * H, -1)
+        || !shaped(&v[4], B, 2 * H, -1, -1) || !shaped(&v[5], B, T, 6 * H, -1)
+        || !shaped(&v[6], 2, B, T, 3 * H)) {
+        PyErr_SetString(PyExc_ValueError, "shapes: lengths [B], w_hidden [2, H, 3H], saved "
+                        "[2, B, T, 5H], d_out [B, T, 2H] or None, d_last [B, 2H] or None, "
+                        "d_gates_in [B, T, 6H], d_hidden [2, B, T, 3H]");
+        goto done;
+    }
+    if (!lengths_within(&v[0], T)) goto done;
+    {
+        float *buf = PyMem_RawCalloc((size_t)(H > 0 ? 2 * H + 6 * H * H : 1), sizeof(float));
+        if (!buf) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        train_backward(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, T,
+                       B, H, buf, buf + 2 * H, buf + H);  /* carry, W transposed, H zeros */
+        Py_END_ALLOW_THREADS
+        PyMem_RawFree(buf);
+        result = Py_NewRef(Py_None);
+    }
+done:
+    for (int i = 0; i < 7; i++) PyBuffer_Release(&v[i]);
+    return result;
+}
 
 static void best_paths(const float *emissions, const int64_t *lengths, const float *start,
                        const float *transitions, const float *end, int64_t *out, Py_ssize_t B,
@@ -247,6 +511,12 @@ done:
 static PyMethodDef methods[] = {
     {"gru_steps", gru_steps, METH_VARARGS,
      "gru_steps(gates_in, w_hidden, b_new, out): a bidirectional GRU layer's steps (module doc)"},
+    {"gru_train_forward", gru_train_forward, METH_VARARGS,
+     "gru_train_forward(gates_in, lengths, w_hidden, b_hidden, out, last, saved): a BiGRU "
+     "layer in training"},
+    {"gru_train_backward", gru_train_backward, METH_VARARGS,
+     "gru_train_backward(lengths, w_hidden, saved, d_out, d_last, d_gates_in, d_hidden): "
+     "its gradients"},
     {"viterbi", viterbi, METH_VARARGS,
      "viterbi(emissions, lengths, start, transitions, end, out): best CRF paths (module doc)"},
     {NULL, NULL, 0, NULL},

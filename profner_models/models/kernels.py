@@ -1,9 +1,11 @@
-"""The models' step loops compiled (``_kernels.c``: a BiGRU layer's recurrence, CRF Viterbi).
+"""The models' step loops compiled (``_kernels.c``: a BiGRU layer's recurrence at prediction
+and in training, CRF Viterbi).
 
 ``native`` is the extension module where the install built it (``pyproject.toml``: optional,
 built where there is a C compiler), else None; ``compiled()`` reads it at each call (tests set
-it to None), and where it gives None the callers run the same maths in NumPy
-(``models.recurrent``, ``models.heads.viterbi``; both paths tested equal).
+it to None), and where it gives None the callers run the same maths in NumPy or, in training,
+in PyTorch's packed GRU (``models.recurrent``, ``models.heads.viterbi``; the paths tested
+equal).
 """
 
 from __future__ import annotations

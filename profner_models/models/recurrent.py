@@ -11,8 +11,14 @@ output and the last states of both directions, as a packed ``nn.GRU``/``nn.LSTM`
   (``profner_models.opcount``: a 50-word batch ~5,000 ops vs ~50); cuDNN runs both as one op.
   Same parameters, same maths as ``nn.LSTM(bidirectional=True)`` on packed input
   (``tests/test_recurrent.py``).
-- A GRU (PyTorch has no fused CPU GRU) runs packed when rows differ in length, as is when none is
-  padded. A few rows (``few_rows``) on a CPU out of training (the latency of ``profner
+- A GRU in training on a CPU (PyTorch has no fused CPU GRU) runs each layer as one matrix
+  product for both directions' input projections and one op for the recurrence
+  (``gru_layer_steps``, a ``torch.library`` op with its backward: C loops over each row's
+  length, ``_kernels.c``; the hidden weights' gradient one matrix product): ~470 ops a
+  training step of ``rnn`` where the packed GRU dispatched ~6,000 (one per time step and
+  direction, ~11 each), and the step 88 -> 73 ms (``bench/README.md``). Elsewhere (a GPU: cuDNN;
+  bf16 autocast; no kernel built) a GRU runs packed when rows differ in length, as is when none
+  is padded. A few rows (``few_rows``) on a CPU out of training (the latency of ``profner
   predict`` and of a server's lone request: one text's words, the new words of a text through
   the char encoder), its steps run in C (``_kernels.c``, built at install where there is a
   C compiler; ~2.7 us a word for a BiGRU of hidden 96) or, without it, in NumPy (~18 us):
@@ -77,6 +83,8 @@ def bidirectional(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
 
 def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(rnn, nn.GRU) and rnn.training and _trains_in_c(x, lengths):
+        return _gru_trained(rnn, x, lengths)
     if (isinstance(rnn, nn.GRU) and not rnn.training and few_rows(x.shape[0], rnn.hidden_size)
             and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()):
         row_lengths = lengths.cpu().numpy()
@@ -90,6 +98,87 @@ def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
     h = state[0] if isinstance(state, tuple) else state  # an LSTM gives (h, c)
     return out, torch.cat([h[-2], h[-1]], dim=-1)
+
+
+def _trains_in_c(x: torch.Tensor, lengths: torch.Tensor) -> bool:
+    return (compiled() is not None and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu") and x.shape[0] > 0
+            and bool(lengths.min() > 0))
+
+
+def _gru_trained(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_packed`` for a GRU in training on a CPU: per layer, one matrix product for the input
+    projections of both directions, then the recurrence over each row's length as one op
+    forward and one backward, in C (``gru_layer_steps``)."""
+    hidden = rnn.hidden_size
+    lengths = lengths.cpu().long()
+    layer_input = x
+    for layer in range(rnn.num_layers):
+        if layer:
+            layer_input = nn.functional.dropout(layer_input, rnn.dropout, rnn.training)
+        directions = [f"_l{layer}", f"_l{layer}_reverse"]
+        projected = nn.functional.linear(
+            layer_input, torch.cat([getattr(rnn, "weight_ih" + d) for d in directions]),
+            torch.cat([getattr(rnn, "bias_ih" + d) for d in directions]) if rnn.bias else None)
+        w_hidden = torch.stack([getattr(rnn, "weight_hh" + d).t() for d in directions])
+        b_hidden = (torch.stack([getattr(rnn, "bias_hh" + d) for d in directions]) if rnn.bias
+                    else x.new_zeros(2, 3 * hidden))
+        layer_input, last, _ = gru_layer_steps(projected, lengths, w_hidden, b_hidden)
+    return layer_input, last
+
+
+@torch.library.custom_op("profner::gru_layer_steps", mutates_args=())
+def gru_layer_steps(gates_in: torch.Tensor, lengths: torch.Tensor, w_hidden: torch.Tensor,
+                    b_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A bidirectional GRU layer's recurrence over each row's length (``_kernels.c``,
+    ``train_forward``): the states ``[B, T, 2H]`` (zeros at padding), each direction's last
+    ``[B, 2H]`` and what the backward needs ``[2, B, T, 5H]``, from the input projections of
+    both directions ``gates_in`` ``[B, T, 6H]``, ``lengths`` ``[B]``, ``W_hh^T`` per direction
+    ``[2, H, 3H]`` and ``b_hh`` ``[2, 3H]``. One op to the dispatcher, as cuDNN's GRU is on a
+    GPU."""
+    rows, steps, gates = gates_in.shape
+    hidden = gates // 6
+    states = gates_in.new_empty(rows, steps, 2 * hidden)
+    last = gates_in.new_empty(rows, 2 * hidden)
+    saved = gates_in.new_empty(2, rows, steps, 5 * hidden)
+    compiled().gru_train_forward(*(t.contiguous().numpy() for t in (gates_in, lengths, w_hidden, b_hidden)),
+                                 states.numpy(), last.numpy(), saved.numpy())
+    return states, last, saved
+
+
+@torch.library.custom_op("profner::gru_layer_steps_backward", mutates_args=())
+def gru_layer_steps_backward(lengths: torch.Tensor, w_hidden: torch.Tensor, saved: torch.Tensor,
+                             d_states: torch.Tensor | None, d_last: torch.Tensor | None
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of ``gru_layer_steps``' inputs from those of its states and last states (None:
+    unused): the steps back in C (``train_backward``), then the hidden weights' as one matrix
+    product over every row and step."""
+    _, rows, steps, saved_units = saved.shape
+    hidden = saved_units // 5
+    d_gates_in = saved.new_empty(rows, steps, 6 * hidden)
+    d_hidden = saved.new_empty(2, rows * steps, 3 * hidden)
+    compiled().gru_train_backward(
+        *(None if t is None else t.contiguous().numpy()
+          for t in (lengths, w_hidden, saved, d_states, d_last)),
+        d_gates_in.numpy(), d_hidden.view(2, rows, steps, -1).numpy())
+    previous = saved[..., 4 * hidden:].reshape(2, rows * steps, hidden)
+    return d_gates_in, previous.transpose(1, 2) @ d_hidden, d_hidden.sum(1)
+
+
+def _keep_for_backward(ctx, inputs: tuple, output: tuple) -> None:
+    ctx.save_for_backward(inputs[1], inputs[2], output[2])
+    ctx.mark_non_differentiable(output[2])
+    ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not zeros
+
+
+def _backward(ctx, d_states: torch.Tensor | None, d_last: torch.Tensor | None, _: None
+              ) -> tuple[torch.Tensor | None, ...]:
+    d_gates_in, d_w_hidden, d_b_hidden = gru_layer_steps_backward(*ctx.saved_tensors, d_states, d_last)
+    return d_gates_in, None, d_w_hidden, d_b_hidden
+
+
+gru_layer_steps.register_autograd(_backward, setup_context=_keep_for_backward)
 
 
 def few_rows(rows: int, hidden: int) -> bool:

@@ -260,7 +260,10 @@ class RNNBackbone(Backbone):
         may change (``train()``, ``load_state_dict``)."""
         real = chars[mask]  # [N, C], real words only
         if self.training or torch.is_grad_enabled():  # the memo holds no autograd graph
-            states = self._run_char_rnn(real)
+            # each distinct word once (a batch's words repeat: "de", "la", punctuation); the
+            # gradients of its uses add up in the index's backward, as they would apart
+            unique, index = distinct_rows(real)
+            states = self._run_char_rnn(unique)[index]
         else:
             # a word's ids without the batch's padding: the same key whatever its batch
             keys = [tuple(filter(None, row)) for row in real.tolist()]
@@ -361,3 +364,15 @@ def _contextual(block: dict | None, model_dir: Path | None) -> TransformerBackbo
     return TransformerBackbone(encoder, tokenizer, max_pieces=block["max_pieces"],
                                stride=block["stride"], freeze=True, fused=block["fused"],
                                layers=block["layers"], **memo(block, model_dir))
+
+
+def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the distinct rows of a 2-D integer tensor, each row's index among them): on a CPU by
+    NumPy's sort of the rows as bytes (~0.3 ms for a batch's 1,800 words, where
+    ``torch.unique(dim=0)`` dispatches per row: ~2.6 ms), elsewhere by ``torch.unique``."""
+    if rows.device.type != "cpu":
+        return torch.unique(rows, dim=0, return_inverse=True)
+    array = np.ascontiguousarray(rows.numpy())
+    as_bytes = array.view(np.dtype((np.void, array.dtype.itemsize * array.shape[1]))).ravel()
+    _, first, index = np.unique(as_bytes, return_index=True, return_inverse=True)
+    return torch.from_numpy(array[first]), torch.from_numpy(index.reshape(-1))
