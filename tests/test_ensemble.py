@@ -285,9 +285,9 @@ def test_the_shipped_ensembles_members_take_one_held_out_run_each():
 
     assert load_config("transformer_e5")["training"]["estimate_seeds"] == 3
     recipes = member_recipes(load_config("ensemble"))
-    assert [r["model"]["backbone"]["name"] for r in recipes] == ["transformer.v1"] + ["rnn.v1"] * 6
-    assert [r["training"]["estimate_seeds"] for r in recipes] == [1] * 7
-    assert [r["training"]["seed"] for r in recipes] == [13, 13, 14, 15, 13, 14, 15]
+    assert [r["model"]["backbone"]["name"] for r in recipes] == ["transformer.v1"] + ["rnn.v1"] * 8
+    assert [r["training"]["estimate_seeds"] for r in recipes] == [1] * 9
+    assert [r["training"]["seed"] for r in recipes] == [13, 13, 14, 15, 16, 17, 13, 14, 15]
 
 
 def test_the_shipped_ensembles_read_e5_states_for_tags_and_meddoprof_runs_for_7a():
@@ -305,5 +305,5 @@ def test_the_shipped_ensembles_read_e5_states_for_tags_and_meddoprof_runs_for_7a
                 for member, r in zip(ensemble_block(config)["members"], member_recipes(config))]
 
     rnn_e5, meddoprof = ("rnn.v1", True, False, ["tag"]), ("rnn.v1", False, True, ["classify"])
-    assert described("ensemble") == [("transformer.v1", False, False, None)] + [rnn_e5] * 3 + [meddoprof] * 3
+    assert described("ensemble") == [("transformer.v1", False, False, None)] + [rnn_e5] * 5 + [meddoprof] * 3
     assert described("ensemble_rnn") == [("rnn.v1", True, False, None)] * 3
