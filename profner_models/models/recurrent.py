@@ -16,7 +16,7 @@ output and the last states of both directions, as a packed ``nn.GRU``/``nn.LSTM`
   (``gru_layer_steps``, a ``torch.library`` op with its backward: C loops over each row's
   length, ``_kernels.c``; the hidden weights' gradient one matrix product): ~470 ops a
   training step of ``rnn`` where the packed GRU dispatched ~6,000 (one per time step and
-  direction, ~11 each), and the step 88 -> 73 ms (``bench/README.md``). Elsewhere (a GPU: cuDNN;
+  direction, ~11 each), and the step 82 -> 73 ms (``bench/README.md``). Elsewhere (a GPU: cuDNN;
   bf16 autocast; no kernel built) a GRU runs packed when rows differ in length, as is when none
   is padded. A few rows (``few_rows``) on a CPU out of training (the latency of ``profner
   predict`` and of a server's lone request: one text's words, the new words of a text through
