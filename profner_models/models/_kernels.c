@@ -265,16 +265,34 @@ static int take(PyObject *obj, Py_buffer *view, int ndim, int writable, const ch
     return 0;
 }
 
+/* The buffers of the ``count`` arguments in ``args``: ``kinds[i]`` 'f' float32, 'i' int64, 'o'
+   float32 or None (then v[i].buf is NULL); the last ``writable`` of them written. */
+static int take_all(PyObject *args, Py_buffer *v, Py_ssize_t count, const char *const *names,
+                    const int *dims, const char *kinds, Py_ssize_t writable) {
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != count) {
+        PyErr_Format(PyExc_TypeError, "expected %zd arguments", count);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *obj = PyTuple_GET_ITEM(args, i);
+        if (kinds[i] == 'o' && obj == Py_None) {
+            memset(&v[i], 0, sizeof v[i]);
+            continue;
+        }
+        if (take(obj, &v[i], dims[i], i >= count - writable, names[i], kinds[i] == 'i' ? 'i' : 'f') < 0) {
+            while (i-- > 0) PyBuffer_Release(&v[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *gru_steps(PyObject *self, PyObject *args) {
-    PyObject *objs[4];
-    if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &objs[3])) return NULL;
-    static const char *names[4] = {"gates_in", "w_hidden", "b_new", "out"};
+    static const char *const names[4] = {"gates_in", "w_hidden", "b_new", "out"};
     static const int dims[4] = {4, 3, 2, 4};
     Py_buffer v[4];
-    int taken = 0;
+    if (take_all(args, v, 4, names, dims, "ffff", 1) < 0) return NULL;
     PyObject *result = NULL;
-    for (; taken < 4; taken++)
-        if (take(objs[taken], &v[taken], dims[taken], taken == 3, names[taken], 'f') < 0) goto done;
     {
         const Py_ssize_t T = v[0].shape[0], B = v[0].shape[2], H = v[1].shape[1];
         if (v[0].shape[1] != 2 || v[0].shape[3] != 3 * H || v[1].shape[0] != 2
@@ -299,32 +317,10 @@ static PyObject *gru_steps(PyObject *self, PyObject *args) {
         result = Py_NewRef(Py_None);
     }
 done:
-    while (taken-- > 0) PyBuffer_Release(&v[taken]);
+    for (int i = 0; i < 4; i++) PyBuffer_Release(&v[i]);
     return result;
 }
 
-
-/* The buffers of the ``count`` arguments in ``args``: ``kinds[i]`` 'f' float32, 'i' int64, 'o'
-   float32 or None (then v[i].buf is NULL); the last ``writable`` of them written. */
-static int take_all(PyObject *args, Py_buffer *v, Py_ssize_t count, const char *const *names,
-                    const int *dims, const char *kinds, Py_ssize_t writable) {
-    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != count) {
-        PyErr_Format(PyExc_TypeError, "expected %zd arguments", count);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *obj = PyTuple_GET_ITEM(args, i);
-        if (kinds[i] == 'o' && obj == Py_None) {
-            memset(&v[i], 0, sizeof v[i]);
-            continue;
-        }
-        if (take(obj, &v[i], dims[i], i >= count - writable, names[i], kinds[i] == 'i' ? 'i' : 'f') < 0) {
-            while (i-- > 0) PyBuffer_Release(&v[i]);
-            return -1;
-        }
-    }
-    return 0;
-}
 
 /* whether ``v`` has shape (a, b, c, d) in its first dims (-1: any), or is absent */
 static int shaped(const Py_buffer *v, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, Py_ssize_t d) {
@@ -460,19 +456,12 @@ static void best_paths(const float *emissions, const int64_t *lengths, const flo
 }
 
 static PyObject *viterbi(PyObject *self, PyObject *args) {
-    PyObject *objs[6];
-    if (!PyArg_ParseTuple(args, "OOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
-                          &objs[5]))
-        return NULL;
-    static const char *names[6] = {"emissions", "lengths", "start", "transitions", "end", "out"};
+    static const char *const names[6] = {"emissions", "lengths", "start", "transitions", "end",
+                                         "out"};
     static const int dims[6] = {3, 1, 1, 2, 1, 2};
-    static const char kinds[6] = {'f', 'i', 'f', 'f', 'f', 'i'};
     Py_buffer v[6];
-    int taken = 0;
+    if (take_all(args, v, 6, names, dims, "fifffi", 1) < 0) return NULL;
     PyObject *result = NULL;
-    for (; taken < 6; taken++)
-        if (take(objs[taken], &v[taken], dims[taken], taken == 5, names[taken], kinds[taken]) < 0)
-            goto done;
     {
         const Py_ssize_t B = v[0].shape[0], W = v[0].shape[1], T = v[0].shape[2];
         if (v[1].shape[0] != B || v[2].shape[0] != T || v[3].shape[0] != T || v[3].shape[1] != T
@@ -506,7 +495,7 @@ static PyObject *viterbi(PyObject *self, PyObject *args) {
         result = Py_NewRef(Py_None);
     }
 done:
-    while (taken-- > 0) PyBuffer_Release(&v[taken]);
+    for (int i = 0; i < 6; i++) PyBuffer_Release(&v[i]);
     return result;
 }
 
