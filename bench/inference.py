@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from stats import percentile
 
 from profner_models.config import data_root
 from profner_models.corpus import read_text_dir
-from profner_models.models import joint
-from profner_models.models.joint import encode_text
+from profner_models.models import encode_text, joint
 from profner_models.models.kernels import compiled
 from profner_models.predict import Predictor
 from profner_models.training import word_novelty
@@ -52,11 +52,6 @@ def default_texts() -> Path:
     from profner_models.sample import SAMPLE_DIR
 
     return next(p.parent for p in sorted(Path(SAMPLE_DIR).rglob("*.txt")))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def warmup_texts() -> list[str]:

@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from stats import percentile
 
 from profner_models import artifacts
 
@@ -124,7 +125,7 @@ def _http(model_dir: Path, tweets: list[str], scratch: Path, seconds: float, seq
     from serve import runner
     from serve.schemas import ServeSettings
 
-    port = free_port()
+    port = runner.free_port("127.0.0.1")
     runs = {"batching": ServeSettings(model=str(model_dir), max_batch_size=max_batch_size,
                                       batch_wait_ms=batch_wait_ms),
             "no_batching": ServeSettings(model=str(model_dir), max_batch_size=1)}
@@ -153,7 +154,7 @@ def _plain(model_dir: Path, tweets: list[str], seconds: float, sequential: int) 
     """The baseline: ``bench/plain_server.py`` in its own process on a free loopback port."""
     from serve import runner
 
-    port = free_port()
+    port = runner.free_port("127.0.0.1")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     server = subprocess.Popen([sys.executable, str(REPO / "bench" / "plain_server.py"),
                                str(model_dir), str(port)], env=env)
@@ -264,15 +265,9 @@ def _load(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> d
 
 
 def percentiles(seconds: list[float]) -> dict:
-    ordered = sorted(seconds)
-    pick = lambda q: round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)  # noqa: E731
-    return {"p50": pick(0.50), "p95": pick(0.95), "n": len(ordered)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """p50 and p95 in ms, and the count."""
+    return {"p50": round(1000 * percentile(seconds, 50), 2), "p95": round(1000 * percentile(seconds, 95), 2),
+            "n": len(seconds)}
 
 
 def _table(result: dict) -> str:

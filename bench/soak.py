@@ -30,7 +30,8 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
-from serving import free_port, percentiles, sample_tweets, train_smoke_model
+from serving import percentiles, sample_tweets, train_smoke_model
+from stats import percentile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -129,8 +130,7 @@ def tweet_ms(seconds: list[float]) -> dict | None:
     """p50 / p95 / p99 in ms of the single-tweet answers."""
     if not seconds:
         return None
-    ordered = sorted(seconds)
-    return {**percentiles(ordered), "p99": round(1000 * ordered[int(0.99 * (len(ordered) - 1))], 2)}
+    return {**percentiles(seconds), "p99": round(1000 * percentile(seconds, 99), 2)}
 
 
 def corpus_tweets(data: Path | None) -> list[str]:
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model_dir = args.model or train_smoke_model(scratch / "model", quiet=args.json)
         prepared = bodies(corpus_tweets(args.data))
-        port = free_port()
+        port = runner.free_port("127.0.0.1")
         runner.start(ServeSettings(model=str(model_dir), request_timeout_s=args.request_timeout_s),
                      "127.0.0.1", port, ray_temp_dir=str(scratch / "ray"))
         tally = Tally()

@@ -19,14 +19,11 @@ import random
 import time
 from pathlib import Path
 
+from stats import percentile
+
 from profner_models.config import data_root
 from profner_models.corpus import read_text_dir
 from profner_models.text.tokenize import get_tokenizer, tokenize
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
@@ -51,11 +48,11 @@ def main() -> None:
         "texts_timed": len(timed),
         "build_s": round(build_s, 3),
         "wall_us_mean": round(sum(wall) / len(wall) * 1e6, 1),
-        "wall_us_p50": round(percentile(wall, 0.5) * 1e6, 1),
-        "wall_us_p99": round(percentile(wall, 0.99) * 1e6, 1),
+        "wall_us_p50": round(percentile(wall, 50) * 1e6, 1),
+        "wall_us_p99": round(percentile(wall, 99) * 1e6, 1),
         "cpu_us_mean": round(sum(cpu) / len(cpu) * 1e6, 1),
-        "cpu_us_p50": round(percentile(cpu, 0.5) * 1e6, 1),
-        "cpu_us_p99": round(percentile(cpu, 0.99) * 1e6, 1),
+        "cpu_us_p50": round(percentile(cpu, 50) * 1e6, 1),
+        "cpu_us_p99": round(percentile(cpu, 99) * 1e6, 1),
         "texts_per_s": round(len(timed) / sum(wall), 1),
     }
     figures["hostile"] = hostile_timings()

@@ -21,7 +21,6 @@ load. Dirs saved before the checksums (no ``sha256`` in meta.json) load unchecke
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -33,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from profner_models import __version__
 from profner_models.config import ConfigError, deep_merge
+from profner_models.digest import sha256
 from profner_models.models import BackboneContext, JointModel, TrainedModel
 from profner_models.tasks import task_of, validate
 from profner_models.text.gazetteer import FILE_NAME as GAZETTEER_FILE
@@ -140,14 +140,6 @@ def load(model_dir: str | Path) -> TrainedModel:
     except (OSError, ValueError, KeyError) as error:
         raise ModelDirError(str(error)) from error
     return model
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, value) -> None:

@@ -32,7 +32,6 @@ System 1 with System 2.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections import Counter
@@ -45,6 +44,7 @@ from pydantic import Field
 
 from profner_models import __version__, artifacts
 from profner_models.config import ConfigError, Schema, check, deep_merge, load_config
+from profner_models.digest import sha256
 from profner_models.documents import Prediction, Span
 from profner_models.models import TrainedModel
 from profner_models.tasks import task_of
@@ -221,7 +221,7 @@ def save(ensemble: Ensemble, out: str | Path, member_meta: Sequence[dict] | None
     (out / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=1), encoding="utf-8")
     meta = {"format": FORMAT, "package": "profner-hpo", "version": __version__, "kind": "ensemble",
             "metrics": ensemble.metrics, "parameters": ensemble.num_parameters,
-            "sha256": {ENSEMBLE_FILE: _sha256(out / ENSEMBLE_FILE)}, **(extra_meta or {})}
+            "sha256": {ENSEMBLE_FILE: sha256(out / ENSEMBLE_FILE)}, **(extra_meta or {})}
     (out / artifacts.META).write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
     return out
 
@@ -237,7 +237,7 @@ def load(path: str | Path) -> Ensemble:
         spec = json.loads(spec_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise artifacts.ModelDirError(f"{path}: unreadable ensemble files ({error})") from error
-    if meta.get("sha256", {}).get(ENSEMBLE_FILE) != _sha256(spec_path):
+    if meta.get("sha256", {}).get(ENSEMBLE_FILE) != sha256(spec_path):
         raise artifacts.ModelDirError(f"{spec_path}: SHA-256 differs from the one in meta.json")
     if spec.get("format") != FORMAT or spec.get("method") not in ("posterior", "vote"):
         raise artifacts.ModelDirError(f"{spec_path}: not an ensemble of this version "
@@ -281,7 +281,3 @@ def member_config(block: dict, task: str | None) -> dict:
         raise ConfigError(f"ensemble.members: {block['config']} is a {config.get('task')} config, "
                           f"the ensemble's task is {task}")
     return config
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -19,12 +19,11 @@ import torch
 from profner_models import ensemble
 from profner_models.artifacts import load
 from profner_models.documents import Prediction
-from profner_models.ensemble import Ensemble
 from profner_models.models import TrainedModel
 from profner_models.tasks import task_of
 
 
-def load_model(path: str | Path) -> TrainedModel | Ensemble:
+def load_model(path: str | Path) -> TrainedModel | ensemble.Ensemble:
     """A model dir or an ensemble dir (``ModelDirError`` naming the file at fault)."""
     return ensemble.load(path) if ensemble.is_ensemble_dir(path) else load(path)
 
@@ -33,19 +32,19 @@ class Predictor:
     """Load once (a model dir, an ensemble dir, a ``TrainedModel`` or an ``Ensemble``), then
     ``predict`` lists of texts."""
 
-    def __init__(self, model: str | Path | TrainedModel | Ensemble, batch_size: int = 64,
+    def __init__(self, model: str | Path | TrainedModel | ensemble.Ensemble, batch_size: int = 64,
                  device: str | torch.device = "cpu") -> None:
-        self.model = model if isinstance(model, (TrainedModel, Ensemble)) else load_model(model)
+        self.model = model if isinstance(model, (TrainedModel, ensemble.Ensemble)) else load_model(model)
         self.batch_size = batch_size
         self.device = torch.device(device)
-        for member in self.model.members if isinstance(self.model, Ensemble) else [self.model]:
+        for member in self.model.members if isinstance(self.model, ensemble.Ensemble) else [self.model]:
             member.network.to(self.device)
         self.task = task_of(self.model.config)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts, not one string")
-        if isinstance(self.model, Ensemble):
+        if isinstance(self.model, ensemble.Ensemble):
             return self.model.predict(texts, self.batch_size, self.device)
         return self.task.predict(self.model, texts, self.batch_size, self.device)
 

@@ -44,14 +44,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from profner_models import artifacts
 from profner_models.config import ConfigError
 from profner_models.corpus import load_corpus, splits_of
-from profner_models.documents import Document
+from profner_models.documents import Document, Prediction
 from profner_models.ensemble import Ensemble, ensemble_block, member_config
 from profner_models.models import UNKNOWN, TrainedModel
 from profner_models.predict import Predictor
@@ -335,7 +335,8 @@ def worse_than_noise(difference: dict) -> bool:
     return difference["high"] < -MODEL_NOISE
 
 
-def paired_bootstrap(difference, count: int, seed: int, samples: int = BOOTSTRAP_SAMPLES) -> dict:
+def paired_bootstrap(difference: Callable[[np.ndarray], float], count: int, seed: int,
+                     samples: int = BOOTSTRAP_SAMPLES) -> dict:
     """``difference(rows)`` on all rows (``observed``) and on ``samples`` resamples of the rows
     with replacement: the 5th and 95th percentiles (``low``, ``high``: a 90% interval, and each
     end a one-sided 95% bound) and the share of resamples where it is >= 0."""
@@ -369,7 +370,8 @@ def verdict(out: dict, shown_worse: bool, unknown_worse: bool) -> str:
     return line + f": not shown worse than two runs differ ({MODEL_NOISE})"
 
 
-def unknown_entity_share(model: TrainedModel | Ensemble, texts: Sequence[str], predictions) -> float:
+def unknown_entity_share(model: TrainedModel | Ensemble, texts: Sequence[str],
+                         predictions: Sequence[Prediction]) -> float:
     """The share of predicted entities holding a word outside the model's vocabulary (0 for a
     backbone without a word vocabulary)."""
     word_status = model.word_status if isinstance(model, Ensemble) else model.network.backbone.word_status

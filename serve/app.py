@@ -55,7 +55,7 @@ from serve.schemas import (
 )
 
 APP_NAME = "profner"
-logger = logging.getLogger("ray.serve")
+log = logging.getLogger("ray.serve")
 
 TITLE = "profner-hpo occupation detector"
 DESCRIPTION = (
@@ -72,7 +72,7 @@ api = FastAPI(title=TITLE, version=__version__, description=DESCRIPTION,
 @api.exception_handler(Exception)
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     """A bug answers JSON like every other error (Starlette's default is plain text)."""
-    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse({"detail": f"internal error: {type(error).__name__}"}, status_code=500)
 
 _ERRORS = {status: {"model": ErrorResponse, "description": text} for status, text in {
@@ -243,7 +243,7 @@ class ProfnerDetector:
             return [p.to_dict() for p in self._predictor.predict(texts)]
         except Exception as error:  # noqa: BLE001 - reported per text below
             if len(texts) == 1:
-                logger.exception("prediction failed")
+                log.exception("prediction failed")
                 return [error]
         return [self._predict_isolated([text])[0] for text in texts]
 

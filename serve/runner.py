@@ -28,7 +28,6 @@ import profner_ray
 from serve import servers
 from serve.app import APP_NAME, build_app
 from serve.schemas import ServeSettings
-from serve.servers import READY_TIMEOUT_S
 
 # A local instance runs Serve's user code and router on each process's main event loop, not on
 # extra threads: on a small machine every hop between threads waits for the GIL
@@ -123,7 +122,7 @@ def free_port(host: str) -> int:
 
 
 def start(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | None = None,
-          ray_address: str | None = None, ready_timeout_s: float = READY_TIMEOUT_S) -> str:
+          ray_address: str | None = None, ready_timeout_s: float = servers.READY_TIMEOUT_S) -> str:
     """Start Ray (a new local instance unless ``ray_address``), Serve and the app; returns
     the URL once ``GET /health`` answers. On failure, what was started is stopped again."""
     if ray_address is None:
@@ -152,7 +151,7 @@ def start(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | Non
         raise
 
 
-def deploy(settings: ServeSettings, url: str, ready_timeout_s: float = READY_TIMEOUT_S) -> None:
+def deploy(settings: ServeSettings, url: str, ready_timeout_s: float = servers.READY_TIMEOUT_S) -> None:
     """Deploy the app with ``settings`` on the running Serve; returns once it answers."""
     try:
         serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
@@ -188,7 +187,7 @@ def _wait_not_listening(host: str, port: int, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
-def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+def wait_ready(url: str, timeout_s: float = servers.READY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while _health_status(url) != 200:
         if time.monotonic() > deadline:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ ROOT = REPO / "profner_models"
 
 # Bottom to top: a room may import rooms below it, and itself. docs/design.md draws the same.
 LAYERS = [
-    {"__init__", "documents", "spans", "config", "registry", "sample", "progress", "opcount"},
+    {"__init__", "documents", "spans", "config", "registry", "sample", "progress", "opcount", "digest"},
     {"text"},
     {"corpus"},
     {"e5"},
@@ -160,8 +162,6 @@ def test_git_ignores_no_file_the_project_is_made_of():
     out of a commit (``models/`` matched ``profner_models/models/``) and CI could not import."""
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    import subprocess
-
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", "*.py", "*.yaml",
          "*.json", "*.md", "*.sh", "*.toml", "*.txt", "*.cfg"],
@@ -170,3 +170,15 @@ def test_git_ignores_no_file_the_project_is_made_of():
                "dist/", ".cache/")
     ignored = [p for p in listed if p and not p.startswith(outputs) and ".egg-info/" not in p]
     assert not ignored, f"git ignores files of the project (a clean clone lacks them): {ignored}"
+
+
+def test_every_bench_script_imports(tmp_path):
+    """The bench scripts import each other (``from serving import ...``) and no test runs them:
+    a name moved out of one once left another unable to start. Each imports here, as
+    ``python bench/X.py`` would (bench/ first on the path), in one clean process."""
+    names = sorted(p.stem for p in (REPO / "bench").glob("*.py"))
+    code = ("import importlib, sys; sys.path.insert(0, 'bench'); "
+            f"[importlib.import_module(name) for name in {names!r}]")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -17,11 +17,15 @@ a DataFrame with ``label``, ``probability`` and ``entities`` (a JSON list of
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
 
 from profner_models.predict import Predictor
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
 
 MODEL_DIR = "model_dir"  # the artifact key (and folder) of the profner model dir
 
@@ -44,7 +48,7 @@ def texts_of(frame: pd.DataFrame) -> list[str]:
     return [str(t) for t in frame.iloc[:, 0]]
 
 
-def signature():
+def signature() -> ModelSignature:
     """One unnamed string column in, the prediction frame out."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema

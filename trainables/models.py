@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from profner_models import __version__
 from profner_models.training import RESUME_DIR
 from trainables import report, tracking
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+    from ray.tune import ResultGrid
 
 
 def export_model(checkpoint: Path, model_dir: Path, info: dict[str, Any], trial_id: str) -> Path:
@@ -34,7 +38,7 @@ def export_model(checkpoint: Path, model_dir: Path, info: dict[str, Any], trial_
     return model_dir
 
 
-def export_frontier(results, trials, mode: str, out: Path, info: dict[str, Any]) -> Path:
+def export_frontier(results: ResultGrid, trials: list[report.TrialSummary], mode: str, out: Path, info: dict[str, Any]) -> Path:
     """The Pareto-optimal trials (metric vs latency) as model dirs ``out/<trial_id>``, and
     ``out/frontier.json`` listing them, fastest first."""
     front = sorted(report.pareto(trials, mode), key=lambda t: t.latency_ms)
@@ -61,7 +65,7 @@ def trial_run_id(tracking_uri: str, experiment_id: str, parent_run_id: str, tria
     return runs[0].info.run_id if runs else None
 
 
-def log_best_model(mlflow_client, info: dict[str, Any], checkpoint: Path, trial_id: str,
+def log_best_model(mlflow_client: MlflowClient, info: dict[str, Any], checkpoint: Path, trial_id: str,
                    registered_name: str) -> str:
     """Log the best trial's model dir to its run and the parent; register a model version."""
     parent = info["parent_run_id"]
@@ -72,7 +76,7 @@ def log_best_model(mlflow_client, info: dict[str, Any], checkpoint: Path, trial_
                               {"study": info["study"], "trial_id": trial_id, "sweep_run_id": parent})
 
 
-def register_model_dir(mlflow_client, run_id: str, model_dir: Path, registered_name: str,
+def register_model_dir(mlflow_client: MlflowClient, run_id: str, model_dir: Path, registered_name: str,
                        tags: dict[str, str]) -> str:
     """Log ``model_dir`` as the run's ``model``, an MLflow Model (``trainables.mlflow_model``:
     pyfunc, from code, with a signature and an input example), and register it as a new

@@ -23,7 +23,6 @@ from typing import Any
 
 from search_spaces import loader
 from search_spaces.dists import NUMERIC
-from search_spaces.loader import SearchSpace
 from trainables import sweeps, tracking
 
 MISSING = object()
@@ -40,9 +39,9 @@ def top_trials(trials: list[tuple[dict[str, Any], float]], mode: str,
     return [c for c, _ in scored[:keep]]
 
 
-def narrow_space(space: SearchSpace, top: list[dict[str, Any]], run: str,
-                 margin: float = 0.1) -> SearchSpace:
-    """A new :class:`SearchSpace` narrowed around ``top`` (sampled configs of the best trials)."""
+def narrow_space(space: loader.SearchSpace, top: list[dict[str, Any]], run: str,
+                 margin: float = 0.1) -> loader.SearchSpace:
+    """A new search space narrowed around ``top`` (sampled configs of the best trials)."""
     spec = _narrow_mapping(space.spec, top, margin)
     narrowed = copy.copy(space)
     narrowed.spec = spec

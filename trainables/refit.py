@@ -146,7 +146,7 @@ def refit(options: RefitOptions) -> RefitResult:
     return ship(options, info, space, parent, done, chosen, config, data_dir)
 
 
-def start_refit_run(options: RefitOptions, info: dict[str, Any], space,
+def start_refit_run(options: RefitOptions, info: dict[str, Any], space: loader.SearchSpace,
                     candidates: list[dict[str, Any]]) -> str:
     """The ``refit`` MLflow parent run (and its saved view of the seed runs): its id."""
     metric, mode = info["metric"], info.get("mode", "max")
@@ -164,7 +164,7 @@ def _refit_tags(info: dict[str, Any], space) -> dict[str, str]:
             "git_commit": tracking.git_commit(), "refit_of": info["parent_run_id"]}
 
 
-def seed_sweep(options: RefitOptions, info: dict[str, Any], space, rank: int,
+def seed_sweep(options: RefitOptions, info: dict[str, Any], space: loader.SearchSpace, rank: int,
                sampled: dict[str, Any], parent: str, data_dir: str | None) -> SeedSweep:
     """The sampled config with ``options.seeds`` seeds as a Tune grid, dev held out, each seed a
     child run of the ``refit`` parent run tagged with the config's ``rank``."""
@@ -210,7 +210,7 @@ def recipe(base: dict[str, Any], sampled: dict[str, Any], seed: int, epochs: int
     return config
 
 
-def ship(options: RefitOptions, info: dict[str, Any], space, parent: str,
+def ship(options: RefitOptions, info: dict[str, Any], space: loader.SearchSpace, parent: str,
          done: list[SeedSweep], chosen: SeedSweep, config: dict[str, Any],
          data_dir: str | None) -> RefitResult:
     """``unseen.train`` of the recipe (held-out run, refit, check), the model dir with its

@@ -88,18 +88,13 @@ def _log_figures(client, run_id: str, meta: dict[str, Any]) -> None:
     """The saved metrics, the estimate (``estimate_*``) and, for an ensemble, its members'
     mean and spread on that estimate's dev set."""
     estimate = (meta.get("unseen") or {}).get("estimate") or {}
-    figures = {**_numbers(meta.get("metrics")),
-               **{f"estimate_{k}": v for k, v in _numbers(estimate.get("metrics")).items()}}
+    figures = {**tracking.numeric(meta.get("metrics")),
+               **{f"estimate_{k}": v for k, v in tracking.numeric(estimate.get("metrics")).items()}}
     for stat in ("mean", "std"):
         figures.update({f"members_{stat}_{k}": v
-                        for k, v in _numbers((estimate.get("members") or {}).get(stat)).items()})
+                        for k, v in tracking.numeric((estimate.get("members") or {}).get(stat)).items()})
     for key, value in figures.items():
         client.log_metric(run_id, key, value)
-
-
-def _numbers(values: dict[str, Any] | None) -> dict[str, float]:
-    return {k: float(v) for k, v in (values or {}).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

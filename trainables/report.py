@@ -19,7 +19,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -31,6 +31,9 @@ from ray.tune.utils import flatten_dict  # noqa: E402
 from search_spaces.dists import LOG_SCALE  # noqa: E402
 from search_spaces.loader import SearchSpace, config_key  # noqa: E402
 from trainables.results import ran_all_epochs  # noqa: E402
+
+if TYPE_CHECKING:
+    from ray.tune import ResultGrid
 
 
 @dataclass
@@ -51,7 +54,7 @@ class TrialSummary:
         return max(finite)[1] if finite else None
 
 
-def summarise(results, metric: str, mode: str) -> list[TrialSummary]:
+def summarise(results: ResultGrid, metric: str, mode: str) -> list[TrialSummary]:
     """One summary per trial of a Tune ``ResultGrid``."""
     trials = []
     for result in results:
@@ -111,7 +114,7 @@ def _cell(value: float):
     return "" if not math.isfinite(value) else round(value, 6)
 
 
-def write_report(results, space: SearchSpace, metric: str, mode: str, out_dir: Path) -> list[Path]:
+def write_report(results: ResultGrid, space: SearchSpace, metric: str, mode: str, out_dir: Path) -> list[Path]:
     """Write the three PNGs into ``out_dir``; returns their paths."""
     trials = summarise(results, metric, mode)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray import tune
 from ray.tune import Tuner
@@ -26,7 +26,6 @@ from ray.tune.utils import flatten_dict
 
 import profner_ray
 from search_spaces import loader
-from search_spaces.loader import SearchSpace
 from trainables import report, tracking
 from trainables.console import TrialLines
 from trainables.models import export_frontier, export_model, log_best_model
@@ -34,9 +33,11 @@ from trainables.sweeps import read_sweep_file, snapshot_statuses, sweep_dir_for,
 from trainables.tracking import TrialTracker
 from trainables.trainable import train_trial
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+    from ray.tune import Result, ResultGrid
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,7 +105,7 @@ def initial_points(num_samples: int) -> int:
     return max(3, min(20, num_samples // 4))
 
 
-def max_epochs(space: SearchSpace) -> int:
+def max_epochs(space: loader.SearchSpace) -> int:
     """The largest ``training.epochs`` a trial can have (ASHA's ``max_t``)."""
     base_epochs = int(space.base_config().get("training", {}).get("epochs", 10))
     epochs = [d for d in space.distributions() if d.path.endswith("training.epochs")]
@@ -128,7 +129,7 @@ def max_epochs(space: SearchSpace) -> int:
 
 
 def make_trainable(base_config: dict[str, Any], data_dir: str | None, metric: str,
-                   cpus: float, gpus: float):
+                   cpus: float, gpus: float) -> type[tune.Trainable]:
     """``train_trial`` with its data path and base config bound, and its resources."""
 
     return tune.with_resources(
@@ -137,8 +138,8 @@ def make_trainable(base_config: dict[str, Any], data_dir: str | None, metric: st
         {"cpu": cpus, "gpu": gpus})
 
 
-def build_tuner(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metric: str,
-                mode: str, tracker, resume: bool) -> Tuner:
+def build_tuner(options: SweepOptions, space: loader.SearchSpace, sweep_dir: Path, metric: str,
+                mode: str, tracker: TrialTracker, resume: bool) -> Tuner:
     trainable = make_trainable(space.base_config(), options.data_dir, metric,
                                options.cpus_per_trial, options.gpus_per_trial)
     if resume:
@@ -236,7 +237,7 @@ def run_sweep(options: SweepOptions) -> SweepResult:
     return finish_sweep(results, options, space, sweep_dir, info, metric, mode)
 
 
-def open_sweep(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metric: str,
+def open_sweep(options: SweepOptions, space: loader.SearchSpace, sweep_dir: Path, metric: str,
                mode: str, tags: dict[str, str]) -> dict[str, Any]:
     """A new sweep: its MLflow experiment and parent run, and its sweep file; the sweep info."""
     tracking_uri = options.tracking_uri or tracking.default_tracking_uri()
@@ -262,7 +263,7 @@ def open_sweep(options: SweepOptions, space: SearchSpace, sweep_dir: Path, metri
     return info
 
 
-def sampled_keys(space: SearchSpace, draws: int = 20) -> list[str]:
+def sampled_keys(space: loader.SearchSpace, draws: int = 20) -> list[str]:
     """The params a trial of ``space`` logs (its sampled values, flattened), over ``draws``
     samples so every branch of a choice is met."""
     keys: dict[str, None] = {}
@@ -295,7 +296,7 @@ def _best_value(result, metric: str, mode: str) -> float | None:
     return float(values.max() if mode == "max" else values.min())
 
 
-def best_result(results, metric: str, mode: str):
+def best_result(results: ResultGrid, metric: str, mode: str) -> Result | None:
     """The trial with the best epoch among trials that did not error (None: no such trial).
 
     An errored trial's early epochs may score well, but a crashing config is no winner.
@@ -308,7 +309,7 @@ def best_result(results, metric: str, mode: str):
     return pick(scored, key=lambda vr: vr[0])[1]
 
 
-def finish_sweep(results, options: SweepOptions, space: SearchSpace, sweep_dir: Path,
+def finish_sweep(results: ResultGrid, options: SweepOptions, space: loader.SearchSpace, sweep_dir: Path,
                  info: dict[str, Any], metric: str, mode: str) -> SweepResult:
     """Best trial -> export + MLflow artifact + model version; report plots; parent run done."""
 
@@ -364,7 +365,8 @@ def finish_sweep(results, options: SweepOptions, space: SearchSpace, sweep_dir: 
     return out
 
 
-def summarise_best(mlflow_client, parent_run_id: str, best, metric: str, mode: str) -> None:
+def summarise_best(mlflow_client: MlflowClient, parent_run_id: str, best: Result, metric: str,
+                   mode: str) -> None:
     """The best trial at a glance on the parent run: every metric of its best epoch as
     ``best_<name>``, and its sampled hyperparameters as ``best.<key>`` params."""
     history = best.metrics_dataframe.dropna(subset=[metric])

@@ -28,13 +28,18 @@ import math
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 from ray.tune.utils import flatten_dict
 
+from profner_models.config import REPO_ROOT
 from trainables.results import ran_all_epochs
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+    from ray.tune.experiment import Trial
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "trial_id"
@@ -57,25 +62,24 @@ def curve(name: str) -> str:
     return ("dev/" if is_score else "per_epoch/") + name
 
 
-def default_tracking_uri(cwd: Path | None = None) -> str:
+def default_tracking_uri() -> str:
     """``sqlite:///<cwd>/mlflow.db`` (absolute, so Ray workers and later commands agree)."""
-    return f"sqlite:///{(cwd or Path.cwd()).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
 
 
-def git_commit(repo: Path | None = None) -> str:
+def git_commit() -> str:
     """The checkout's HEAD commit (``+dirty`` when tracked files changed), or ``unknown``."""
-    repo = repo or Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "diff", "--quiet", "HEAD"],
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "diff", "--quiet", "HEAD"],
                                capture_output=True, timeout=10).returncode != 0
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
 
 
-def client(tracking_uri: str):
+def client(tracking_uri: str) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
@@ -168,7 +172,7 @@ def start_parent_run(tracking_uri: str, experiment_id: str, name: str, tags: dic
     return run.info.run_id
 
 
-def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
+def log_params(mlflow_client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
     items = [Param(k, _param_value(v)) for k, v in flatten_dict(params, delimiter=".").items()]
@@ -176,7 +180,7 @@ def log_params(mlflow_client, run_id: str, params: dict[str, Any]) -> None:
         mlflow_client.log_batch(run_id, params=items[start:start + 100])
 
 
-def set_tags(mlflow_client, run_id: str, tags: dict[str, str]) -> None:
+def set_tags(mlflow_client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
     from mlflow.entities import RunTag
 
     if tags:
@@ -216,8 +220,8 @@ def reconcile_after_crash(tracking_uri: str, experiment_id: str, parent_run_id: 
     return counts
 
 
-def log_datasets(mlflow_client, run_id: str, data: dict[str, str], result: dict[str, Any],
-                 config: dict[str, Any]) -> None:
+def log_datasets(mlflow_client: MlflowClient, run_id: str, data: dict[str, str],
+                 result: dict[str, Any], config: dict[str, Any]) -> None:
     """The trial's training and dev data as MLflow dataset inputs (the UI's Dataset column):
     the corpus digest, where it is, the document counts, how dev was split off."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -244,8 +248,10 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _numeric(result: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in result.items()
+def numeric(values: dict[str, Any] | None) -> dict[str, float]:
+    """The finite numbers of a dict (bools and everything else left out), as floats: what
+    MLflow takes as metrics."""
+    return {k: float(v) for k, v in (values or {}).items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
 
 
@@ -278,12 +284,12 @@ class TrialTracker(tune.Callback):
         return state
 
     @property
-    def mlflow(self):
+    def mlflow(self) -> MlflowClient:
         if self._client is None:
             self._client = client(self.tracking_uri)
         return self._client
 
-    def run_id(self, trial) -> str:
+    def run_id(self, trial: Trial) -> str:
         """The trial's run: the cached one, one found by tag (a resumed sweep), or a new one."""
         trial_id = trial.trial_id
         if trial_id in self._runs:
@@ -318,7 +324,7 @@ class TrialTracker(tune.Callback):
 
         run_id = self.run_id(trial)
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
-        values = {k: v for k, v in _numeric(result).items() if k in metric_keys(result)}
+        values = {k: v for k, v in numeric(result).items() if k in metric_keys(result)}
         # A trial restored from a checkpoint older than its last report (a driver killed
         # between the two) trains that epoch again, with the same result: it is in MLflow once.
         if epoch > self._logged.get(run_id, 0):

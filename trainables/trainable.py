@@ -30,6 +30,7 @@ import ray
 from ray import tune
 
 from profner_models.config import deep_merge
+from profner_models.documents import Document
 from profner_models.predict import measure_latency
 from profner_models.training import fit, load_task_data
 from search_spaces import FAULTS_KEY
@@ -69,7 +70,7 @@ def _cached_task_data(task: str, data_json: str, data_dir: str | None):
     return load_task_data({"task": task, "data": json.loads(data_json)}, data_dir)
 
 
-def task_data(config: dict[str, Any], data_dir: str | None):
+def task_data(config: dict[str, Any], data_dir: str | None) -> tuple[list[Document], list[Document]]:
     """(train, dev) for a trial; cached per worker process (reused actors read the corpus once)."""
     data = json.dumps(config.get("data", {}), sort_keys=True, default=str)
     return _cached_task_data(config.get("task", "profner"), data,

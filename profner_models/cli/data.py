@@ -7,6 +7,10 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from profner_models.documents import Document
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +59,7 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def model_novelty(model_dir: Path, docs) -> dict:
+def model_novelty(model_dir: Path, docs: Sequence[Document]) -> dict:
     """``model``, ``unknown_word_rate`` and ``unseen_word_rate`` of ``docs`` for that model."""
     from profner_models.artifacts import load
     from profner_models.models import encode_text

@@ -15,6 +15,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -110,7 +111,8 @@ def safe_extract(archive: Path, dest: Path, progress: bool = True) -> list[Path]
     return written
 
 
-def fetch(source: Source, dest: Path, progress: bool = True, log=print) -> Path:
+def fetch(source: Source, dest: Path, progress: bool = True,
+          log: Callable[[str], None] = print) -> Path:
     """Download one source to a temporary file, verify it, unpack it under ``dest/subdir``."""
     dest = Path(dest)
     out_dir = dest / source.subdir
@@ -123,6 +125,7 @@ def fetch(source: Source, dest: Path, progress: bool = True, log=print) -> Path:
     return out_dir
 
 
-def fetch_all(dest: Path, sources: list[Source], progress: bool = True, log=print) -> list[Path]:
+def fetch_all(dest: Path, sources: list[Source], progress: bool = True,
+              log: Callable[[str], None] = print) -> list[Path]:
     Path(dest).mkdir(parents=True, exist_ok=True)
     return [fetch(source, Path(dest), progress, log) for source in sources]

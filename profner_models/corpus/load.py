@@ -15,13 +15,12 @@ from profner_models.corpus.profner import read_profner
 from profner_models.corpus.report import CorpusError, CorpusReport
 from profner_models.documents import Document
 
-LAYOUTS = ("profner", "meddoprof", "meddoprof_set", "brat", "text")
 #: The span labels each corpus's guidelines define; any other is a misspelling no model trains
 #: on or is scored on.
 KNOWN_LABELS = {"profner": {"type": PROFNER_TYPES},
                 "meddoprof": {"type": MEDDOPROF_TYPES, "cls": MEDDOPROF_CLASSES}}
 KNOWN_LABELS["meddoprof_set"] = KNOWN_LABELS["meddoprof"]
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 def detect_layout(path: Path | str) -> str:
@@ -105,4 +104,4 @@ def _check_labels(docs: list[Document], report: CorpusReport) -> None:
                        f"{first[label]}) is not one of {', '.join(known)}: no model trains on "
                        f"it or scores it (a misspelling?)")
             report.messages.append(message)
-            logger.warning(message)
+            log.warning(message)

@@ -51,10 +51,10 @@ def read_norm_tsv(path: Path | str, report: CorpusReport | None = None) -> list[
     return rows
 
 
-def read_valid_codes(path: Path | str, report: CorpusReport | None = None) -> dict[str, tuple[str, ...]]:
+def read_valid_codes(path: Path | str) -> dict[str, tuple[str, ...]]:
     """``code -> labels`` from ``meddoprof_valid_codes.tsv``: the label, then the ``|``-separated
     alternative labels, without repeats; a code listed on several rows gets all their labels."""
-    report = report or CorpusReport()
+    report = CorpusReport()
     labels: dict[str, list[str]] = {}
     for _, (code, label, alternatives) in quoted_tsv_rows(Path(path), CODES_HEADER, report):
         seen = labels.setdefault(code, [])

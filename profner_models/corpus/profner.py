@@ -35,9 +35,9 @@ def _read_7a(path: Path, report: CorpusReport) -> dict[str, tuple[int, int]]:
     return labels
 
 
-def read_7a_tsv(path: Path | str, report: CorpusReport | None = None) -> dict[str, int]:
+def read_7a_tsv(path: Path | str) -> dict[str, int]:
     """``tweet_id -> label`` (0/1) in file order from a subtask-1 TSV."""
-    rows = _read_7a(Path(path), report or CorpusReport())
+    rows = _read_7a(Path(path), CorpusReport())
     return {tweet_id: label for tweet_id, (label, _) in rows.items()}
 
 
@@ -73,9 +73,9 @@ def _read_7b(path: Path, report: CorpusReport) -> tuple[dict[str, list[tuple[Spa
     return out, first_line
 
 
-def read_7b_tsv(path: Path | str, report: CorpusReport | None = None) -> dict[str, list[Span]]:
+def read_7b_tsv(path: Path | str) -> dict[str, list[Span]]:
     """``tweet_id -> spans`` (``text`` = the extraction column) in file order; empty tweets map to []."""
-    rows, _ = _read_7b(Path(path), report or CorpusReport())
+    rows, _ = _read_7b(Path(path), CorpusReport())
     return {tweet_id: [span for span, _ in spans] for tweet_id, spans in rows.items()}
 
 
@@ -150,18 +150,17 @@ def write_7a_tsv(docs: list[Document], path: Path | str) -> None:
     Path(path).write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def write_7b_tsv(docs: list[Document], path: Path | str, empty_rows: bool = True) -> None:
+def write_7b_tsv(docs: list[Document], path: Path | str) -> None:
     """The subtask-2 TSV: ``tweet_id begin end type extraction`` with header.
 
     As in the gold ``train.tsv``: one row per span (documents in the given order, spans in their
-    order), then, when ``empty_rows``, one ``tweet_id - - - -`` row per document without spans
-    (in the given order). ``extraction`` is ``text[start:end]``, a tab/newline written as a space.
+    order), then one ``tweet_id - - - -`` row per document without spans (in the given order).
+    ``extraction`` is ``text[start:end]``, a tab/newline written as a space.
     """
     lines = ["\t".join(HEADER_7B)]
     for doc in docs:
         for span in doc.spans:
             extraction = one_line(doc.text[span.start:span.end])
             lines.append(f"{doc.id}\t{span.start}\t{span.end}\t{span.type}\t{extraction}")
-    if empty_rows:
-        lines.extend("\t".join([doc.id, *_EMPTY]) for doc in docs if not doc.spans)
+    lines.extend("\t".join([doc.id, *_EMPTY]) for doc in docs if not doc.spans)
     Path(path).write_bytes(("\n".join(lines) + "\n").encode("utf-8"))

@@ -10,13 +10,13 @@ from profner_models.spans import overlap_counts
 from profner_models.text.tags import alignment_report
 
 
-def corpus_stats(docs: list[Document], report: CorpusReport, scheme: str = "BIO") -> dict:
+def corpus_stats(docs: list[Document], report: CorpusReport) -> dict:
     """Documents, spans by type/class, doc labels, overlap counts, tokenizer alignment, warnings.
 
     ``alignment_exact_rate`` is the share of spans whose ends fall on token boundaries of the
     default tokenizer (``tags.alignment_report``), so a BIO tagging can represent them exactly.
     """
-    alignment = alignment_report(docs, scheme=scheme)
+    alignment = alignment_report(docs, scheme="BIO")
     spans = [span for doc in docs for span in doc.spans]
     return {
         "path": report.path,

@@ -25,7 +25,7 @@ import unicodedata
 from collections import defaultdict
 from importlib.metadata import version
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from tokenizers.models import Unigram
 
 from profner_models.e5.format import META, E5File, default_weights_path
 from profner_models.progress import quiet_transformers
+
+if TYPE_CHECKING:
+    from transformers import BertModel
 
 MAX_LENGTH = 512
 NAME = "multilingual-e5-small"
@@ -86,7 +89,7 @@ def cached_export(cache_dir: Path | None = None) -> Path:
     return target
 
 
-def build_bert(source: E5File):
+def build_bert(source: E5File) -> BertModel:
     """A ``BertModel`` (no pooler) holding the dequantized weights."""
     from transformers import BertConfig, BertModel  # lazy: seconds to import
 
@@ -135,7 +138,7 @@ def _state_dict(source: E5File) -> dict[str, np.ndarray]:
     return state
 
 
-def build_tokenizer(source: E5File):
+def build_tokenizer(source: E5File) -> Tokenizer:
     """A ``tokenizers.Tokenizer``: Unigram over the file's pieces/scores, XLM-R style."""
     vocab = [(piece, float(score)) for piece, score in zip(source.pieces, source.scores)]
     tokenizer = Tokenizer(Unigram(vocab, unk_id=source.unk_id, byte_fallback=False))

@@ -19,7 +19,6 @@ Unigram over the file's pieces and scores, with its normalization map).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import struct
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from profner_models.digest import sha256
 
 WEIGHTS_FILE = "e5-small-q4.bin"
 MAGIC = b"E5S1"
@@ -51,12 +52,9 @@ def default_weights_path() -> Path:
 
 @lru_cache(maxsize=2)
 def weights_sha256(path: Path) -> str:
-    """The file's SHA-256 (what a model using its vectors records, and checks at load)."""
-    sha = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
+    """The file's SHA-256 (what a model using its vectors records, and checks at load), once
+    per file: the weights are ~100 MB."""
+    return sha256(path)
 
 
 @dataclass(frozen=True)

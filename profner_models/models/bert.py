@@ -31,11 +31,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import skip_init
 
-# Hugging Face activation name -> F.gelu's approximate argument (None: ReLU)
+# Hugging Face activation name -> nn.functional.gelu's approximate argument (None: ReLU)
 _ACTIVATIONS = {"gelu": "none", "gelu_pytorch_tanh": "tanh", "gelu_new": "tanh", "relu": None}
 
 # our tensor (under layers.{i}.) -> Hugging Face's tensors (under encoder.layer.{i}.); weights
@@ -87,7 +86,10 @@ class FusedBertLayer(nn.Module):
         states = self.attention_norm(
             _dropout(torch.addmm(self.out_bias, attended, self.out_weight), hidden_p) + states)
         inner = torch.addmm(self.up_bias, states, self.up_weight)
-        inner = F.relu(inner) if approximate is None else F.gelu(inner, approximate=approximate)
+        if approximate is None:
+            inner = nn.functional.relu(inner)
+        else:
+            inner = nn.functional.gelu(inner, approximate=approximate)
         return self.output_norm(
             _dropout(torch.addmm(self.down_bias, inner, self.down_weight), hidden_p) + states)
 
@@ -191,7 +193,7 @@ def _attention(qkv: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
     dropout and one ``bmm``."""
     _, rows, heads, width, size = qkv.shape
     if qkv.is_cuda or p == 0:
-        return F.scaled_dot_product_attention(*qkv.unbind(0), attn_mask=mask, dropout_p=p)
+        return nn.functional.scaled_dot_product_attention(*qkv.unbind(0), attn_mask=mask, dropout_p=p)
     query, key, value = qkv.reshape(3, rows * heads, width, size).unbind(0)
     scores = torch.baddbmm(mask.view(rows * heads, 1, width), query, key.transpose(1, 2),
                            alpha=size ** -0.5)
@@ -200,7 +202,7 @@ def _attention(qkv: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def _dropout(tensor: torch.Tensor, p: float) -> torch.Tensor:
-    """Dropout as one op forward and one back: ``F.dropout`` runs ``native_dropout`` on a GPU
+    """Dropout as one op forward and one back: ``nn.functional.dropout`` runs ``native_dropout`` on a GPU
     but, on a CPU, four (empty_like, bernoulli_, div_, mul); the same Bernoulli mask scaled by
     1 / (1 - p) either way."""
     return torch.native_dropout(tensor, p, True)[0] if p > 0 else tensor

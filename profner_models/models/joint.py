@@ -97,7 +97,8 @@ def encode_tokens(text: str, tokens: Sequence[Token], gazetteer: Gazetteer | Non
     return Encoded(text, list(tokens), words, flags)
 
 
-def collate(model: JointModel, batch: Sequence[Encoded], with_targets: bool = True):
+def collate(model: JointModel, batch: Sequence[Encoded],
+            with_targets: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Features (and targets) tensors for a batch of encoded documents."""
     flags = [e.gazetteer for e in batch] if batch[0].gazetteer is not None else None
     features = model.backbone.featurize([e.words for e in batch], flags)

@@ -157,7 +157,6 @@ class NormIndex:
         mentions: Iterable[tuple[str, str]],
         config: NormConfig | None = None,
         encoder: Encoder | None = None,
-        progress: bool = False,
     ) -> "NormIndex":
         """``valid_codes``: code -> its descriptions (see ``code_descriptions``);
         ``mentions``: (mention text, gold code) pairs from the training documents."""
@@ -175,7 +174,7 @@ class NormIndex:
                 dropped += 1
 
         row_codes, row_kinds, row_texts = _text_rows(valid_codes, kept, config)
-        vectors = embed(encoder, row_texts, config, progress=progress)
+        vectors = embed(encoder, row_texts, config)
         mention_rows = [i for i, kind in enumerate(row_kinds) if kind == "mention"]
         centroid_codes, centroids = _centroids(
             [row_codes[i] for i in mention_rows], vectors[mention_rows]
@@ -328,7 +327,7 @@ def load_encoder(model: str) -> Encoder:
         return SentenceTransformer(resolve(str(model)), device="cpu", model_kwargs=kwargs)
 
 
-def embed(encoder: Encoder, texts: Sequence[str], config: NormConfig, progress: bool = False) -> np.ndarray:
+def embed(encoder: Encoder, texts: Sequence[str], config: NormConfig) -> np.ndarray:
     """Unit vectors: each text inside every template, embedded, averaged, re-normalised."""
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
@@ -339,7 +338,7 @@ def embed(encoder: Encoder, texts: Sequence[str], config: NormConfig, progress: 
             sentences,
             batch_size=config.batch_size,
             normalize_embeddings=True,
-            show_progress_bar=progress,
+            show_progress_bar=False,
             convert_to_numpy=True,
         ),
         dtype=np.float32,

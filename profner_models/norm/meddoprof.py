@@ -70,7 +70,7 @@ def norm_mentions(train: Sequence[Document]) -> list[tuple[str, str]]:
     return [(span.text, span.code) for doc in train for span in doc.spans if span.code]
 
 
-def build_norm(config: dict, train: Sequence[Document], progress: bool = False):
+def build_norm(config: dict, train: Sequence[Document]) -> NormIndex | None:
     """The NORM index of a MEDDOPROF model: valid codes + the training mentions' gold codes
     (``norm: false`` in the config: no index, no codes)."""
     if config.get("norm") is False:
@@ -78,18 +78,18 @@ def build_norm(config: dict, train: Sequence[Document], progress: bool = False):
     settings = norm_config(config)
     encoder = load_encoder(settings.model)
     index = NormIndex.build(norm_descriptions(config, train), norm_mentions(train), settings,
-                            encoder=encoder, progress=progress)
+                            encoder=encoder)
     if index.dropped_mentions:
         log.warning("NORM: %d training mentions without a valid code left out", index.dropped_mentions)
     return index
 
 
-def save_norm(index, model_dir: Path) -> list[str]:
+def save_norm(index: NormIndex, model_dir: Path) -> list[str]:
     index.save(Path(model_dir) / NORM_DIR)
     return [f"{NORM_DIR}/{INDEX_FILE}", f"{NORM_DIR}/{EMBEDDINGS_FILE}"]
 
 
-def load_norm(model_dir: Path):
+def load_norm(model_dir: Path) -> NormIndex | None:
     """The saved NORM index of a model dir, or None when it has none."""
     directory = Path(model_dir) / NORM_DIR
     if not directory.is_dir():

@@ -34,7 +34,6 @@ the model dir under ``norm/``; it is the task's resource (``TrainedModel.resourc
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Mapping, Sequence
@@ -52,11 +51,10 @@ from profner_models.norm.meddoprof import NORM_DIR, build_norm, load_norm, save_
 from profner_models.sample import MEDDOPROF_SAMPLE
 from profner_models.tasks.base import DataConfig, Task, TaskConfig, tasks
 from profner_models.tasks.metrics import score_meddoprof_class, score_meddoprof_ner, score_meddoprof_norm
+from profner_models.text.gazetteer import Gazetteer
 from profner_models.text.tags import decode, encode, flat_spans, tag_set
 from profner_models.text.tokenize import Token, tokenize
-from profner_models.text.windows import merge, plan_windows
-
-log = logging.getLogger(__name__)
+from profner_models.text.windows import Window, merge, plan_windows
 
 CROSS = "+"  # cross-product label: PROFESION+PACIENTE
 
@@ -139,7 +137,8 @@ def role_spans(spans: Sequence[Span], role: str, settings: Settings) -> list[Spa
     return [s for s in spans if s.type in settings.types]
 
 
-def encode_document(doc: Document, config: dict, labels: dict[str, list[str]], gazetteer) -> Encoded:
+def encode_document(doc: Document, config: dict, labels: dict[str, list[str]],
+                    gazetteer: Gazetteer | None) -> Encoded:
     """The task's ``encode``: word tags of each head role as targets (of spans sharing a token,
     the outer: gold nested/overlapping pairs and exact duplicates keep their outer span)."""
     settings = Settings.of(config)
@@ -186,7 +185,7 @@ def _widen(spans: Sequence[Span], start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _windows_of(tokens: Sequence[Token], settings: Settings):
+def _windows_of(tokens: Sequence[Token], settings: Settings) -> list[Window]:
     return plan_windows([1] * len(tokens), settings.size, settings.stride)
 
 
@@ -294,7 +293,8 @@ def _class_probabilities(scores: torch.Tensor, names: list[str], settings: Setti
     return (probs @ columns).cpu()
 
 
-def spans_from_windows(text: str, tokens: Sequence[Token], windows, outputs: Sequence[Sequence[tuple]],
+def spans_from_windows(text: str, tokens: Sequence[Token], windows: Sequence[Window],
+                       outputs: Sequence[Sequence[tuple]],
                        labels: dict[str, list[str]], settings: Settings) -> list[Span]:
     """Entities of a text from its windows' per-word outputs ``(tag id, class mass or None)``:
     each word's output from the window where it is most central, then decoded."""
@@ -352,7 +352,8 @@ class MeddoprofTask(Task):
     def labels(self, config: dict) -> dict[str, list[str]]:
         return labels_for(config)
 
-    def encode(self, doc: Document, config: dict, labels: dict[str, list[str]], gazetteer) -> Encoded:
+    def encode(self, doc: Document, config: dict, labels: dict[str, list[str]],
+               gazetteer: Gazetteer | None) -> Encoded:
         return encode_document(doc, config, labels, gazetteer)
 
     def training_documents(self, docs: list[Document], config: dict) -> list[Document]:

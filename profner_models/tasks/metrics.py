@@ -170,10 +170,9 @@ def score_7b(gold: SpanSets, pred: SpanSets, types: Iterable[str] = SCORED_TYPES
     return score_spans(gold, pred, label=lambda s: s.type, keep=lambda s: s.type in wanted)
 
 
-def score_meddoprof_ner(gold: SpanSets, pred: SpanSets,
-                        types: Iterable[str] = MEDDOPROF_NER_LABELS) -> dict:
+def score_meddoprof_ner(gold: SpanSets, pred: SpanSets) -> dict:
     """MEDDOPROF NER: (doc, start, end, type) keys of the official labels (M2, M3, M6)."""
-    wanted = set(types)
+    wanted = set(MEDDOPROF_NER_LABELS)
     return score_spans(gold, pred, label=lambda s: s.type, keep=lambda s: s.type in wanted,
                        official_duplicates=True)
 

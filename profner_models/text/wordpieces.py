@@ -10,7 +10,10 @@ A sequence longer than ``max_length`` pieces is cut at a word boundary (``trunca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ def _max_length(tokenizer, max_length: int | None) -> int:
     return model_max if isinstance(model_max, int) and model_max < 1_000_000 else 512
 
 
-def piece_counts(tokenizer, words: Sequence[str], placeholder: str | None = None) -> tuple[list[str], list[int], tuple[int, ...]]:
+def piece_counts(tokenizer: PreTrainedTokenizerFast, words: Sequence[str], placeholder: str | None = None,
+                 ) -> tuple[list[str], list[int], tuple[int, ...]]:
     """(words with placeholders, pieces per word (all >= 1), indices of replaced words)."""
     _check_fast(tokenizer)
     words = list(words)
@@ -67,7 +71,7 @@ def _counts(tokenizer, words: list[str]) -> list[int]:
     return counts
 
 
-def encode_words(tokenizer, words: Sequence[str], max_length: int | None = None,
+def encode_words(tokenizer: PreTrainedTokenizerFast, words: Sequence[str], max_length: int | None = None,
                  placeholder: str | None = None) -> WordPieces:
     """Word pieces of ``words`` with special tokens, at most ``max_length`` pieces (default: the
     tokenizer's model_max_length, 512 when it has none), cut at a word boundary."""

@@ -8,7 +8,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -156,7 +156,7 @@ class Trainer:
                 break
         return torch.stack(losses).tolist() if losses else [], len(self.units(epoch))
 
-    def batches(self, epoch: int):
+    def batches(self, epoch: int) -> Iterable[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
         """(features, targets) per batch of ``epoch``: made here, or by
         ``training.loader_workers`` worker processes (a ``DataLoader``, pinned memory on a GPU)
         while this thread trains. Draws the epoch's shuffle from the run's RNG."""

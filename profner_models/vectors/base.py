@@ -53,8 +53,8 @@ def load_vectors(path: str | Path, fmt: str = "auto", limit: int | None = None) 
     return WordVectors(list(kv.index_to_key), np.asarray(kv.vectors, dtype=np.float32))
 
 
-def write_word2vec(vectors: WordVectors, path: str | Path, binary: bool = False) -> Path:
-    """Write word2vec text (header ``count dim``) or binary; words may not hold whitespace."""
+def write_word2vec(vectors: WordVectors, path: str | Path) -> Path:
+    """Write word2vec text (header ``count dim``); words may not hold whitespace."""
     from gensim.models import KeyedVectors  # lazy: see load_vectors
 
     path = Path(path)
@@ -67,7 +67,7 @@ def write_word2vec(vectors: WordVectors, path: str | Path, binary: bool = False)
     kv.add_vectors(vectors.words, vectors.matrix)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    kv.save_word2vec_format(str(tmp), binary=binary)
+    kv.save_word2vec_format(str(tmp), binary=False)
     tmp.replace(path)
     return path
 
