@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 
 class ModelRefError(ValueError):
@@ -112,8 +115,8 @@ _SCHEMES: dict[str, Callable[[str, str | None], ResolvedModel]] = {
 }
 
 
-def _client(tracking_uri: str | None):
-    from mlflow.tracking import MlflowClient
+def _client(tracking_uri: str | None) -> MlflowClient:
+    from mlflow.tracking import MlflowClient  # lazy: a model dir path needs no MLflow (seconds)
 
     return MlflowClient(tracking_uri=tracking_uri)
 
@@ -125,7 +128,7 @@ def _download(ref: str, tracking_uri: str) -> Path:
     """The profner model dir of ``ref``: the fetched dir itself, or, for an MLflow Model
     (``MLmodel`` + the pyfunc's artifacts), the profner model dir it carries; its Python code
     is never run or unpickled here."""
-    import mlflow.artifacts
+    import mlflow.artifacts  # lazy: as _client
 
     local = _mlflow_call(ref, lambda: mlflow.artifacts.download_artifacts(
         artifact_uri=ref, tracking_uri=tracking_uri))

@@ -35,10 +35,21 @@ def test_shipped_configs_pass_and_come_back_complete(name):
     ("model.heads.tag.name=crff", r"model\.heads\.tag\.name: unknown head 'crff' \(did you mean 'crf\.v1'\?"),
     ("data.scheme=BIOES", r"data\.scheme: .*'BIOES'"),
     ("task=profnr", r"task: unknown task 'profnr' \(did you mean 'profner'\?"),
+    # the augmentation's scorer is a registered part: refused here, not once the corpus is read
+    ("data.augment={types: [PROFESION], scorer: {name: ngram, smoothing: kn}}",
+     r"data\.augment\.scorer\.smoothing: unknown key"),
+    ("data.augment={types: [PROFESION], scorer: {name: bert}}",
+     r"data\.augment\.scorer\.name: .*'bert'"),
 ])
 def test_a_bad_key_or_value_is_refused_with_its_path(override, message):
     with pytest.raises(ConfigError, match=message):
         validate(apply_overrides(load_config("smoke_rnn"), [override]))
+
+
+def test_an_augmentation_scorer_comes_back_versioned_with_its_defaults():
+    config = validate(apply_overrides(load_config("smoke_rnn"), ["data.augment={types: [PROFESION]}"]))
+    assert config["data"]["augment"]["scorer"] == {"name": "ngram.v1", "order": 3}
+    assert validate(config) == config
 
 
 def test_profner_train_refuses_a_misspelled_key_before_training(tmp_path, capsys):

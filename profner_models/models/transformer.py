@@ -358,7 +358,7 @@ def _load_encoder(source: str) -> PreTrainedModel:
     """The pretrained encoder at ``source``, without transformers' load report and progress bar
     in the output: a checkpoint without a pooler (e5, sentence encoders) is expected, the
     backbone makes a fresh one; any other weight it lacks is an error naming them."""
-    from transformers import AutoModel
+    from transformers import AutoModel  # lazy: seconds to import; only a hub or local encoder needs it
 
     with quiet_transformers():
         encoder, info = AutoModel.from_pretrained(source, output_loading_info=True)

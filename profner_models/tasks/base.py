@@ -24,7 +24,7 @@ import torch
 from pydantic import Field
 
 from profner_models.config import ConfigError, Schema, check
-from profner_models.corpus.augment import AugmentConfig
+from profner_models.corpus.augment import AugmentConfig, scorers
 from profner_models.documents import Document, Prediction
 from profner_models.models import Encoded, TrainedModel, backbones, task_heads
 from profner_models.registry import Registry
@@ -219,6 +219,9 @@ def validate(config: dict) -> dict:
     except KeyError as error:
         raise ConfigError(f"task: {error.args[0]}") from None
     checked = check(task.schema, copy.deepcopy(config))
+    augment = checked["data"].get("augment")
+    if augment:  # its scorer is a registered part too: a misspelled key fails here, not mid-build
+        augment["scorer"] = scorers.check(augment["scorer"], "data.augment.scorer")
     model = checked["model"]
     model["backbone"] = backbones.check(model["backbone"], "model.backbone")
     model["heads"] = {role: task_heads.check(block, f"model.heads.{role}")
