@@ -38,7 +38,8 @@ def export_model(checkpoint: Path, model_dir: Path, info: dict[str, Any], trial_
     return model_dir
 
 
-def export_frontier(results: ResultGrid, trials: list[report.TrialSummary], mode: str, out: Path, info: dict[str, Any]) -> Path:
+def export_frontier(results: ResultGrid, trials: list[report.TrialSummary], mode: str, out: Path,
+                    info: dict[str, Any]) -> Path:
     """The Pareto-optimal trials (metric vs latency) as model dirs ``out/<trial_id>``, and
     ``out/frontier.json`` listing them, fastest first."""
     front = sorted(report.pareto(trials, mode), key=lambda t: t.latency_ms)

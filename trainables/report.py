@@ -114,7 +114,8 @@ def _cell(value: float):
     return "" if not math.isfinite(value) else round(value, 6)
 
 
-def write_report(results: ResultGrid, space: SearchSpace, metric: str, mode: str, out_dir: Path) -> list[Path]:
+def write_report(results: ResultGrid, space: SearchSpace, metric: str, mode: str,
+                 out_dir: Path) -> list[Path]:
     """Write the three PNGs into ``out_dir``; returns their paths."""
     trials = summarise(results, metric, mode)
     out_dir.mkdir(parents=True, exist_ok=True)

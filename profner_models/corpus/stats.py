@@ -16,7 +16,7 @@ def corpus_stats(docs: list[Document], report: CorpusReport) -> dict:
     ``alignment_exact_rate`` is the share of spans whose ends fall on token boundaries of the
     default tokenizer (``tags.alignment_report``), so a BIO tagging can represent them exactly.
     """
-    alignment = alignment_report(docs, scheme="BIO")
+    alignment = alignment_report(docs)
     spans = [span for doc in docs for span in doc.spans]
     return {
         "path": report.path,
