@@ -71,6 +71,9 @@ def test_refit_runs_from_a_clean_shell(clean_sweep) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "refit on train+dev" in result.stdout and "viewStateShareKey=" in result.stdout
     assert json.loads((work / "refit" / "meta.json").read_text())["unseen"]["check"]["passed"]
+    # a log, not a terminal: no MLflow download bars or INFO lines when the model is logged
+    output = result.stdout + result.stderr
+    assert "Downloading artifacts" not in output and "INFO mlflow" not in output, output[-3000:]
 
 
 def test_the_ui_serves_the_sweeps_store_from_a_clean_shell(clean_sweep) -> None:

@@ -130,6 +130,7 @@ class SeedSweep:
 
 def refit(options: RefitOptions) -> RefitResult:
     """Seed sweeps -> the best mean -> recipe -> ship (the module docstring)."""
+    runner.quiet_console()
     info = sweeps.find_sweep(options.run, options.tracking_uri, options.storage)
     space = loader.load(info["space_path"])
     mode = info.get("mode", "max")
@@ -159,7 +160,7 @@ def start_refit_run(options: RefitOptions, info: dict[str, Any], space: loader.S
     return parent
 
 
-def _refit_tags(info: dict[str, Any], space) -> dict[str, str]:
+def _refit_tags(info: dict[str, Any], space: loader.SearchSpace) -> dict[str, str]:
     return {"study": space.study, "search_space": str(space.path), "base_config": space.base,
             "git_commit": tracking.git_commit(), "refit_of": info["parent_run_id"]}
 

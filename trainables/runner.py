@@ -179,16 +179,20 @@ def build_tuner(options: SweepOptions, space: loader.SearchSpace, sweep_dir: Pat
     )
 
 
-def run_sweep(options: SweepOptions) -> SweepResult:
-    """Run (or resume) one sweep; returns where everything went."""
-
-    # A console that reads like a log: Tune's legacy reporter (silent at verbose=0, where the
-    # new one still prints a configuration box and a TensorBoard hint), MLflow's INFO lines
-    # (its logger is set up when it is imported) and download bars off
+def quiet_console() -> None:
+    """A console that reads like a log, for ``profner tune`` and ``profner refit``: Tune's
+    legacy reporter (silent at verbose=0, where the new one still prints a configuration box
+    and a TensorBoard hint), MLflow's INFO lines (its logger is set up when it is imported) and
+    its download bars off."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     importlib.import_module("mlflow")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def run_sweep(options: SweepOptions) -> SweepResult:
+    """Run (or resume) one sweep; returns where everything went."""
+    quiet_console()
     # Snapshot Tune's experiment state every second (default: >= 10 s), so a killed driver
     # loses at most the last second of trial bookkeeping.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
