@@ -20,6 +20,7 @@ from profner_models import ensemble
 from profner_models.artifacts import load
 from profner_models.documents import Prediction
 from profner_models.models import TrainedModel
+from profner_models.progress import Progress
 from profner_models.tasks import task_of
 
 
@@ -47,6 +48,19 @@ class Predictor:
         if isinstance(self.model, ensemble.Ensemble):
             return self.model.predict(texts, self.batch_size, self.device)
         return self.task.predict(self.model, texts, self.batch_size, self.device)
+
+
+def predict_corpus(predictor: Predictor, texts: Sequence[str], progress: bool = True) -> list[Prediction]:
+    """``predictor.predict(texts)`` one batch of texts at a time, with a bar on a terminal and a
+    line every 30 s in a log: what a command predicting a corpus shows while it works (a
+    transformer takes minutes over 235 clinical cases on a CPU); ``progress=False`` prints nothing.
+    The same predictions as one ``predict`` call."""
+    size = predictor.batch_size
+    batches = [texts[start:start + size] for start in range(0, len(texts), size)]
+    predictions: list[Prediction] = []
+    for batch in Progress(len(batches), enabled=progress).steps(batches, "predicting"):
+        predictions.extend(predictor.predict(batch))
+    return predictions
 
 
 def measure_latency(model: TrainedModel, texts: Sequence[str], threads: int = 1,

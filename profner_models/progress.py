@@ -2,7 +2,7 @@
 
 A log file or a CI console gets one line every ``every_s`` seconds (and one per epoch from the
 caller), never one per bar refresh: ``epoch 2/10 step 300/1500 loss 0.812 21.4 batches/s ETA
-56s``. ``report(line)`` prints an epoch summary either way. ``quiet_transformers()`` keeps
+56s`` (``predicting step 3/8 0.1 batches/s ETA 40s`` where there is no loss). ``report(line)`` prints an epoch summary either way. ``quiet_transformers()`` keeps
 transformers' own bars and load reports out of a job's output.
 """
 
@@ -29,15 +29,17 @@ class Progress:
         self.done = 0
         self.started = self.last = time.monotonic()
 
-    def steps(self, items: Iterable[T], epoch: int, epochs: int) -> Iterator[T]:
-        """``items`` (one step each), showing progress; ``set_loss`` feeds the loss shown."""
-        self._loss = float("nan")
+    def steps(self, items: Iterable[T], label: str) -> Iterator[T]:
+        """``items`` (one step each) under ``label`` ("epoch 2/10", "predicting"), showing
+        progress; ``set_loss`` feeds the loss shown."""
+        self._loss: float | None = None
         if self.terminal:
-            bar = tqdm(items, desc=f"epoch {epoch}/{epochs}", leave=False, file=self.stream)
+            bar = tqdm(items, desc=label, leave=False, file=self.stream)
             for item in bar:
                 yield item
                 self.done += 1
-                bar.set_postfix(loss=f"{self._loss:.3f}")
+                if self._loss is not None:
+                    bar.set_postfix(loss=f"{self._loss:.3f}")
             return
         for item in items:
             yield item
@@ -45,16 +47,17 @@ class Progress:
             now = time.monotonic()
             if self.enabled and now - self.last >= self.every_s:
                 self.last = now
-                self._line(epoch, epochs, now)
+                self._line(label, now)
 
     def set_loss(self, loss: float) -> None:
         self._loss = loss
 
-    def _line(self, epoch: int, epochs: int, now: float) -> None:
+    def _line(self, label: str, now: float) -> None:
         rate = self.done / max(now - self.started, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        print(f"epoch {epoch}/{epochs} step {self.done}/{self.total} loss {self._loss:.3f} "
-              f"{rate:.1f} batches/s ETA {eta:.0f}s", file=self.stream, flush=True)
+        loss = f" loss {self._loss:.3f}" if self._loss is not None else ""
+        print(f"{label} step {self.done}/{self.total}{loss} {rate:.1f} batches/s ETA {eta:.0f}s",
+              file=self.stream, flush=True)
 
     def report(self, line: str) -> None:
         if not self.enabled:

@@ -54,7 +54,7 @@ from profner_models.corpus import load_corpus, splits_of
 from profner_models.documents import Document, Prediction
 from profner_models.ensemble import Ensemble, ensemble_block, member_config
 from profner_models.models import UNKNOWN, TrainedModel
-from profner_models.predict import Predictor
+from profner_models.predict import Predictor, predict_corpus
 from profner_models.spans import apply_span_policy
 from profner_models.tasks import task_of, validate
 from profner_models.text.tags import token_range
@@ -191,7 +191,8 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
     refit = bool(recipes[0]["data"]["train_on_dev"])
     held_out = Ensemble([(m.holdout or m.result).model for m in members], **combine)
     train_docs, dev = load_task_data(holdout_config(recipes[0]), data_dir)
-    unseen = {"estimate": ensemble_estimate(held_out, dev, [m.unseen["estimate"] for m in members])}
+    unseen = {"estimate": ensemble_estimate(held_out, dev, [m.unseen["estimate"] for m in members],
+                                             progress)}
     if refit:
         unseen["check"] = check(shipped, held_out, check_documents(recipes[0], [*train_docs, *dev]))
     shipped.metrics = held_out.metrics = unseen["estimate"]["metrics"]
@@ -234,11 +235,13 @@ def member_recipes(config: dict) -> list[dict]:
     return recipes
 
 
-def ensemble_estimate(held_out: Ensemble, dev: Sequence[Document], members: list[dict]) -> dict:
-    """The held-out ensemble's scores on dev, and its members' estimates (mean, spread)."""
+def ensemble_estimate(held_out: Ensemble, dev: Sequence[Document], members: list[dict],
+                      progress: bool = True) -> dict:
+    """The held-out ensemble's scores on dev, and its members' estimates (mean, spread);
+    ``progress``: lines while it predicts (``predict_corpus``)."""
     task = task_of(held_out.config)
     gold = apply_span_policy(dev, types=held_out.config["data"]["types"], overlap="keep_all")[0]
-    predictions = Predictor(held_out).predict([doc.text for doc in gold])
+    predictions = predict_corpus(Predictor(held_out), [doc.text for doc in gold], progress)
     scores = task.score(held_out, gold, [p.as_document(d.id, d.text) for d, p in zip(gold, predictions)])
     return {"from": f"the ensemble of the members' held-out runs, on the {len(gold)} dev "
                     "documents none of them trained on",

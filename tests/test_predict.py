@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from rnn_support import sample_data, trained
 
 from profner_models.cli.main import main
 from profner_models.corpus import read_7a_tsv, read_7b_tsv
-from profner_models.predict import Prediction, Predictor
+from profner_models.predict import Prediction, Predictor, predict_corpus
+from profner_models.progress import Progress
 
 EMOJI = "😷👩🏽‍⚕️ "
 
@@ -49,6 +52,25 @@ def test_batched_equals_one_at_a_time(predictor):
     with pytest.raises(TypeError):
         predictor.predict("one string")
     assert isinstance(batched[0], Prediction)
+
+
+def test_a_corpus_predicted_batch_by_batch_gets_the_same_predictions(predictor):
+    texts = [doc.text for doc in sample_data()[1][:20]]  # 3 batches of 8
+    whole, by_batch = predictor.predict(texts), predict_corpus(predictor, texts, progress=False)
+    assert [(p.label, p.entities) for p in by_batch] == [(p.label, p.entities) for p in whole]
+
+
+def test_progress_lines_in_a_log_name_their_loop_and_show_a_loss_only_when_there_is_one():
+    log = io.StringIO()
+    assert list(Progress(3, every_s=0, stream=log).steps(["a", "b", "c"], "predicting")) == ["a", "b", "c"]
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("predicting step 1/3 ") and "ETA" in lines[0]
+    assert not any("loss" in line for line in lines)
+    log = io.StringIO()
+    shown = Progress(2, every_s=0, stream=log)
+    for _ in shown.steps(range(2), "epoch 1/4"):
+        shown.set_loss(0.5)
+    assert log.getvalue().splitlines()[0].startswith("epoch 1/4 step 1/2 loss 0.500 ")
 
 
 def test_cli_train_then_predict_writes_official_tsvs(tmp_path):

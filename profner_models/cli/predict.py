@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         write_7b_tsv,
         write_meddoprof_outputs,
     )
-    from profner_models.predict import Predictor
+    from profner_models.predict import Predictor, predict_corpus
 
     if args.out_7a is None and args.out_7b is None and args.out_dir is None:
         print("profner predict: give --out-7a and/or --out-7b (ProfNER) or --out-dir (MEDDOPROF)",
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     except (ModelDirError, CorpusError) as error:
         print(f"profner predict: {error}", file=sys.stderr)
         return 1
-    predictions = predictor.predict([doc.text for doc in docs])
+    predictions = predict_corpus(predictor, [doc.text for doc in docs])
     docs = [replace(doc, label=p.label, spans=p.entities) for doc, p in zip(docs, predictions)]
     if args.out_dir is not None:  # MEDDOPROF: task1/, task2/, norm.tsv
         counts = write_meddoprof_outputs(docs, args.out_dir)

@@ -147,7 +147,7 @@ class Trainer:
         cfg = self.cfg
         self.begin_epoch(epoch)
         losses: list[torch.Tensor] = []
-        for features, targets in shown.steps(self.batches(epoch), epoch, int(cfg["epochs"])):
+        for features, targets in shown.steps(self.batches(epoch), f"epoch {epoch}/{cfg['epochs']}"):
             losses.append(self.train_step(features, targets))
             if len(losses) % LOSS_SHOWN_EVERY == 1:  # reading a loss waits for the device
                 shown.set_loss(float(torch.stack(losses[-LOSS_SHOWN_EVERY:]).mean()))
