@@ -2,8 +2,9 @@
 
 A log file or a CI console gets one line every ``every_s`` seconds (and one per epoch from the
 caller), never one per bar refresh: ``epoch 2/10 step 300/1500 loss 0.812 21.4 batches/s ETA
-56s`` (``predicting step 3/8 0.1 batches/s ETA 40s`` where there is no loss). ``report(line)`` prints an epoch summary either way. ``quiet_transformers()`` keeps
-transformers' own bars and load reports out of a job's output.
+56s`` (``predicting step 3/8 0.1 batches/s ETA 40s`` where there is no loss). ``report(line)``
+prints an epoch summary either way. ``quiet_transformers()`` keeps transformers' own bars and
+load reports out of a job's output.
 """
 
 from __future__ import annotations
