@@ -252,8 +252,10 @@ def load(path: str | Path) -> Ensemble:
 
 def combine(model_dirs: Sequence[str | Path], method: str = "posterior",
             weights: Sequence[float] | None = None, entity_threshold: float = 0.5,
-            min_votes: int | None = None) -> tuple[Ensemble, list[dict]]:
-    """Trained model dirs as one ensemble, and each member's meta.json (its fit, its estimate).
+            min_votes: int | None = None, roles: Sequence[list[str] | None] | None = None
+            ) -> tuple[Ensemble, list[dict]]:
+    """Trained model dirs as one ensemble, and each member's meta.json (its fit, its estimate);
+    ``roles``: per member, the head roles it contributes (None: all).
     ``ModelDirError`` names a dir that is not a model dir (or is an ensemble dir); ``ValueError``
     one whose task or labels differ from the first's."""
     if len(model_dirs) < 2:
@@ -267,7 +269,7 @@ def combine(model_dirs: Sequence[str | Path], method: str = "posterior",
         metas.append(json.loads((Path(path) / artifacts.META).read_text(encoding="utf-8")))
     try:
         combined = Ensemble(members, method, min_votes, {}, list(weights) if weights else None,
-                            entity_threshold)
+                            entity_threshold, list(roles) if roles else None)
     except ValueError as error:
         named = ", ".join(f"member {i} = {path}" for i, path in enumerate(model_dirs))
         raise ValueError(f"{error} ({named})") from None

@@ -307,3 +307,22 @@ def test_the_shipped_ensembles_read_e5_states_for_tags_and_meddoprof_runs_for_7a
     rnn_e5, meddoprof = ("rnn.v1", True, False, ["tag"]), ("rnn.v1", False, True, ["classify"])
     assert described("ensemble") == [("transformer.v1", False, False, None)] + [rnn_e5] * 5 + [meddoprof] * 3
     assert described("ensemble_rnn") == [("rnn.v1", True, False, None)] * 3
+
+
+def test_profner_combine_takes_each_members_roles(member_dirs, members, tmp_path, capsys) -> None:
+    """``--roles all,classify``: the second member adds its 7a probability and nothing to the
+    tags, as an ensemble config's ``roles`` does; a role the task lacks is named."""
+    out = tmp_path / "ens"
+    assert main(["combine", *map(str, member_dirs), "--out", str(out), "--roles", "all,classify"]) == 0
+    assert json.loads((out / ensemble.ENSEMBLE_FILE).read_text())["roles"] == [None, ["classify"]]
+    expected = Ensemble(members, roles=[None, ["classify"]])
+    found = Predictor(out).predict(TEXTS)
+    assert [p.to_dict() for p in found] == [p.to_dict() for p in Predictor(expected).predict(TEXTS)]
+    tagger = Predictor(Ensemble([members[0], members[0]])).predict(TEXTS)  # member 0's tags alone
+    assert [p.entities for p in found] == [p.entities for p in tagger]
+    assert main(["combine", *map(str, member_dirs), "--out", str(tmp_path / "e2"),
+                 "--roles", "all,cls"]) == 1
+    assert "member 1: roles ['cls'] must name some of the task's head roles" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["combine", *map(str, member_dirs), "--out", str(tmp_path / "e3"), "--roles", "all,"])
+    assert "one entry per member" in capsys.readouterr().err

@@ -151,6 +151,32 @@ def test_crf_never_emits_an_invalid_sequence_even_after_training(scheme, labels)
     assert (head.crf.start_transitions[head.forbidden_start] == FORBIDDEN).all()
 
 
+def test_a_class_head_on_entity_words_learns_from_those_words_only():
+    """``linear_tagger`` with ``words: entities`` (a MEDDOPROF CLASS head): its loss is the
+    cross-entropy of the gold entities' words; padding and ``O`` words change nothing, and a
+    batch without an entity gives a zero loss, not NaN."""
+    torch.manual_seed(2)
+    labels = ["O", "B-PACIENTE", "I-PACIENTE", "B-FAMILIAR", "I-FAMILIAR"]
+    context = HeadContext(word_dim=6, sentence_dim=0, labels=labels, scheme="BIO")
+    head = task_heads.build({"name": "linear_tagger", "words": "entities"}, context=context)
+    words = torch.randn(2, 5, 6, requires_grad=True)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    targets = torch.tensor([[0, 3, 4, 0, 0], [1, 0, 0, 0, 0]])
+    out = head(BackboneOutput(words, mask), targets)
+    scores = head.scores(BackboneOutput(words, mask))
+    read = torch.tensor([[False, True, True, False, False], [True, False, False, False, False]])
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(scores[read], targets[read]))
+    out.loss.backward()
+    assert words.grad[~read].abs().sum() == 0 and words.grad[read].abs().sum() > 0
+    everyone = task_heads.build({"name": "linear_tagger"}, context=context)
+    everyone.load_state_dict(head.state_dict())
+    assert not torch.allclose(everyone(BackboneOutput(words, mask), targets).loss, out.loss)
+    nothing = head(BackboneOutput(words, mask), torch.zeros(2, 5, dtype=torch.long)).loss
+    assert nothing.item() == 0.0 and nothing.requires_grad
+    with pytest.raises(ValueError, match="words"):
+        task_heads.build({"name": "linear_tagger", "words": "some"}, context=context)
+
+
 @pytest.mark.parametrize("tags", [3, 5, 9])
 def test_viterbi_gives_the_paths_of_pytorch_crf(tags, loops):
     """In C (``_kernels.c``) and in NumPy (an install without a C compiler)."""

@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "on spans")
     parser.add_argument("--weights", type=_weights, default=None, metavar="W,W,...",
                         help="one positive weight per member (default: equal)")
+    parser.add_argument("--roles", type=_roles, default=None, metavar="R,R,...",
+                        help="posterior: per member, the outputs it contributes: 'all', or head "
+                             "roles joined by '+' (ProfNER: tag, classify; MEDDOPROF: tag, cls), "
+                             "e.g. all,tag (default: all for every member)")
     parser.add_argument("--entity-threshold", type=float, default=0.5,
                         help="posterior: a word leaves O when its averaged entity probability "
                              "passes this (default 0.5)")
@@ -44,6 +48,14 @@ def _weights(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r}: comma-separated numbers, e.g. 1,1,2") from None
 
 
+def _roles(text: str) -> list[list[str] | None]:
+    members = text.split(",")
+    if any(not part or any(not role for role in part.split("+")) for part in members):
+        raise argparse.ArgumentTypeError(f"{text!r}: one entry per member, 'all' or roles joined "
+                                         f"by '+', e.g. all,tag or tag+cls,tag")
+    return [None if part == "all" else part.split("+") for part in members]
+
+
 def run(args: argparse.Namespace) -> int:
     from profner_models import ensemble
     from profner_models.unseen import combined_estimate
@@ -58,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         combined, metas = ensemble.combine(args.model_dirs, args.method, args.weights,
-                                           args.entity_threshold, args.min_votes)
+                                           args.entity_threshold, args.min_votes, args.roles)
         unseen = {}
         if args.data is not None:
             estimates = [meta.get("unseen", {}).get("estimate")

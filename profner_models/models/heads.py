@@ -63,6 +63,10 @@ class FeedForwardConfig(Schema):
 
 class LinearTaggerConfig(FeedForwardConfig):
     layers: int = Field(0, ge=0)
+    words: Literal["all", "entities"] = "all"
+    """The words its loss reads: every word, or only the words of a gold entity (a MEDDOPROF
+    CLASS head, whose spans take their class from their words' class masses: an ``O`` word
+    teaches it nothing it is asked)."""
 
 
 class FeedForward(nn.Sequential):
@@ -210,10 +214,20 @@ class CRFTagger(EmissionTagger):
 
 @task_heads.register("linear_tagger.v1", schema=LinearTaggerConfig)
 class LinearTagger(EmissionTagger):
-    """Emissions -> per-word softmax (no CRF): cross-entropy over real words."""
+    """Emissions -> per-word softmax (no CRF): cross-entropy over real words (``words: all``)
+    or over the words of gold entities (``words: entities``)."""
+
+    def __init__(self, block: dict, *, context: HeadContext) -> None:
+        super().__init__(block, context=context)
+        self.outside = context.labels.index("O") if block["words"] == "entities" else None
 
     def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
-        return nn.functional.cross_entropy(scores[output.mask], targets[output.mask])
+        if self.outside is None:
+            return nn.functional.cross_entropy(scores[output.mask], targets[output.mask])
+        read = output.mask & (targets != self.outside)
+        if not bool(read.any()):
+            return scores.sum() * 0.0  # a batch without entities: no gradient, no NaN
+        return nn.functional.cross_entropy(scores[read], targets[read])
 
     def decode(self, scores: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         best = scores.argmax(-1).cpu()

