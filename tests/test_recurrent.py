@@ -68,8 +68,9 @@ def test_a_bigru_in_training_steps_in_c_with_nn_grus_outputs_and_gradients(layer
                                                                            uses, loops) -> None:
     """The C recurrence (``gru_layer_steps``) against the packed nn.GRU: outputs, last states
     and the gradients of the input and every weight, whichever outputs the loss reads (the
-    char encoder reads the last states only); hidden 40 takes the products' 32- and 8-wide
-    blocks, 5 their remainder loop; without the kernel the GRU runs packed."""
+    char encoder reads the last states only); hidden 40 takes the products' 32-, 16- and 8-wide
+    blocks (four rows at a time while four or more step, a row alone after), 5 their remainder
+    loop; without the kernel the GRU runs packed."""
     torch.manual_seed(layers + 3 * bias)
     rnn = nn.GRU(6, hidden, num_layers=layers, batch_first=True, bidirectional=True,
                  bias=bias).train()
@@ -207,6 +208,40 @@ def test_the_kernel_saturates_like_nn_gru_on_extreme_inputs(loops) -> None:
     assert torch.isfinite(out).all()
     torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("hidden", [5, 24, 40])
+def test_a_rows_training_steps_are_the_same_in_any_batch_bit_for_bit(hidden) -> None:
+    """The training kernel steps four rows at a time while four or more are left: a row's
+    states and gradients are exactly those of the row stepped alone (the same additions in the
+    same order), so training does not change with the batch a text falls in."""
+    if kernels.native is None:
+        pytest.skip("the kernel is not built here")
+    rng = np.random.default_rng(hidden)
+    rows, steps = 7, 11
+    lengths = np.array([11, 4, 11, 1, 7, 9, 11])
+    gates_in = rng.standard_normal((rows, steps, 6 * hidden), dtype=np.float32)
+    w_hidden = rng.standard_normal((2, hidden, 3 * hidden), dtype=np.float32) * 0.3
+    b_hidden = rng.standard_normal((2, 3 * hidden), dtype=np.float32)
+    d_out = rng.standard_normal((rows, steps, 2 * hidden), dtype=np.float32)
+    d_last = rng.standard_normal((rows, 2 * hidden), dtype=np.float32)
+
+    def run(index: list[int]) -> list[np.ndarray]:
+        n = len(index)
+        out, last = np.empty((n, steps, 2 * hidden), np.float32), np.empty((n, 2 * hidden), np.float32)
+        saved = np.empty((2, n, steps, 5 * hidden), np.float32)
+        kernels.native.gru_train_forward(gates_in[index], lengths[index], w_hidden, b_hidden, out,
+                                         last, saved)
+        d_gates_in = np.empty((n, steps, 6 * hidden), np.float32)
+        d_hidden = np.empty((2, n, steps, 3 * hidden), np.float32)
+        kernels.native.gru_train_backward(lengths[index], w_hidden, saved, d_out[index],
+                                          d_last[index], d_gates_in, d_hidden)
+        return [out, last, saved.transpose(1, 0, 2, 3), d_gates_in, d_hidden.transpose(1, 0, 2, 3)]
+
+    together = run(list(range(rows)))
+    for row in range(rows):
+        for batch, alone in zip(together, run([row])):
+            assert np.array_equal(batch[row], alone[0]), row
 
 
 def test_the_training_kernel_names_a_wrong_length() -> None:

@@ -5,7 +5,9 @@
 
    gru_steps: the recurrence of a bidirectional GRU layer (profner_models.models.recurrent).
    gru_train_forward, gru_train_backward: the same layer in training, with what its backward
-   needs saved, and its gradients (recurrent.gru_layer_steps; documented where defined).
+   needs saved, and its gradients (recurrent.gru_layer_steps; documented where defined). The
+   rows step together, longest first, so the hidden products of four rows share each load of
+   W (add_product4); a row's sums are the same as stepped alone, bit for bit.
    viterbi: a linear-chain CRF's best paths (profner_models.models.heads.viterbi).
 
    gru_steps(gates_in, w_hidden, b_new, out) with float32 C-contiguous buffers:
@@ -60,43 +62,6 @@ static inline float exp_poly(float x) {
     return p * scale;
 }
 
-CLONES
-static void steps(const float *gates_in, const float *w_hidden, const float *b_new, float *out,
-                  Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, float *g, const float *zeros) {
-    /* g: [B, 3H], the hidden products of one step and direction for every row; the product
-       runs hidden unit by hidden unit over all rows, so W's row stays in L1 across them */
-    const Py_ssize_t G = 3 * H;
-    for (Py_ssize_t t = 0; t < T; t++) {
-        for (Py_ssize_t d = 0; d < 2; d++) {
-            const float *w = w_hidden + d * H * G;
-            const float *bn = b_new + d * H;
-            memset(g, 0, (size_t)(B * G) * sizeof(float));
-            if (t) {
-                for (Py_ssize_t k = 0; k < H; k++) {
-                    const float *row = w + k * G;
-                    for (Py_ssize_t b = 0; b < B; b++) {
-                        const float hk = out[((d * B + b) * T + t - 1) * H + k];
-                        float *gb = g + b * G;
-                        for (Py_ssize_t j = 0; j < G; j++) gb[j] += hk * row[j];
-                    }
-                }
-            }
-            for (Py_ssize_t b = 0; b < B; b++) {
-                const float *given = gates_in + ((t * 2 + d) * B + b) * G;
-                float *gb = g + b * G;
-                float *h = out + ((d * B + b) * T + t) * H;
-                const float *prev = t ? h - H : zeros;
-                for (Py_ssize_t j = 0; j < 2 * H; j++) gb[j] = 1.0f / (1.0f + exp_poly(given[j] + gb[j]));
-                for (Py_ssize_t j = 0; j < H; j++) {  /* tanh(v) = 1 - 2 / (1 + exp(2v)) */
-                    const float v = given[2 * H + j] + gb[j] * (gb[2 * H + j] + bn[j]);
-                    const float n = 1.0f - 2.0f / (1.0f + exp_poly(2.0f * v));
-                    h[j] = n + gb[H + j] * (prev[j] - n);
-                }
-            }
-        }
-    }
-}
-
 /* tanh(v) = 1 - 2 / (1 + exp(2v)), branch-free (exp_poly) */
 static inline float tanh_poly(float v) { return 1.0f - 2.0f / (1.0f + exp_poly(2.0f * v)); }
 
@@ -129,6 +94,103 @@ static inline void add_product(const float *h, const float *w, float *g, Py_ssiz
         float acc = g[j];
         for (Py_ssize_t k = 0; k < m; k++) acc += h[k] * w[k * n + j];
         g[j] = acc;
+    }
+}
+
+/* g[r][0:n] += h[r][0:m] @ w[m, n] for four rows at once: each 16- then 8-wide column block
+   of w is loaded once for the four rows (a row at a time, a step of hidden 256 streams w's 786
+   KB per row), the 8 (4) partial sums in registers. GCC's vector extension spells it (its
+   auto-vectorizer leaves the four-row loop scalar); other compilers take a row at a time. */
+#if defined(__GNUC__)
+typedef float f8 __attribute__((vector_size(32), aligned(4), may_alias));
+
+static inline void add_product4(const float *const *h, const float *w, float *const *g,
+                                Py_ssize_t m, Py_ssize_t n) {
+    Py_ssize_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        f8 a0 = *(const f8 *)(g[0] + j), b0 = *(const f8 *)(g[0] + j + 8);
+        f8 a1 = *(const f8 *)(g[1] + j), b1 = *(const f8 *)(g[1] + j + 8);
+        f8 a2 = *(const f8 *)(g[2] + j), b2 = *(const f8 *)(g[2] + j + 8);
+        f8 a3 = *(const f8 *)(g[3] + j), b3 = *(const f8 *)(g[3] + j + 8);
+        for (Py_ssize_t k = 0; k < m; k++) {
+            const f8 lo = *(const f8 *)(w + k * n + j), hi = *(const f8 *)(w + k * n + j + 8);
+            const float h0 = h[0][k], h1 = h[1][k], h2 = h[2][k], h3 = h[3][k];
+            a0 += h0 * lo; b0 += h0 * hi;
+            a1 += h1 * lo; b1 += h1 * hi;
+            a2 += h2 * lo; b2 += h2 * hi;
+            a3 += h3 * lo; b3 += h3 * hi;
+        }
+        *(f8 *)(g[0] + j) = a0; *(f8 *)(g[0] + j + 8) = b0;
+        *(f8 *)(g[1] + j) = a1; *(f8 *)(g[1] + j + 8) = b1;
+        *(f8 *)(g[2] + j) = a2; *(f8 *)(g[2] + j + 8) = b2;
+        *(f8 *)(g[3] + j) = a3; *(f8 *)(g[3] + j + 8) = b3;
+    }
+    for (; j + 8 <= n; j += 8) {
+        f8 a0 = *(const f8 *)(g[0] + j), a1 = *(const f8 *)(g[1] + j);
+        f8 a2 = *(const f8 *)(g[2] + j), a3 = *(const f8 *)(g[3] + j);
+        for (Py_ssize_t k = 0; k < m; k++) {
+            const f8 wk = *(const f8 *)(w + k * n + j);
+            a0 += h[0][k] * wk;
+            a1 += h[1][k] * wk;
+            a2 += h[2][k] * wk;
+            a3 += h[3][k] * wk;
+        }
+        *(f8 *)(g[0] + j) = a0;
+        *(f8 *)(g[1] + j) = a1;
+        *(f8 *)(g[2] + j) = a2;
+        *(f8 *)(g[3] + j) = a3;
+    }
+    for (; j < n; j++)
+        for (int r = 0; r < 4; r++) {
+            float acc = g[r][j];
+            for (Py_ssize_t k = 0; k < m; k++) acc += h[r][k] * w[k * n + j];
+            g[r][j] = acc;
+        }
+}
+#else
+static inline void add_product4(const float *const *h, const float *w, float *const *g,
+                                Py_ssize_t m, Py_ssize_t n) {
+    for (int r = 0; r < 4; r++) add_product(h[r], w, g[r], m, n);
+}
+#endif
+
+CLONES
+static void steps(const float *gates_in, const float *w_hidden, const float *b_new, float *out,
+                  Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, float *g, const float *zeros) {
+    /* g: [B, 3H], the hidden products of one step and direction for every row, four rows at
+       a time (add_product4), the rest one by one (add_product) */
+    const Py_ssize_t G = 3 * H;
+    for (Py_ssize_t t = 0; t < T; t++) {
+        for (Py_ssize_t d = 0; d < 2; d++) {
+            const float *w = w_hidden + d * H * G;
+            const float *bn = b_new + d * H;
+            memset(g, 0, (size_t)(B * G) * sizeof(float));
+            if (t) {
+                Py_ssize_t b = 0;
+                for (; b + 4 <= B; b += 4) {
+                    const float *hs[4];
+                    float *gs[4];
+                    for (int r = 0; r < 4; r++) {
+                        hs[r] = out + ((d * B + b + r) * T + t - 1) * H;
+                        gs[r] = g + (b + r) * G;
+                    }
+                    add_product4(hs, w, gs, H, G);
+                }
+                for (; b < B; b++) add_product(out + ((d * B + b) * T + t - 1) * H, w, g + b * G, H, G);
+            }
+            for (Py_ssize_t b = 0; b < B; b++) {
+                const float *given = gates_in + ((t * 2 + d) * B + b) * G;
+                float *gb = g + b * G;
+                float *h = out + ((d * B + b) * T + t) * H;
+                const float *prev = t ? h - H : zeros;
+                for (Py_ssize_t j = 0; j < 2 * H; j++) gb[j] = 1.0f / (1.0f + exp_poly(given[j] + gb[j]));
+                for (Py_ssize_t j = 0; j < H; j++) {  /* tanh(v) = 1 - 2 / (1 + exp(2v)) */
+                    const float v = given[2 * H + j] + gb[j] * (gb[2 * H + j] + bn[j]);
+                    const float n = 1.0f - 2.0f / (1.0f + exp_poly(2.0f * v));
+                    h[j] = n + gb[H + j] * (prev[j] - n);
+                }
+            }
+        }
     }
 }
 
@@ -169,6 +231,15 @@ static inline void backward_gates(const float *restrict r, const float *restrict
     }
 }
 
+/* order: 0 .. B - 1 sorted by lengths, longest first (stable; an insertion sort: B is a batch) */
+static void by_length(const int64_t *lengths, Py_ssize_t B, Py_ssize_t *order) {
+    for (Py_ssize_t b = 0; b < B; b++) {
+        Py_ssize_t q = b;
+        for (; q > 0 && lengths[order[q - 1]] < lengths[b]; q--) order[q] = order[q - 1];
+        order[q] = b;
+    }
+}
+
 /* A bidirectional GRU layer's recurrence in training, with nn.GRU's own weights (no folding:
    they change every step), over rows of different lengths as a packed nn.GRU runs them: the
    forward direction reads a row's positions 0 .. length - 1, the backward one length - 1 .. 0,
@@ -187,27 +258,52 @@ static inline void backward_gates(const float *restrict r, const float *restrict
 CLONES
 static void train_forward(const float *gates_in, const int64_t *lengths, const float *w_hidden,
                           const float *b_hidden, float *out, float *last, float *saved,
-                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, float *g, const float *zeros) {
+                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, float *g, const float *zeros,
+                          Py_ssize_t *order) {
+    /* g [B, 3H]: the hidden products of one step, a row per active row; order: the rows
+       longest first, so the rows still stepping at step i are order[0 .. active) and their
+       products run four rows at a time (add_product4) */
     const Py_ssize_t G = 3 * H;
+    by_length(lengths, B, order);
+    for (Py_ssize_t b = 0; b < B; b++) {
+        const Py_ssize_t n = (Py_ssize_t)lengths[b];
+        memset(out + (b * T + n) * 2 * H, 0, (size_t)((T - n) * 2 * H) * sizeof(float));
+        for (Py_ssize_t d = 0; d < 2; d++)
+            memset(saved + ((d * B + b) * T + n) * 5 * H, 0, (size_t)((T - n) * 5 * H) * sizeof(float));
+    }
     for (Py_ssize_t d = 0; d < 2; d++) {
         const float *w = w_hidden + d * H * G;
-        for (Py_ssize_t b = 0; b < B; b++) {
-            const Py_ssize_t n = (Py_ssize_t)lengths[b];
-            const float *prev = zeros;
-            if (!d) memset(out + (b * T + n) * 2 * H, 0, (size_t)((T - n) * 2 * H) * sizeof(float));
-            memset(saved + ((d * B + b) * T + n) * 5 * H, 0, (size_t)((T - n) * 5 * H) * sizeof(float));
-            for (Py_ssize_t i = 0; i < n; i++) {
-                const Py_ssize_t p = d ? n - 1 - i : i;
-                float *s = saved + ((d * B + b) * T + p) * 5 * H, *h = out + (b * T + p) * 2 * H + d * H;
-                memcpy(g, b_hidden + d * G, (size_t)G * sizeof(float));
-                if (i) add_product(prev, w, g, H, G);
-                memcpy(s + 4 * H, prev, (size_t)H * sizeof(float));
-                forward_gates(gates_in + (b * T + p) * 2 * G + d * G, g, prev, s, s + H, s + 2 * H,
-                              s + 3 * H, h, H);
-                prev = h;
+        Py_ssize_t active = B;
+        for (Py_ssize_t i = 0; i < T && active; i++) {
+            while (active && lengths[order[active - 1]] <= i) active--;
+            const float *prev[4];
+            float *gs[4];
+            Py_ssize_t q = 0;
+            for (; q < active; q++) {
+                const Py_ssize_t b = order[q], n = (Py_ssize_t)lengths[b];
+                memcpy(g + q * G, b_hidden + d * G, (size_t)G * sizeof(float));
+                if (!i) continue;
+                prev[q % 4] = out + (b * T + (d ? n - i : i - 1)) * 2 * H + d * H;
+                gs[q % 4] = g + q * G;
+                if (q % 4 == 3) add_product4(prev, w, gs, H, G);
             }
-            memcpy(last + (b * 2 + d) * H, prev, (size_t)H * sizeof(float));
+            if (i)
+                for (Py_ssize_t r = active - active % 4; r < active; r++)
+                    add_product(prev[r % 4], w, gs[r % 4], H, G);
+            for (q = 0; q < active; q++) {
+                const Py_ssize_t b = order[q], n = (Py_ssize_t)lengths[b];
+                const Py_ssize_t p = d ? n - 1 - i : i;
+                const float *before = i ? out + (b * T + (d ? n - i : i - 1)) * 2 * H + d * H : zeros;
+                float *s = saved + ((d * B + b) * T + p) * 5 * H, *h = out + (b * T + p) * 2 * H + d * H;
+                memcpy(s + 4 * H, before, (size_t)H * sizeof(float));
+                forward_gates(gates_in + (b * T + p) * 2 * G + d * G, g + q * G, before, s, s + H,
+                              s + 2 * H, s + 3 * H, h, H);
+            }
         }
+        for (Py_ssize_t b = 0; b < B; b++)  /* forward: after position length - 1; backward: 0 */
+            memcpy(last + (b * 2 + d) * H,
+                   out + (b * T + (d ? 0 : (Py_ssize_t)lengths[b] - 1)) * 2 * H + d * H,
+                   (size_t)H * sizeof(float));
     }
 }
 
@@ -221,27 +317,48 @@ CLONES
 static void train_backward(const int64_t *lengths, const float *w_hidden, const float *saved,
                            const float *d_out, const float *d_last, float *d_gates_in,
                            float *d_hidden, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
-                           float *carry, float *wt, const float *zeros) {
+                           float *carry, float *wt, const float *zeros, Py_ssize_t *order) {
+    /* carry [B, H]: per row, as train_forward's g, by the rows' order longest first */
     const Py_ssize_t G = 3 * H;
+    Py_ssize_t longest = 0;
     for (Py_ssize_t d = 0; d < 2; d++)
         for (Py_ssize_t k = 0; k < H; k++)
             for (Py_ssize_t j = 0; j < G; j++) wt[(d * G + j) * H + k] = w_hidden[(d * H + k) * G + j];
-    for (Py_ssize_t d = 0; d < 2; d++) {
-        for (Py_ssize_t b = 0; b < B; b++) {
-            const Py_ssize_t n = (Py_ssize_t)lengths[b];
-            if (!d) memset(d_gates_in + (b * T + n) * 2 * G, 0, (size_t)((T - n) * 2 * G) * sizeof(float));
+    by_length(lengths, B, order);
+    for (Py_ssize_t b = 0; b < B; b++) {
+        const Py_ssize_t n = (Py_ssize_t)lengths[b];
+        if (n > longest) longest = n;
+        memset(d_gates_in + (b * T + n) * 2 * G, 0, (size_t)((T - n) * 2 * G) * sizeof(float));
+        for (Py_ssize_t d = 0; d < 2; d++)
             memset(d_hidden + ((d * B + b) * T + n) * G, 0, (size_t)((T - n) * G) * sizeof(float));
-            if (d_last) memcpy(carry, d_last + (b * 2 + d) * H, (size_t)H * sizeof(float));
-            else memset(carry, 0, (size_t)H * sizeof(float));
-            for (Py_ssize_t i = n - 1; i >= 0; i--) {
+    }
+    for (Py_ssize_t d = 0; d < 2; d++) {
+        for (Py_ssize_t q = 0; q < B; q++) {
+            const Py_ssize_t b = order[q];
+            if (d_last) memcpy(carry + q * H, d_last + (b * 2 + d) * H, (size_t)H * sizeof(float));
+            else memset(carry + q * H, 0, (size_t)H * sizeof(float));
+        }
+        Py_ssize_t active = 0;
+        for (Py_ssize_t i = longest - 1; i >= 0; i--) {
+            while (active < B && lengths[order[active]] > i) active++;
+            const float *dghs[4];
+            float *carries[4];
+            for (Py_ssize_t q = 0; q < active; q++) {
+                const Py_ssize_t b = order[q], n = (Py_ssize_t)lengths[b];
                 const Py_ssize_t p = d ? n - 1 - i : i;
                 const float *s = saved + ((d * B + b) * T + p) * 5 * H;
                 float *dgh = d_hidden + ((d * B + b) * T + p) * G;
                 backward_gates(s, s + H, s + 2 * H, s + 3 * H, s + 4 * H,
-                               d_out ? d_out + (b * T + p) * 2 * H + d * H : zeros, carry,
+                               d_out ? d_out + (b * T + p) * 2 * H + d * H : zeros, carry + q * H,
                                d_gates_in + (b * T + p) * 2 * G + d * G, dgh, H);
-                if (i) add_product(dgh, wt + d * G * H, carry, G, H);
+                if (!i) continue;
+                dghs[q % 4] = dgh;
+                carries[q % 4] = carry + q * H;
+                if (q % 4 == 3) add_product4(dghs, wt + d * G * H, carries, G, H);
             }
+            if (i)
+                for (Py_ssize_t r = active - active % 4; r < active; r++)
+                    add_product(dghs[r % 4], wt + d * G * H, carries[r % 4], G, H);
         }
     }
 }
@@ -361,16 +478,21 @@ static PyObject *gru_train_forward(PyObject *self, PyObject *args) {
     }
     if (!lengths_within(&v[1], T)) goto done;
     {
-        float *g = PyMem_RawCalloc((size_t)(H > 0 ? 4 * H : 1), sizeof(float));  /* + H zeros */
-        if (!g) {
+        /* the rows' hidden products [B, 3H], H zeros, the rows' order */
+        float *g = PyMem_RawCalloc((size_t)(B * 3 * H + H + 1), sizeof(float));
+        Py_ssize_t *order = PyMem_RawMalloc((size_t)(B + 1) * sizeof(Py_ssize_t));
+        if (!g || !order) {
+            PyMem_RawFree(g);
+            PyMem_RawFree(order);
             PyErr_NoMemory();
             goto done;
         }
         Py_BEGIN_ALLOW_THREADS
         train_forward(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, T, B,
-                      H, g, g + 3 * H);
+                      H, g, g + B * 3 * H, order);
         Py_END_ALLOW_THREADS
         PyMem_RawFree(g);
+        PyMem_RawFree(order);
         result = Py_NewRef(Py_None);
     }
 done:
@@ -397,16 +519,21 @@ static PyObject *gru_train_backward(PyObject *self, PyObject *args) {
     }
     if (!lengths_within(&v[0], T)) goto done;
     {
-        float *buf = PyMem_RawCalloc((size_t)(H > 0 ? 2 * H + 6 * H * H : 1), sizeof(float));
-        if (!buf) {
+        /* the rows' carries [B, H], W transposed [2, 3H, H], H zeros, the rows' order */
+        float *buf = PyMem_RawCalloc((size_t)(B * H + 6 * H * H + H + 1), sizeof(float));
+        Py_ssize_t *order = PyMem_RawMalloc((size_t)(B + 1) * sizeof(Py_ssize_t));
+        if (!buf || !order) {
+            PyMem_RawFree(buf);
+            PyMem_RawFree(order);
             PyErr_NoMemory();
             goto done;
         }
         Py_BEGIN_ALLOW_THREADS
         train_backward(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, T,
-                       B, H, buf, buf + 2 * H, buf + H);  /* carry, W transposed, H zeros */
+                       B, H, buf, buf + B * H, buf + B * H + 6 * H * H, order);
         Py_END_ALLOW_THREADS
         PyMem_RawFree(buf);
+        PyMem_RawFree(order);
         result = Py_NewRef(Py_None);
     }
 done:

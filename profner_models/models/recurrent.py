@@ -14,7 +14,8 @@ output and the last states of both directions, as a packed ``nn.GRU``/``nn.LSTM`
 - A GRU in training on a CPU (PyTorch has no fused CPU GRU) runs each layer as one matrix
   product for both directions' input projections and one op for the recurrence
   (``gru_layer_steps``, a ``torch.library`` op with its backward: C loops over each row's
-  length, ``_kernels.c``; the hidden weights' gradient one matrix product): ~470 ops a
+  length, the rows stepping together, their hidden products four rows at a time,
+  ``_kernels.c``; the hidden weights' gradient one matrix product): ~470 ops a
   training step of ``rnn`` where the packed GRU dispatched ~6,000 (one per time step and
   direction, ~11 each), and the step 82 -> 73 ms (``bench/README.md``). Elsewhere (a GPU: cuDNN;
   bf16 autocast; no kernel built) a GRU runs packed when rows differ in length, as is when none
