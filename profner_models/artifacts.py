@@ -87,8 +87,10 @@ def save(model: TrainedModel, model_dir: str | Path, extra_meta: dict | None = N
     return model_dir
 
 
-def load(model_dir: str | Path) -> TrainedModel:
-    """Restore a saved model (eval mode, CPU). Raises ``ModelDirError`` naming the bad file."""
+def load(model_dir: str | Path, keep_states: bool = False) -> TrainedModel:
+    """Restore a saved model (eval mode, CPU). Raises ``ModelDirError`` naming the bad file.
+    ``keep_states``: a frozen encoder reads and writes the states store its fit used
+    (``BackboneContext.keep_states``): for scoring on the machine that trained it."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelDirError(f"{model_dir}: model dir not found ({WHAT_IS_A_MODEL_DIR})")
@@ -119,7 +121,7 @@ def load(model_dir: str | Path) -> TrainedModel:
     gazetteer = None
     if config.get("data", {}).get("gazetteer") is not None:
         gazetteer = Gazetteer.load(model_dir / GAZETTEER)
-    context = BackboneContext(model_dir=model_dir,
+    context = BackboneContext(model_dir=model_dir, keep_states=keep_states,
                               gazetteer_size=GAZETTEER_SIZE if gazetteer is not None else 0)
     try:
         network = JointModel(config, labels, context)

@@ -252,10 +252,11 @@ def load(path: str | Path) -> Ensemble:
 
 def combine(model_dirs: Sequence[str | Path], method: str = "posterior",
             weights: Sequence[float] | None = None, entity_threshold: float = 0.5,
-            min_votes: int | None = None, roles: Sequence[list[str] | None] | None = None
-            ) -> tuple[Ensemble, list[dict]]:
+            min_votes: int | None = None, roles: Sequence[list[str] | None] | None = None,
+            keep_states: bool = False) -> tuple[Ensemble, list[dict]]:
     """Trained model dirs as one ensemble, and each member's meta.json (its fit, its estimate);
-    ``roles``: per member, the head roles it contributes (None: all).
+    ``roles``: per member, the head roles it contributes (None: all); ``keep_states``: as
+    ``artifacts.load``'s (to score on this machine's dev text).
     ``ModelDirError`` names a dir that is not a model dir (or is an ensemble dir); ``ValueError``
     one whose task or labels differ from the first's."""
     if len(model_dirs) < 2:
@@ -265,7 +266,7 @@ def combine(model_dirs: Sequence[str | Path], method: str = "posterior",
         if is_ensemble_dir(path):
             raise artifacts.ModelDirError(f"{path}: an ensemble dir; give its members "
                                           f"({path}/{MEMBERS_DIR}/<i>) instead")
-        members.append(artifacts.load(path))
+        members.append(artifacts.load(path, keep_states))
         metas.append(json.loads((Path(path) / artifacts.META).read_text(encoding="utf-8")))
     try:
         combined = Ensemble(members, method, min_votes, {}, list(weights) if weights else None,

@@ -9,22 +9,8 @@ blindly; it runs the recipe twice:
    refit's last epoch are the *unseen-text estimate* of the recipe (trained on 80% of the data,
    so if anything a slightly pessimistic one for the refit);
 2. **refit** on train + dev, the same number of epochs;
-3. **check**: both models on labelled text that neither trained on (``data.check``, default the
-   task's bundled sample corpus, written for this project and in no file of the real corpora):
-   each one's scores, the refit's agreement with the held-out model (the held-out model's
-   predictions scored as gold), and the share of each model's predicted entities that hold a
-   word outside its vocabulary. A refit that fires on unknown words, as the one of 2026-11 did
-   (434 of its 539 false positives on new tweets), shows there. The check fails when the refit
-   is *shown* worse than two runs of one recipe differ: a paired bootstrap over the check
-   documents (``BOOTSTRAP_SAMPLES`` resamples, the same documents for both models) must put the
-   upper end of the one-sided 95% interval of ``refit - held-out`` below ``-MODEL_NOISE``; or
-   when its unknown-word entity share exceeds the held-out model's by ``UNKNOWN_MARGIN``. The
-   bootstrap covers the choice of documents, not that each model is one draw of its training:
-   on the 30 MEDDOPROF check documents two held-out runs of the same recipe and seed scored
-   f1_mean 0.585 and 0.628 (threads make a run nondeterministic), three seeds of the recipe
-   before 0.586 / 0.623 / 0.602, and a refit 0.580 that an interval below zero alone refused
-   (2026-12-05). A fixed margin on the observed difference refused good refits by chance too
-   (0.567 vs 0.627, and the refused refit was the better model on 324 held-back documents).
+3. **check**: both models on labelled text that neither trained on (``refit_check``: a refit
+   shown worse than two runs of one recipe differ, or firing on unknown words, fails it).
    Both results go into the model dir's ``meta.json`` (``unseen``) and are printed.
 
 With ``data.train_on_dev: false`` the dev split is already held out: its scores are the estimate
@@ -42,29 +28,22 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from profner_models import artifacts
 from profner_models.config import ConfigError
-from profner_models.corpus import load_corpus, splits_of
-from profner_models.documents import Document, Prediction
+from profner_models.documents import Document
 from profner_models.ensemble import Ensemble, ensemble_block, member_config
-from profner_models.models import UNKNOWN, TrainedModel
 from profner_models.predict import Predictor, predict_corpus
+from profner_models.refit_check import check, check_documents
 from profner_models.spans import apply_span_policy
 from profner_models.tasks import task_of, validate
-from profner_models.text.tags import token_range
-from profner_models.text.tokenize import tokenize
 from profner_models.training import FitResult, fit, load_task_data
-
-BOOTSTRAP_SAMPLES = 1000
-MODEL_NOISE = 0.05  # how far two runs of one recipe lie apart on a check set (docstring)
-UNKNOWN_MARGIN = 0.10
-BUNDLED = "bundled"
 
 
 @dataclass
@@ -95,20 +74,36 @@ def train(config: dict, data_dir: Path | str | None = None, progress: bool = Tru
         with tempfile.TemporaryDirectory(prefix="profner-holdout-") as tmp:
             with worker_pool(1) as pool:
                 pending = pool.submit(_fit_and_save, held_config, str(data_dir) if data_dir else None, tmp)
-                refit = fit(config, [*train_docs, *dev], dev, progress=progress)
+                refit = fit(config, [*train_docs, *dev], dev, progress=progress,
+                            score_every_epoch=not keeps_last(config))
                 history, best_epoch, best_metrics = pending.result()
-            holdout = FitResult(artifacts.load(tmp), history, best_epoch, best_metrics)
+            holdout = FitResult(artifacts.load(tmp, keep_states=True), history, best_epoch, best_metrics)
     else:
         holdout = fit(held_config, train_docs, dev, progress=progress)
-        refit = fit(config, [*train_docs, *dev], dev, progress=progress)
-    check_docs = check_documents(config, [*train_docs, *dev])
-    estimate = _estimate(holdout, "held-out run of this recipe (dev split held out)", last=True)
+        refit = fit(config, [*train_docs, *dev], dev, progress=progress,
+                    score_every_epoch=not keeps_last(config))
+    trained = evidence(config, refit, holdout, [*train_docs, *dev])
     seeds = int(config["training"]["estimate_seeds"])
     if seeds > 1:
-        estimate = seeds_estimate([estimate, *_more_holdout_runs(held_config, data_dir, seeds,
-                                                                 jobs)])
-    unseen = {"estimate": estimate, "check": check(refit.model, holdout.model, check_docs)}
-    return Trained(refit, unseen, holdout)
+        trained.unseen["estimate"] = seeds_estimate(
+            [trained.unseen["estimate"], *_more_holdout_runs(held_config, data_dir, seeds, jobs)])
+    return trained
+
+
+def keeps_last(config: dict) -> bool:
+    """Whether a fit of ``config`` keeps its last epoch whatever dev says (``training.select:
+    last``, no early stopping): its refit then needs dev scored after the last epoch only."""
+    cfg = config["training"]
+    return cfg["select"] == "last" and not cfg["early_stopping_patience"]
+
+
+def evidence(config: dict, refit: FitResult, holdout: FitResult,
+             documents: Sequence[Document]) -> Trained:
+    """A refit and its held-out run as ``Trained``: the held-out run's last epoch as the
+    estimate, the check on the check text outside ``documents`` (those the refit learned from)."""
+    estimate = _estimate(holdout, "held-out run of this recipe (dev split held out)", last=True)
+    checked = check(refit.model, holdout.model, check_documents(config, documents))
+    return Trained(refit, {"estimate": estimate, "check": checked}, holdout)
 
 
 def _more_holdout_runs(held_config: dict, data_dir: Path | str | None, seeds: int,
@@ -181,7 +176,7 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
     if len(splits) > 1:
         raise ConfigError(f"ensemble.members: the members must share data.dev_from, "
                           f"dev_fraction, dev_seed and train_on_dev (got {sorted(splits)})")
-    members = [train(recipe, data_dir, progress, jobs) for recipe in recipes]
+    members = train_members(recipes, data_dir, progress, jobs)
     combine = {"method": block["method"], "min_votes": block["min_votes"],
                "weights": [member["weight"] for member in block["members"]],
                "entity_threshold": block["entity_threshold"],
@@ -197,6 +192,66 @@ def train_ensemble(config: dict, data_dir: Path | str | None = None, progress: b
         unseen["check"] = check(shipped, held_out, check_documents(recipes[0], [*train_docs, *dev]))
     shipped.metrics = held_out.metrics = unseen["estimate"]["metrics"]
     return TrainedEnsemble(shipped, members, unseen, held_out if refit else None)
+
+
+def train_members(recipes: Sequence[dict], data_dir: Path | str | None, progress: bool,
+                  jobs: int) -> list[Trained]:
+    """Each member recipe as ``train`` gives it (a refit and its held-out run, or one run when
+    the dev split is held out), its fits on ``jobs`` processes at once: this one (with
+    progress) and ``jobs - 1`` workers, each taking the next fit when its last one ends, the
+    refits (the most text) first. A worker's model comes back through a model dir, loaded with
+    the frozen encoder's states store (``keep_states``), so scoring it encodes no window twice."""
+    refits = bool(recipes[0]["data"]["train_on_dev"])
+    fits = [(i, True) for i in range(len(recipes))] if refits else []
+    fits += [(i, False) for i in range(len(recipes))]
+    pending, lock = list(fits), threading.Lock()
+    done: dict[tuple[int, bool], FitResult] = {}
+    errors: list[Exception] = []
+    source = str(data_dir) if data_dir else None
+
+    def config_of(member: int, refit: bool) -> dict:
+        return recipes[member] if refit else holdout_config(recipes[member])
+
+    def take() -> tuple[int, bool] | None:
+        with lock:
+            return pending.pop(0) if pending and not errors else None
+
+    def feed(pool: ProcessPoolExecutor, tmp: str) -> None:
+        while (key := take()) is not None:
+            config, out = config_of(*key), f"{tmp}/{key[0]}-{'refit' if key[1] else 'held-out'}"
+            try:
+                history, best_epoch, best_metrics = pool.submit(
+                    _fit_and_save, config, source, out, not (key[1] and keeps_last(config))).result()
+                done[key] = FitResult(artifacts.load(out, keep_states=True), history, best_epoch,
+                                      best_metrics)
+            except Exception as error:  # raised again in the main thread
+                errors.append(error)
+
+    with tempfile.TemporaryDirectory(prefix="profner-members-") as tmp, \
+            (worker_pool(jobs - 1) if jobs > 1 else nullcontext()) as pool:
+        feeders = [threading.Thread(target=feed, args=(pool, tmp), daemon=True)
+                   for _ in range(jobs - 1)]
+        for thread in feeders:
+            thread.start()
+        while (key := take()) is not None:
+            config = config_of(*key)
+            train_docs, dev = load_task_data(config, data_dir)
+            done[key] = fit(config, train_docs, dev, progress=progress,
+                            score_every_epoch=not (key[1] and keeps_last(config)))
+        for thread in feeders:
+            thread.join()
+    if errors:
+        raise errors[0]
+    trained = []
+    for member, recipe in enumerate(recipes):
+        if not refits:
+            result = done[(member, False)]
+            trained.append(Trained(result, {"estimate": _estimate(result, "dev split held out",
+                                                                  last=False)}))
+            continue
+        train_docs, dev = load_task_data(recipe, data_dir)
+        trained.append(evidence(recipe, done[(member, True)], done[(member, False)], train_docs))
+    return trained
 
 
 def dev_split(config: dict) -> str:
@@ -271,9 +326,10 @@ def _exit_with(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _fit_and_save(config: dict, data_dir: str | None, out: str) -> tuple[list, int, dict]:
+def _fit_and_save(config: dict, data_dir: str | None, out: str, score_every_epoch: bool = True
+                  ) -> tuple[list, int, dict]:
     train_docs, dev = load_task_data(config, data_dir)
-    result = fit(config, train_docs, dev, progress=False)
+    result = fit(config, train_docs, dev, progress=False, score_every_epoch=score_every_epoch)
     artifacts.save(result.model, out)
     return result.history, result.best_epoch, result.best_metrics
 
@@ -290,101 +346,3 @@ def _row_estimate(row: dict, source: str) -> dict:
             "dev_docs": int(row["dev_docs"]),
             "metrics": {k: float(v) for k, v in row.items()
                         if k.startswith(("f1", "precision", "recall", "dev_un"))}}
-
-
-def check_documents(config: dict, trained_on: Sequence[Document]) -> list[Document]:
-    """``data.check``: ``bundled`` (the task's sample corpus, every split), a corpus root, or
-    null; documents whose text was trained on are left out."""
-    source = config["data"].get("check", BUNDLED)
-    if source is None:
-        return []
-    root = Path(task_of(config).sample_dir() if source == BUNDLED else source)
-    seen = {doc.text for doc in trained_on}
-    docs = [doc for split in splits_of(root) for doc in load_corpus(root, split)[0]
-            if doc.text not in seen]
-    return apply_span_policy(docs, types=config["data"]["types"], overlap="keep_all")[0]
-
-
-def check(refit: TrainedModel | Ensemble, holdout: TrainedModel | Ensemble, docs: Sequence[Document],
-          seed: int = 13) -> dict:
-    """The refit against the held-out model on ``docs`` (module docstring)."""
-    if not docs:
-        return {"documents": 0, "passed": True, "note": "no check text that neither model saw"}
-    task = task_of(refit.config)
-    texts = [doc.text for doc in docs]
-    out: dict = {"documents": len(docs), "metric": task.metric}
-    predicted = {}
-    for name, model in (("refit", refit), ("holdout", holdout)):
-        predictions = Predictor(model).predict(texts)
-        predicted[name] = [p.as_document(doc.id, doc.text) for doc, p in zip(docs, predictions)]
-        out[name] = {task.metric: task.score(model, docs, predicted[name])[task.metric],
-                     "unknown_entity_share": unknown_entity_share(model, texts, predictions)}
-    out["agreement"] = task.score(refit, predicted["holdout"], predicted["refit"])[task.metric]
-    out["difference"] = paired_bootstrap(
-        lambda rows: (task.score(refit, *_rows(docs, predicted["refit"], rows))[task.metric]
-                      - task.score(holdout, *_rows(docs, predicted["holdout"], rows))[task.metric]),
-        len(docs), seed)
-    shown_worse = worse_than_noise(out["difference"])
-    unknown_worse = (out["refit"]["unknown_entity_share"]
-                     > out["holdout"]["unknown_entity_share"] + UNKNOWN_MARGIN)
-    out["passed"] = not (shown_worse or unknown_worse)
-    out["verdict"] = verdict(out, shown_worse, unknown_worse)
-    return out
-
-
-def worse_than_noise(difference: dict) -> bool:
-    """A ``paired_bootstrap`` of refit - held-out that shows the refit worse, with 95%
-    confidence, by more than two runs of one recipe differ (``MODEL_NOISE``)."""
-    return difference["high"] < -MODEL_NOISE
-
-
-def paired_bootstrap(difference: Callable[[np.ndarray], float], count: int, seed: int,
-                     samples: int = BOOTSTRAP_SAMPLES) -> dict:
-    """``difference(rows)`` on all rows (``observed``) and on ``samples`` resamples of the rows
-    with replacement: the 5th and 95th percentiles (``low``, ``high``: a 90% interval, and each
-    end a one-sided 95% bound) and the share of resamples where it is >= 0."""
-    generator = np.random.default_rng(seed)
-    draws = np.array([difference(generator.integers(0, count, count)) for _ in range(samples)])
-    return {"observed": float(difference(np.arange(count))),
-            "low": float(np.percentile(draws, 5)), "high": float(np.percentile(draws, 95)),
-            "share_not_worse": float((draws >= 0).mean()), "samples": samples}
-
-
-def _rows(gold: Sequence[Document], predicted: Sequence[Document], rows: np.ndarray
-          ) -> tuple[list[Document], list[Document]]:
-    """The gold and predicted documents at ``rows``, each draw its own id (a document drawn
-    twice counts twice)."""
-    return ([replace(gold[r], id=f"{i}:{gold[r].id}") for i, r in enumerate(rows)],
-            [replace(predicted[r], id=f"{i}:{predicted[r].id}") for i, r in enumerate(rows)])
-
-
-def verdict(out: dict, shown_worse: bool, unknown_worse: bool) -> str:
-    """One line on what the check found and how sure it is."""
-    d = out["difference"]
-    line = (f"refit - held-out {out['metric']} on {out['documents']} unseen documents: "
-            f"{d['observed']:+.3f} (90% interval {d['low']:+.3f} to {d['high']:+.3f}; refit not "
-            f"worse in {d['share_not_worse']:.0%} of {d['samples']} resamples)")
-    if shown_worse:
-        return line + f": the refit is shown worse, by more than two runs differ ({MODEL_NOISE})"
-    if unknown_worse:
-        return line + (f"; its entities hold unknown words {out['refit']['unknown_entity_share']:.0%}"
-                       f" of the time vs {out['holdout']['unknown_entity_share']:.0%}: it fires on "
-                       "unknown words")
-    return line + f": not shown worse than two runs differ ({MODEL_NOISE})"
-
-
-def unknown_entity_share(model: TrainedModel | Ensemble, texts: Sequence[str],
-                         predictions: Sequence[Prediction]) -> float:
-    """The share of predicted entities holding a word outside the model's vocabulary (0 for a
-    backbone without a word vocabulary)."""
-    word_status = model.word_status if isinstance(model, Ensemble) else model.network.backbone.word_status
-    total = unknown = 0
-    for text, prediction in zip(texts, predictions):
-        if not prediction.entities:
-            continue
-        tokens = tokenize(text)
-        status = word_status([t.text for t in tokens]) or [None] * len(tokens)
-        for span in prediction.entities:
-            total += 1
-            unknown += any(status[i] == UNKNOWN for i in token_range(tokens, span))
-    return unknown / total if total else 0.0

@@ -326,3 +326,26 @@ def test_profner_combine_takes_each_members_roles(member_dirs, members, tmp_path
     with pytest.raises(SystemExit):
         main(["combine", *map(str, member_dirs), "--out", str(tmp_path / "e3"), "--roles", "all,"])
     assert "one entry per member" in capsys.readouterr().err
+
+
+def test_members_fit_in_two_processes_and_a_refit_scores_dev_after_its_last_epoch() -> None:
+    """``jobs=2``: the members' refits and held-out runs go through this process and a worker,
+    the next fit to whichever is free; each member gets its own held-out run (dev out of its
+    training: its estimate) and check. A refit that keeps its last epoch scores dev, text it
+    learns from, only after that epoch."""
+    from profner_models.unseen import member_recipes, train_members
+
+    refit = {"training": {"epochs": 2, "select": "last"}, "data": {"train_on_dev": True}}
+    seeded = copy.deepcopy(refit)
+    seeded["training"]["seed"] = 14
+    config = {"task": "profner", "ensemble": {"members": [
+        {"config": "smoke_rnn", "override": refit}, {"config": "smoke_rnn", "override": seeded}]}}
+    members = train_members(member_recipes(config), None, progress=False, jobs=2)
+    for member, seed in zip(members, (13, 14)):
+        held, shipped = member.holdout.model.config, member.result.model.config
+        assert held["data"]["train_on_dev"] is False and shipped["data"]["train_on_dev"] is True
+        assert held["training"]["seed"] == shipped["training"]["seed"] == seed
+        assert ["f1_7b" in row for row in member.result.history] == [False, True]
+        assert all("f1_7b" in row for row in member.holdout.history)
+        assert member.unseen["estimate"]["metrics"]["f1_7b"] == member.holdout.history[-1]["f1_7b"]
+        assert member.unseen["check"]["passed"]  # (the sample is the training text: no check text)

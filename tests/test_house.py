@@ -27,6 +27,7 @@ LAYERS = [
     {"tasks"},
     {"artifacts", "training", "ensemble"},
     {"predict"},
+    {"refit_check"},
     {"unseen"},
     {"cli"},
 ]

@@ -335,6 +335,14 @@ def test_the_rnn_backbone_reads_a_frozen_encoder_beside_its_words_and_reloads(ti
     loaded = artifacts.load(model_dir)
     assert before == [p.to_dict() for p in Predictor(loaded).predict(texts)]
     assert loaded.network.backbone.contextual.memo is None  # a loaded model predicts: no memo
+    # keep_states (a training machine scoring dev text): the fit's store, read under the
+    # loaded weights' fingerprint; the texts the fit's model read cost no encoder pass
+    kept = artifacts.load(model_dir, keep_states=True)
+    calls = []
+    kept.network.backbone.contextual.encoder.register_forward_hook(lambda *args: calls.append(1))
+    assert before == [p.to_dict() for p in Predictor(kept).predict(texts)] and calls == []
+    Predictor(kept).predict(["Un texto que ninguno leyó: la fontanera de guardia."])
+    assert calls  # a window no fit read: encoded
 
 
 def test_fits_share_a_frozen_encoders_states_on_disk(tiny_dir, tmp_path):

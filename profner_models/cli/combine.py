@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         combined, metas = ensemble.combine(args.model_dirs, args.method, args.weights,
-                                           args.entity_threshold, args.min_votes, args.roles)
+                                           args.entity_threshold, args.min_votes, args.roles,
+                                           keep_states=args.data is not None)
         unseen = {}
         if args.data is not None:
             estimates = [meta.get("unseen", {}).get("estimate")

@@ -77,6 +77,9 @@ class BackboneContext:
     """Where derived resources (e.g. gensim-trained vectors) may be cached between runs."""
     held_out: HeldOut = NOTHING
     """Documents held out for scoring (fresh case): no resource may be built from them."""
+    keep_states: bool = False
+    """Restore: keep a frozen encoder's states where a fit keeps them (its ``memo_dir``), as a
+    training machine does when it scores a saved model on text its fits already encoded."""
 
 
 @dataclass

@@ -32,6 +32,7 @@ from profner_models.models.base import (
     task_heads,
 )
 from profner_models.models.crf import LinearChainCRF
+from profner_models.models.dropout import Dropout
 from profner_models.models.kernels import compiled
 from profner_models.models.recurrent import bidirectional, rnn_cell
 from profner_models.text.tags import allowed_end_tags, allowed_start_tags, allowed_transitions
@@ -76,7 +77,7 @@ class FeedForward(nn.Sequential):
         layers = []
         for _ in range(block["layers"]):
             layers += [nn.Linear(width, block["size"]), ACTIVATIONS[block["activation"]](),
-                       nn.Dropout(block["dropout"])]
+                       Dropout(block["dropout"])]
             width = block["size"]
         super().__init__(*layers)
         self.width = width
@@ -90,7 +91,7 @@ class RNNPooler(DocumentHead):
         super().__init__()
         self.rnn = rnn_cell(block["cell"])(
             context.word_dim, block["hidden"], batch_first=True, bidirectional=True)
-        self.dropout = nn.Dropout(block["dropout"])
+        self.dropout = Dropout(block["dropout"])
         self.linear = nn.Linear(2 * block["hidden"], len(context.labels))
 
     def scores(self, output: BackboneOutput) -> torch.Tensor:
@@ -108,7 +109,7 @@ class PooledLinear(DocumentHead):
 
     def __init__(self, block: dict, *, context: HeadContext) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(block["dropout"])
+        self.dropout = Dropout(block["dropout"])
         self.linear = nn.Linear(2 * context.word_dim, len(context.labels))
 
     def scores(self, output: BackboneOutput) -> torch.Tensor:
@@ -129,7 +130,7 @@ class SentenceLinear(DocumentHead):
         super().__init__()
         if not context.sentence_dim:
             raise ValueError("head 'sentence_linear' needs a backbone with a sentence vector")
-        self.dropout = nn.Dropout(block["dropout"])
+        self.dropout = Dropout(block["dropout"])
         self.linear = nn.Linear(context.sentence_dim, len(context.labels))
 
     def scores(self, output: BackboneOutput) -> torch.Tensor:

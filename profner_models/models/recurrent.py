@@ -44,6 +44,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from profner_models.config import Schema
+from profner_models.models.dropout import dropout
 from profner_models.models.kernels import compiled
 
 
@@ -117,7 +118,7 @@ def _gru_trained(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor
     layer_input = x
     for layer in range(rnn.num_layers):
         if layer:
-            layer_input = nn.functional.dropout(layer_input, rnn.dropout, rnn.training)
+            layer_input = dropout(layer_input, rnn.dropout, rnn.training)
         directions = [f"_l{layer}", f"_l{layer}_reverse"]
         projected = nn.functional.linear(
             layer_input, torch.cat([getattr(rnn, "weight_ih" + d) for d in directions]),
@@ -204,7 +205,7 @@ def _lstm_passes(rnn: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor
     layer_input = x
     for layer in range(rnn.num_layers):
         if layer:
-            layer_input = nn.functional.dropout(layer_input, rnn.dropout, rnn.training)
+            layer_input = dropout(layer_input, rnn.dropout, rnn.training)
         start = 2 * layer * per_direction
         forward = _pass(rnn, layer_input, weights[start:start + per_direction], zeros)
         flipped = _gather(layer_input, reverse)

@@ -59,6 +59,7 @@ from profner_models.models.base import (
     BackboneOutput,
     backbones,
 )
+from profner_models.models.dropout import Dropout
 from profner_models.models.frozen import MEMO_DIR
 from profner_models.models.recurrent import EncoderConfig, bidirectional, rnn_cell
 from profner_models.text.features import Vocab, char_ids, pad_ids
@@ -165,11 +166,11 @@ class RNNBackbone(Backbone):
         self.contextual = contextual
         if contextual is not None:
             width += contextual.word_dim
-        self.dropout = nn.Dropout(block["dropout"])
+        self.dropout = Dropout(block["dropout"])
         self.encoder = rnn_cell(enc["cell"])(
             width, enc["hidden"], num_layers=enc["layers"], batch_first=True, bidirectional=True,
             dropout=enc["dropout"] if enc["layers"] > 1 else 0.0)
-        self.output_dropout = nn.Dropout(enc["dropout"])
+        self.output_dropout = Dropout(enc["dropout"])
         self.word_dim = 2 * enc["hidden"]
         self.sentence_dim = 0
 
@@ -318,7 +319,7 @@ class RNNBackbone(Backbone):
 @backbones.register("rnn.v1", schema=RNNConfig)
 def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
     word_cfg, char_cfg = block["words"], block["chars"]
-    contextual = _contextual(block["contextual"], context.model_dir)
+    contextual = _contextual(block["contextual"], context)
     if context.model_dir is not None:
         model_dir = Path(context.model_dir)
         words = Vocab.load(model_dir / WORDS_FILE)
@@ -347,7 +348,7 @@ def build_rnn(block: dict, *, context: BackboneContext) -> RNNBackbone:
                        contextual)
 
 
-def _contextual(block: dict | None, model_dir: Path | None) -> TransformerBackbone | None:
+def _contextual(block: dict | None, context: BackboneContext) -> TransformerBackbone | None:
     """The frozen reader of a ``contextual`` block: pretrained weights when fresh; restored,
     its tokenizer and config from the model dir (the weights come with the model's)."""
     if block is None:
@@ -360,10 +361,10 @@ def _contextual(block: dict | None, model_dir: Path | None) -> TransformerBackbo
     )
 
     encoder, tokenizer = encoder_and_tokenizer(
-        block, None if model_dir is None else Path(model_dir) / CONTEXTUAL_DIR)
+        block, None if context.model_dir is None else Path(context.model_dir) / CONTEXTUAL_DIR)
     return TransformerBackbone(encoder, tokenizer, max_pieces=block["max_pieces"],
                                stride=block["stride"], freeze=True, fused=block["fused"],
-                               layers=block["layers"], **memo(block, model_dir))
+                               layers=block["layers"], **memo(block, context))
 
 
 def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

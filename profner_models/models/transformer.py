@@ -22,7 +22,8 @@ Config block::
                            # a scale, learned); null: the last layer alone
       memo_gib: 2.0        # with freeze: each window's encoder states kept (float16) up to this
                            # size, so a fit runs the frozen encoder once per window, not per epoch
-                           # (a loaded model keeps none)
+                           # (a loaded model keeps none; artifacts.load(keep_states=True) reads
+                           # and writes memo_dir)
       memo_dir: ~/.cache/profner-hpo/states   # with freeze: the states kept on disk instead
                            # (models/frozen.py StateStore; memo_gib then unused), one dir per
                            # encoder and layers, shared by every fit on the machine: a refit,
@@ -62,7 +63,7 @@ the original name; the weights travel in ``model.safetensors``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import torch
 from pydantic import Field
@@ -71,6 +72,7 @@ from torch import nn
 from profner_models.config import Schema
 from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
 from profner_models.models.bert import FusedBert
+from profner_models.models.dropout import Dropout
 from profner_models.models.frozen import MEMO_DIR, ScalarMix, StateMemo, StateStore, fingerprint
 from profner_models.models.recurrent import EncoderConfig, bidirectional, rnn_cell
 from profner_models.pretrained import resolve
@@ -162,16 +164,18 @@ class TransformerBackbone(Backbone):
                 raise ValueError(f"layers={self.layers}: this encoder has hidden states 0..{count - 1} "
                                  f"(0: the embeddings; negative counts from the last)")
         self.mix = None if self.layers is None else ScalarMix(len(self.layers))
-        store = (StateStore(Path(memo_dir).expanduser() / fingerprint(encoder, self.layers))
-                 if freeze and memo_dir else None)
-        self.memo = (StateMemo(int(memo_gib * 2**30), store)
-                     if freeze and (memo_gib > 0 or store) else None)
+        self.memo = (StateMemo(int(memo_gib * 2**30), memo_dir and self._store_opener(memo_dir))
+                     if freeze and (memo_gib > 0 or memo_dir) else None)
         if self.memo is not None:
             self.register_load_state_dict_post_hook(lambda module, keys: module.memo.clear())
         self.rnn = None if not rnn else _word_rnn(config.hidden_size, rnn)
         if self.rnn is not None:
             self.word_dim = 2 * self.rnn.hidden_size
-            self.rnn_dropout = nn.Dropout(rnn["dropout"])
+            self.rnn_dropout = Dropout(rnn["dropout"])
+
+    def _store_opener(self, memo_dir: str | Path) -> Callable[[], StateStore]:
+        """Opens the store of this encoder's current weights and layers under ``memo_dir``."""
+        return lambda: StateStore(Path(memo_dir).expanduser() / fingerprint(self.encoder, self.layers))
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """The encoder's weights (``training.pretrained_lr`` applies to them)."""
@@ -235,21 +239,30 @@ class TransformerBackbone(Backbone):
         return words, [1 if cost > self.max_pieces else cost for cost in costs]
 
     def forward(self, features: dict[str, torch.Tensor]) -> BackboneOutput:
-        hidden = self._hidden(features["input_ids"], features["attention_mask"])
-        rows, width, size = hidden.shape
-        words = hidden.reshape(rows * width, size)[features["word_index"]]
+        states = self._hidden(features["input_ids"], features["attention_mask"])
+        rows, width = states.shape[:2]
+        # each word's first piece (and the first token) picked before the layers are mixed:
+        # the same values, mixed for the words only
+        words = self._mixed(states.reshape(rows * width, *states.shape[2:])[features["word_index"]])
+        first = self._mixed(states[:, 0])
+        size = first.shape[-1]
         if self.rnn is not None:
             lengths = features["word_mask"].sum(-1)
             words = self.rnn_dropout(bidirectional(self.rnn, words, lengths)[0])
-        pooled = torch.tanh(self.pooler(hidden[:, 0]))
+        pooled = torch.tanh(self.pooler(first))
         window_doc = features["window_doc"]
         docs = features["word_index"].shape[0]
         counts = torch.bincount(window_doc, minlength=docs).clamp(min=1).unsqueeze(1)
         sentence = pooled.new_zeros(docs, size).index_add_(0, window_doc, pooled) / counts
         return BackboneOutput(words=words, mask=features["word_mask"], sentence=sentence)
 
+    def _mixed(self, states: torch.Tensor) -> torch.Tensor:
+        """``[..., hidden]``: states of ``_hidden``, the ``layers`` mixed (when there are)."""
+        return states if self.mix is None else self.mix(states)
+
     def _hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``[rows, width, hidden]``: the encoder's states per piece, its ``layers`` mixed."""
+        """``[rows, width, hidden]`` (``[rows, width, L, hidden]`` with ``layers``): the
+        encoder's states per piece."""
         if self.memo is not None:
             states = self.memo.states(ids, mask, self._encode)
         else:
@@ -257,7 +270,7 @@ class TransformerBackbone(Backbone):
             # optimiser skips them) and the backward pass stops at the pooler and the states.
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
                 states = self._encode(ids, mask)
-        return states if self.mix is None else self.mix(states)
+        return states
 
     def _encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The last layer ``[rows, width, hidden]``, or the ``layers`` ``[rows, width, L, hidden]``.
@@ -325,16 +338,17 @@ def build_transformer(block: dict, *, context: BackboneContext) -> TransformerBa
         rnn=block["rnn"],
         fused=block["fused"],
         layers=block["layers"],
-        **memo(block, context.model_dir),
+        **memo(block, context),
     )
 
 
-def memo(block: dict, model_dir: Path | None) -> dict[str, Any]:
-    """The block's memo (``memo_gib``, ``memo_dir``) for a fit; none for a loaded model, which
-    predicts (a server's texts are mostly new: a memo would only grow)."""
-    if model_dir is not None:
-        return {"memo_gib": 0.0, "memo_dir": None}
-    return {"memo_gib": block["memo_gib"], "memo_dir": block["memo_dir"]}
+def memo(block: dict, context: BackboneContext) -> dict[str, Any]:
+    """The block's memo (``memo_gib``, ``memo_dir``) for a fit; for a loaded model, its store
+    alone when ``context.keep_states`` (a training machine scoring dev text its fits encoded),
+    else none (a server's texts are mostly new: a memo would only grow)."""
+    if context.model_dir is None:
+        return {"memo_gib": block["memo_gib"], "memo_dir": block["memo_dir"]}
+    return {"memo_gib": 0.0, "memo_dir": block["memo_dir"] if context.keep_states else None}
 
 
 def encoder_and_tokenizer(block: dict, model_dir: Path | None) -> tuple[Any, Any]:

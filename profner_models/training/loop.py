@@ -62,10 +62,16 @@ class FitResult:
 
 def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         callbacks: Sequence[Callable[[EpochEnd], bool | None]] = (), progress: bool = True,
-        resume_from: str | Path | None = None) -> FitResult:
-    """Train on ``train``, select on ``dev``; see the module docstring."""
+        resume_from: str | Path | None = None, score_every_epoch: bool = True) -> FitResult:
+    """Train on ``train``, select on ``dev``; see the module docstring. ``score_every_epoch``
+    False: ``dev`` scored after the last epoch only (a refit, which trains on its dev split and
+    keeps its last epoch: scores on text it learns from choose nothing); the other epochs'
+    rows hold the training figures alone."""
     config = validate(config)
     cfg = config["training"]
+    if not score_every_epoch and (cfg["select"] != "last" or cfg["early_stopping_patience"]):
+        raise ValueError("score_every_epoch=False: only a fit that keeps its last epoch "
+                         "(training.select: last, no early stopping) can skip scoring epochs")
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     device = resolve_device(cfg["device"], cfg["precision"])
@@ -87,7 +93,8 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         losses, trained_on = run.train_epoch(epoch, shown)
         train_seconds = time.perf_counter() - started
         train_cpu_seconds = time.process_time() - cpu_started
-        metrics = evaluate(model, dev_gold, dev_encoded, run.recipe.eval_batch_size)
+        scored = score_every_epoch or epoch == int(cfg["epochs"]) or run.step >= run.total
+        metrics = evaluate(model, dev_gold, dev_encoded, run.recipe.eval_batch_size) if scored else {}
         metrics.update(train_loss=float(np.mean(losses)) if losses else float("nan"),
                        epoch_seconds=train_seconds, epoch_cpu_seconds=train_cpu_seconds,
                        train_docs=trained_on, dev_docs=len(dev_gold), **novelty, **run.memory())
