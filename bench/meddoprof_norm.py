@@ -1,7 +1,7 @@
 """MEDDOPROF NORM accuracy on gold mentions (no NER errors): index from the train part of the
 seeded dev split (the one ``training.load_task_data`` makes), scored on the dev part's mentions.
 
-    .venv/bin/python bench/meddoprof_norm.py [--config meddoprof] [--data DIR] [--json]
+    .venv/bin/python bench/meddoprof_norm.py [--config meddoprof_rnn] [--data DIR] [--json]
         [--set k=5 --set kinds=[mention,centroid] ...]   # NormConfig overrides (YAML values)
 
 The index is built once; query-time settings (k, vote, kinds, string_match) are then varied on
@@ -67,7 +67,7 @@ def accuracy(index, gold) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="meddoprof")
+    parser.add_argument("--config", default="meddoprof_rnn")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=2)

@@ -47,6 +47,7 @@ from profner_models.config import ConfigError, Schema, check, deep_merge, load_c
 from profner_models.digest import sha256
 from profner_models.documents import Prediction, Span
 from profner_models.models import TrainedModel
+from profner_models.models.transformer import shared_states
 from profner_models.tasks import task_of
 
 ENSEMBLE_FILE, MEMBERS_DIR, FORMAT = "ensemble.json", "members", 1
@@ -166,10 +167,11 @@ class Ensemble:
     def predict(self, texts: Sequence[str], batch_size: int = 64,
                 device: torch.device | None = None) -> list[Prediction]:
         task = task_of(self.config)
-        if self.method == "posterior":
-            return task.predict_averaged(self.members, self.role_weights(), texts, batch_size,
-                                         device, self.entity_threshold)
-        votes = [task.predict(member, texts, batch_size, device) for member in self.members]
+        with shared_states(m for member in self.members for m in member.network.modules()):
+            if self.method == "posterior":
+                return task.predict_averaged(self.members, self.role_weights(), texts, batch_size,
+                                             device, self.entity_threshold)
+            votes = [task.predict(member, texts, batch_size, device) for member in self.members]
         from_entities = bool(self.config["model"].get("label_from_entities", False))
         return [vote(list(found), self.weights, self.votes_needed / len(self.members),
                      from_entities) for found in zip(*votes)]
@@ -277,9 +279,12 @@ def combine(model_dirs: Sequence[str | Path], method: str = "posterior",
     return combined, metas
 
 
-def member_config(block: dict, task: str | None) -> dict:
-    """The full config of one member recipe (its ``override`` merged over its config)."""
-    config = deep_merge(load_config(block["config"]), block.get("override") or {})
+def member_config(block: dict, task: str | None, shared: dict | None = None) -> dict:
+    """The full config of one member recipe: its ``override`` merged over its config, then
+    ``shared`` (the ensemble config's blocks besides ``task`` and ``ensemble``, e.g. a
+    ``--set training.epochs=2``: every member's)."""
+    config = deep_merge(deep_merge(load_config(block["config"]), block.get("override") or {}),
+                        shared or {})
     if task and config.get("task", "profner") != task:
         raise ConfigError(f"ensemble.members: {block['config']} is a {config.get('task')} config, "
                           f"the ensemble's task is {task}")

@@ -281,10 +281,13 @@ def combined_estimate(combined: Ensemble, member_estimates: list[dict],
 
 
 def member_recipes(config: dict) -> list[dict]:
-    """The checked config of each member of an ensemble config. A member's estimate takes one
-    held-out run whatever its ``training.estimate_seeds``: the ensemble's estimate is its own."""
+    """The checked config of each member of an ensemble config, the config's blocks besides
+    ``task`` and ``ensemble`` (a ``--set``) merged into every member. A member's estimate takes
+    one held-out run whatever its ``training.estimate_seeds``: the ensemble's estimate is its own."""
     task = config.get("task", "profner")
-    recipes = [validate(member_config(member, task)) for member in ensemble_block(config)["members"]]
+    shared = {key: value for key, value in config.items() if key not in ("task", "ensemble")}
+    recipes = [validate(member_config(member, task, shared))
+               for member in ensemble_block(config)["members"]]
     for recipe in recipes:
         recipe["training"]["estimate_seeds"] = 1
     return recipes

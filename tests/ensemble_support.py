@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from profner_models.cli.main import main
@@ -22,3 +23,10 @@ def train_ensemble(config: dict, tmp_path: Path) -> dict:
     assert meta["kind"] == "ensemble"
     assert len(meta["unseen"]["estimate"]["members"]["each"]) == len(members)
     return meta
+
+
+def assert_same_predictions(found, expected) -> None:
+    """The same labels and spans; a probability to float rounding (a sum's order moves with
+    the thread count an earlier test left, or a model's weights' layout once reloaded)."""
+    assert [(p.label, p.entities) for p in found] == [(p.label, p.entities) for p in expected]
+    assert [p.probability for p in found] == pytest.approx([p.probability for p in expected], abs=1e-6)

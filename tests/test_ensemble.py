@@ -8,7 +8,7 @@ import json
 
 import pytest
 import yaml
-from ensemble_support import train_ensemble
+from ensemble_support import assert_same_predictions, train_ensemble
 from rnn_support import sample_data, smoke_config, trained
 
 from profner_models import artifacts, ensemble
@@ -80,7 +80,7 @@ def test_roles_take_the_7a_probability_from_some_members_and_the_tags_from_other
     assert [p.probability for p in combined] == pytest.approx([p.probability for p in labeller],
                                                               abs=1e-5)
     saved = ensemble.save(split, tmp_path / "split")
-    assert [p.to_dict() for p in Predictor(saved).predict(TEXTS)] == [p.to_dict() for p in combined]
+    assert_same_predictions(Predictor(saved).predict(TEXTS), combined)
     for roles, message in (([["tag"], ["tag"]], "no member contributes the head role 'classify'"),
                            ([["tag"], ["cls"]], r"member 1: roles \['cls'\] must name"),
                            ([None], "one entry per member")):
@@ -106,8 +106,7 @@ def test_an_ensemble_dir_loads_and_predicts_as_it_was_saved(members, tmp_path) -
                           extra_meta={"note": "test"})
     assert (saved / "members" / "1" / "model.safetensors").is_file()
     again = Predictor(saved).predict(TEXTS)
-    assert [p.to_dict() for p in again] == [p.to_dict() for p in
-                                          Predictor(Ensemble(members)).predict(TEXTS)]
+    assert_same_predictions(again, Predictor(Ensemble(members)).predict(TEXTS))
     spec = saved / ensemble.ENSEMBLE_FILE
     spec.write_text(spec.read_text().replace("posterior", "vote"))
     with pytest.raises(ModelDirError, match="SHA-256"):
@@ -141,8 +140,7 @@ def test_profner_combine_makes_saved_models_one_model_with_its_estimate(member_d
     printed = json.loads(capsys.readouterr().out)
     assert printed["members"] == 2 and printed["method"] == "posterior"
     expected = Ensemble(members, weights=[1, 3], entity_threshold=0.4)
-    assert [p.to_dict() for p in Predictor(out).predict(TEXTS)] == \
-        [p.to_dict() for p in Predictor(expected).predict(TEXTS)]
+    assert_same_predictions(Predictor(out).predict(TEXTS), Predictor(expected).predict(TEXTS))
     _, dev = sample_data()
     gold = apply_span_policy(list(dev), types=members[0].config["data"]["types"], overlap="keep_all")[0]
     found = Predictor(expected).predict([d.text for d in gold])
@@ -317,7 +315,7 @@ def test_profner_combine_takes_each_members_roles(member_dirs, members, tmp_path
     assert json.loads((out / ensemble.ENSEMBLE_FILE).read_text())["roles"] == [None, ["classify"]]
     expected = Ensemble(members, roles=[None, ["classify"]])
     found = Predictor(out).predict(TEXTS)
-    assert [p.to_dict() for p in found] == [p.to_dict() for p in Predictor(expected).predict(TEXTS)]
+    assert_same_predictions(found, Predictor(expected).predict(TEXTS))
     tagger = Predictor(Ensemble([members[0], members[0]])).predict(TEXTS)  # member 0's tags alone
     assert [p.entities for p in found] == [p.entities for p in tagger]
     assert main(["combine", *map(str, member_dirs), "--out", str(tmp_path / "e2"),

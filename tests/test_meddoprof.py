@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from profner_models import artifacts
-from profner_models.config import load_config
+from profner_models.config import apply_overrides, load_config
 from profner_models.corpus import read_brat_dir, read_meddoprof_set, read_norm_tsv, write_meddoprof_outputs
 from profner_models.documents import Document, Span
 from profner_models.tasks import meddoprof
@@ -326,16 +326,21 @@ def test_profner_train_builds_a_meddoprof_ensemble_with_its_estimate(tmp_path, c
     assert json.loads(capsys.readouterr().out)["method"] == "posterior"
 
 
-def test_the_shipped_meddoprof_ensemble_is_three_seeds_of_the_shipped_recipe():
+def test_the_shipped_meddoprof_model_is_three_seeds_of_one_recipe():
     from profner_models.ensemble import ensemble_block
     from profner_models.unseen import member_recipes
 
-    config = load_config("meddoprof_ensemble")
+    config = load_config("meddoprof")
     assert ensemble_block(config)["method"] == "posterior"
     recipes = member_recipes(config)
-    single = load_config("meddoprof")
+    single = load_config("meddoprof_rnn")
     assert [r["training"]["seed"] for r in recipes] == [13, 14, 15]
     for recipe in recipes:
         assert recipe["task"] == "meddoprof" and recipe["data"]["dev_seed"] == single["data"]["dev_seed"]
         assert recipe["model"]["backbone"]["encoder"] == single["model"]["backbone"]["encoder"]
         assert recipe["norm"]["model"] == single["norm"]["model"]
+    # a --set outside the ensemble block goes to every member, after its own override
+    changed = member_recipes(apply_overrides(config, ["training.epochs=2",
+                                                      "data.train_on_dev=false"]))
+    assert [(r["training"]["epochs"], r["training"]["seed"], r["data"]["train_on_dev"])
+            for r in changed] == [(2, 13, False), (2, 14, False), (2, 15, False)]

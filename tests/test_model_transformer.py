@@ -18,12 +18,14 @@ from tiny_models import build_tiny_bert
 
 from profner_models import artifacts
 from profner_models.config import load_config
+from profner_models.ensemble import Ensemble
 from profner_models.models import BackboneContext, backbones
 from profner_models.models.bert import FusedBert
 from profner_models.models.transformer import ENCODER_DIR, TOKENIZER_DIR
 from profner_models.predict import Predictor
 from profner_models.pretrained import resolve as resolve_encoder
 from profner_models.sample import PROFNER_SAMPLE
+from profner_models.tasks import task_of
 from profner_models.training import FitResult, fit, load_task_data
 
 LONG = " ".join(
@@ -343,6 +345,20 @@ def test_the_rnn_backbone_reads_a_frozen_encoder_beside_its_words_and_reloads(ti
     assert before == [p.to_dict() for p in Predictor(kept).predict(texts)] and calls == []
     Predictor(kept).predict(["Un texto que ninguno leyó: la fontanera de guardia."])
     assert calls  # a window no fit read: encoded
+
+    # an ensemble's members that read the same frozen encoder encode each window once between
+    # them, for the call only, and predict as without the sharing
+    members = [artifacts.load(model_dir), artifacts.load(model_dir)]
+    pair = Ensemble(members)
+    counts = [[], []]
+    for member, count in zip(members, counts):
+        member.network.backbone.contextual.encoder.register_forward_hook(
+            lambda *args, count=count: count.append(1))
+    shared = [p.to_dict() for p in pair.predict(texts)]
+    assert counts[0] and not counts[1]
+    assert all(m.network.backbone.contextual.memo is None for m in members)  # dropped after
+    alone = task_of(config).predict_averaged(members, pair.role_weights(), texts)
+    assert shared == [p.to_dict() for p in alone] and counts[1]
 
 
 def test_fits_share_a_frozen_encoders_states_on_disk(tiny_dir, tmp_path):

@@ -35,7 +35,7 @@ def local_vectors(block: dict | None, sources: list[str]) -> None:
         local_vectors(part, sources)
 
 
-@pytest.mark.parametrize("name", ["rnn", "rnn_e5", "transformer", "meddoprof", "meddoprof_transformer"])
+@pytest.mark.parametrize("name", ["rnn", "rnn_e5", "transformer", "meddoprof_rnn", "meddoprof_transformer"])
 def test_a_shipped_config_builds_and_takes_a_training_step(name, tmp_path):
     config = load_config(name)
     task = config.get("task", "profner")

@@ -177,6 +177,8 @@ def test_a_refit_comes_with_its_held_out_estimate_and_check(tmp_path):
     assert estimate["epoch"] == 6 and estimate["dev_docs"] == 60 and estimate["train_docs"] == 240
     assert estimate["metrics"]["f1_7b"] == result.holdout.history[-1]["f1_7b"]
     assert result.result.history[-1]["train_docs"] == 300  # the refit: train + dev
+    # it keeps its last epoch: dev, which it learns from, is scored after that epoch only
+    assert ["f1_7b" in row for row in result.result.history] == [False] * 5 + [True]
     assert checked["documents"] == len(load_corpus(PROFNER_SAMPLE, "valid")[0])
     assert {"refit", "holdout", "agreement", "passed"} <= set(checked)
     assert 0 <= checked["refit"]["unknown_entity_share"] <= 1

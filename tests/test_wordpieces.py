@@ -93,3 +93,48 @@ def test_truncation_cuts_at_a_word_boundary(which, request):
     assert full.input_ids[: full.first_piece[pieces.n_words]] == pieces.input_ids[:-1]  # same pieces, cut
 
 
+
+
+def test_a_piece_table_gives_the_tokenizers_own_pieces(tiny_tokenizer, minilm_tokenizer):
+    """Each word tokenized once, looked up after: the same counts, ids, first pieces and
+    placeholders as the tokenizer called on the words together, cut at the same word."""
+    from profner_models.sample import MEDDOPROF_SAMPLE, PROFNER_SAMPLE
+    from profner_models.text.wordpieces import PieceTable, piece_counts
+
+    texts = [TWEET] + [path.read_text(encoding="utf-8")
+                       for root in (PROFNER_SAMPLE, MEDDOPROF_SAMPLE) for path in sorted(root.rglob("*.txt"))[:20]]
+    for tokenizer in (tiny_tokenizer, minilm_tokenizer):
+        table = PieceTable.of(tokenizer)
+        assert table is not None
+        for text in texts:
+            words = [t.text for t in tokenize(text)][:300]
+            assert piece_counts(tokenizer, words, table=table) == piece_counts(tokenizer, words)
+            for limit in (None, 40):
+                assert encode_words(tokenizer, words, limit, table=table) == encode_words(tokenizer, words, limit)
+        assert table.rows  # the words were kept
+
+
+class WordsTokenizer:
+    """A stand-in for a fast tokenizer: one id per word, 10 + its length, plus 100 after the first
+    word when ``in_context`` (a word's pieces then depend on where it stands)."""
+
+    is_fast = True
+
+    def __init__(self, in_context: bool) -> None:
+        self.in_context = in_context
+
+    def __call__(self, words, is_split_into_words=True, add_special_tokens=True, verbose=True):
+        if words and isinstance(words[0], list):  # a batch of pre-split sequences
+            return {"input_ids": [self(w, True, add_special_tokens)["input_ids"] for w in words]}
+        ids = [10 + len(w) + (100 if self.in_context and i else 0) for i, w in enumerate(words)]
+        return {"input_ids": [1, *ids, 2] if add_special_tokens else ids}
+
+
+def test_a_tokenizer_that_reads_words_in_context_gets_no_table():
+    """A table holds only when a word's pieces are the same wherever it stands; otherwise
+    the tokenizer is called on each window, as before."""
+    from profner_models.text.wordpieces import PieceTable
+
+    table = PieceTable.of(WordsTokenizer(in_context=False))
+    assert table is not None and (table.prefix, table.suffix) == ([1], [2])
+    assert PieceTable.of(WordsTokenizer(in_context=True)) is None

@@ -62,8 +62,9 @@ the original name; the weights travel in ``model.safetensors``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
 
 import torch
 from pydantic import Field
@@ -79,7 +80,7 @@ from profner_models.pretrained import resolve
 from profner_models.progress import quiet_transformers
 from profner_models.text.features import pad_ids
 from profner_models.text.windows import owners, plan_windows
-from profner_models.text.wordpieces import encode_words, piece_counts
+from profner_models.text.wordpieces import PieceTable, encode_words, piece_counts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -134,6 +135,7 @@ class TransformerBackbone(Backbone):
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
+        self.pieces = PieceTable.of(tokenizer)  # None: the tokenizer reads a word in context
         config = encoder.config
         self.word_dim = self.sentence_dim = config.hidden_size
         self.pooler = _take_pooler(encoder)
@@ -164,18 +166,32 @@ class TransformerBackbone(Backbone):
                 raise ValueError(f"layers={self.layers}: this encoder has hidden states 0..{count - 1} "
                                  f"(0: the embeddings; negative counts from the last)")
         self.mix = None if self.layers is None else ScalarMix(len(self.layers))
-        self.memo = (StateMemo(int(memo_gib * 2**30), memo_dir and self._store_opener(memo_dir))
+        self.memo_dir, self._states_key = memo_dir, None
+        self.memo = (StateMemo(int(memo_gib * 2**30), self._open_store if memo_dir else None)
                      if freeze and (memo_gib > 0 or memo_dir) else None)
-        if self.memo is not None:
-            self.register_load_state_dict_post_hook(lambda module, keys: module.memo.clear())
+        if freeze:
+            self.register_load_state_dict_post_hook(lambda module, keys: module._weights_changed())
         self.rnn = None if not rnn else _word_rnn(config.hidden_size, rnn)
         if self.rnn is not None:
             self.word_dim = 2 * self.rnn.hidden_size
             self.rnn_dropout = Dropout(rnn["dropout"])
 
-    def _store_opener(self, memo_dir: str | Path) -> Callable[[], StateStore]:
-        """Opens the store of this encoder's current weights and layers under ``memo_dir``."""
-        return lambda: StateStore(Path(memo_dir).expanduser() / fingerprint(self.encoder, self.layers))
+    @property
+    def states_key(self) -> str:
+        """What a frozen encoder's states depend on besides the pieces (``fingerprint``: its
+        weights and layers), computed once per weights."""
+        if self._states_key is None:
+            self._states_key = fingerprint(self.encoder, self.layers)
+        return self._states_key
+
+    def _weights_changed(self) -> None:
+        self._states_key = None
+        if self.memo is not None:
+            self.memo.clear()
+
+    def _open_store(self) -> StateStore:
+        """The store of this encoder's current weights and layers under ``memo_dir``."""
+        return StateStore(Path(self.memo_dir).expanduser() / self.states_key)
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """The encoder's weights (``training.pretrained_lr`` applies to them)."""
@@ -210,7 +226,7 @@ class TransformerBackbone(Backbone):
             place = [(0, 0)] * len(doc_words)
             for index, window in enumerate(windows):
                 pieces = encode_words(self.tokenizer, doc_words[window.start : window.end],
-                                      max_length=self.max_pieces + self.specials)
+                                      max_length=self.max_pieces + self.specials, table=self.pieces)
                 if pieces.n_words != len(window):
                     raise RuntimeError(f"window {window} of {doc_words!r} lost words")
                 for word in range(window.start, window.end):
@@ -233,7 +249,7 @@ class TransformerBackbone(Backbone):
     def _words_and_costs(self, words: Sequence[str]) -> tuple[list[str], list[int]]:
         """Words (the tokenizer's placeholder for those it drops) and their piece counts; a
         word of more pieces than a window holds (a giant URL) is read as the unk token."""
-        words, costs, _ = piece_counts(self.tokenizer, words)
+        words, costs, _ = piece_counts(self.tokenizer, words, table=self.pieces)
         unk = self.tokenizer.unk_token
         words = [unk if cost > self.max_pieces else word for word, cost in zip(words, costs)]
         return words, [1 if cost > self.max_pieces else cost for cost in costs]
@@ -291,6 +307,28 @@ class TransformerBackbone(Backbone):
         self.encoder.config.save_pretrained(model_dir / ENCODER_DIR)
         paths = [Path(p) for p in written] + [model_dir / ENCODER_DIR / "config.json"]
         return sorted({str(p.relative_to(model_dir)) for p in paths if p.is_file()})
+
+
+@contextmanager
+def shared_states(modules: Iterable[nn.Module], memo_gib: float = 2.0) -> Iterator[None]:
+    """Inside the block, frozen readers among ``modules`` that read the same encoder (weights
+    and layers) and keep no memo of their own share one memo in memory (up to ``memo_gib``):
+    an ensemble's members run the encoder once per window between them, not once each. The
+    memo is dropped after the block (a server's texts are mostly new: it would only grow)."""
+    readers = [m for m in modules if isinstance(m, TransformerBackbone) and m.freeze and m.memo is None]
+    groups: dict[str, list[TransformerBackbone]] = {}
+    for reader in readers:
+        groups.setdefault(reader.states_key, []).append(reader)
+    shared = [group for group in groups.values() if len(group) > 1]
+    for group in shared:
+        memo = StateMemo(int(memo_gib * 2**30))
+        for reader in group:
+            reader.memo = memo
+    try:
+        yield
+    finally:
+        for reader in (r for group in shared for r in group):
+            reader.memo = None
 
 
 def piece_limit(config: Any, tokenizer: Any, requested: int | None, specials: int) -> int:
