@@ -47,7 +47,7 @@ from profner_models.config import ConfigError, Schema, check, deep_merge, load_c
 from profner_models.digest import sha256
 from profner_models.documents import Prediction, Span
 from profner_models.models import TrainedModel
-from profner_models.models.transformer import shared_states
+from profner_models.models.frozen import shared_states
 from profner_models.tasks import task_of
 
 ENSEMBLE_FILE, MEMBERS_DIR, FORMAT = "ensemble.json", "members", 1

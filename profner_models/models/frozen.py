@@ -14,8 +14,9 @@ import hashlib
 import json
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -168,3 +169,55 @@ class StateMemo:
             size = state.numel() * state.element_size()
             if self.used + size <= self.limit:
                 self.rows[key], self.used = state, self.used + size
+
+
+class FrozenReader:
+    """How a backbone that reads a frozen encoder keys and keeps its states (a mixin of
+    ``transformer.TransformerBackbone``, which sets ``encoder``, ``layers``, ``freeze``, ``memo``
+    and ``memo_dir``, and calls ``_weights_changed`` when its weights are loaded)."""
+
+    encoder: nn.Module
+    layers: list[int] | None
+    freeze: bool
+    memo: StateMemo | None
+    memo_dir: str | Path | None
+    _states_key: str | None = None
+
+    @property
+    def states_key(self) -> str:
+        """What the states depend on besides the pieces (``fingerprint``: the encoder's weights
+        and the layers read), computed once per weights."""
+        if self._states_key is None:
+            self._states_key = fingerprint(self.encoder, self.layers)
+        return self._states_key
+
+    def _weights_changed(self) -> None:
+        self._states_key = None
+        if self.memo is not None:
+            self.memo.clear()
+
+    def _open_store(self) -> StateStore:
+        """The store of the current weights and layers under ``memo_dir``."""
+        return StateStore(Path(self.memo_dir or MEMO_DIR).expanduser() / self.states_key)
+
+
+@contextmanager
+def shared_states(modules: Iterable[nn.Module], memo_gib: float = 2.0) -> Iterator[None]:
+    """Inside the block, frozen readers among ``modules`` that read the same encoder (weights
+    and layers) and keep no memo of their own share one memo in memory (up to ``memo_gib``):
+    an ensemble's members run the encoder once per window between them, not once each. The
+    memo is dropped after the block (a server's texts are mostly new: it would only grow)."""
+    readers = [m for m in modules if isinstance(m, FrozenReader) and m.freeze and m.memo is None]
+    groups: dict[str, list[FrozenReader]] = {}
+    for reader in readers:
+        groups.setdefault(reader.states_key, []).append(reader)
+    shared = [group for group in groups.values() if len(group) > 1]
+    for group in shared:
+        memo = StateMemo(int(memo_gib * 2**30))
+        for reader in group:
+            reader.memo = memo
+    try:
+        yield
+    finally:
+        for reader in (r for group in shared for r in group):
+            reader.memo = None

@@ -62,9 +62,8 @@ the original name; the weights travel in ``model.safetensors``.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
 from pydantic import Field
@@ -74,7 +73,7 @@ from profner_models.config import Schema
 from profner_models.models.base import Backbone, BackboneContext, BackboneOutput, backbones
 from profner_models.models.bert import FusedBert
 from profner_models.models.dropout import Dropout
-from profner_models.models.frozen import MEMO_DIR, ScalarMix, StateMemo, StateStore, fingerprint
+from profner_models.models.frozen import MEMO_DIR, FrozenReader, ScalarMix, StateMemo
 from profner_models.models.recurrent import EncoderConfig, bidirectional, rnn_cell
 from profner_models.pretrained import resolve
 from profner_models.progress import quiet_transformers
@@ -114,7 +113,7 @@ class TransformerConfig(Schema):
     memo_dir: str | None = MEMO_DIR
 
 
-class TransformerBackbone(Backbone):
+class TransformerBackbone(Backbone, FrozenReader):
     """A pretrained encoder giving one vector per word (first piece) and a pooled [CLS]."""
 
     def __init__(
@@ -175,23 +174,6 @@ class TransformerBackbone(Backbone):
         if self.rnn is not None:
             self.word_dim = 2 * self.rnn.hidden_size
             self.rnn_dropout = Dropout(rnn["dropout"])
-
-    @property
-    def states_key(self) -> str:
-        """What a frozen encoder's states depend on besides the pieces (``fingerprint``: its
-        weights and layers), computed once per weights."""
-        if self._states_key is None:
-            self._states_key = fingerprint(self.encoder, self.layers)
-        return self._states_key
-
-    def _weights_changed(self) -> None:
-        self._states_key = None
-        if self.memo is not None:
-            self.memo.clear()
-
-    def _open_store(self) -> StateStore:
-        """The store of this encoder's current weights and layers under ``memo_dir``."""
-        return StateStore(Path(self.memo_dir).expanduser() / self.states_key)
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
         """The encoder's weights (``training.pretrained_lr`` applies to them)."""
@@ -307,28 +289,6 @@ class TransformerBackbone(Backbone):
         self.encoder.config.save_pretrained(model_dir / ENCODER_DIR)
         paths = [Path(p) for p in written] + [model_dir / ENCODER_DIR / "config.json"]
         return sorted({str(p.relative_to(model_dir)) for p in paths if p.is_file()})
-
-
-@contextmanager
-def shared_states(modules: Iterable[nn.Module], memo_gib: float = 2.0) -> Iterator[None]:
-    """Inside the block, frozen readers among ``modules`` that read the same encoder (weights
-    and layers) and keep no memo of their own share one memo in memory (up to ``memo_gib``):
-    an ensemble's members run the encoder once per window between them, not once each. The
-    memo is dropped after the block (a server's texts are mostly new: it would only grow)."""
-    readers = [m for m in modules if isinstance(m, TransformerBackbone) and m.freeze and m.memo is None]
-    groups: dict[str, list[TransformerBackbone]] = {}
-    for reader in readers:
-        groups.setdefault(reader.states_key, []).append(reader)
-    shared = [group for group in groups.values() if len(group) > 1]
-    for group in shared:
-        memo = StateMemo(int(memo_gib * 2**30))
-        for reader in group:
-            reader.memo = memo
-    try:
-        yield
-    finally:
-        for reader in (r for group in shared for r in group):
-            reader.memo = None
 
 
 def piece_limit(config: Any, tokenizer: Any, requested: int | None, specials: int) -> int:
