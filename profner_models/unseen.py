@@ -74,27 +74,18 @@ def train(config: dict, data_dir: Path | str | None = None, progress: bool = Tru
         with tempfile.TemporaryDirectory(prefix="profner-holdout-") as tmp:
             with worker_pool(1) as pool:
                 pending = pool.submit(_fit_and_save, held_config, str(data_dir) if data_dir else None, tmp)
-                refit = fit(config, [*train_docs, *dev], dev, progress=progress,
-                            score_every_epoch=not keeps_last(config))
+                refit = fit(config, [*train_docs, *dev], dev, progress=progress)
                 history, best_epoch, best_metrics = pending.result()
             holdout = FitResult(artifacts.load(tmp, keep_states=True), history, best_epoch, best_metrics)
     else:
         holdout = fit(held_config, train_docs, dev, progress=progress)
-        refit = fit(config, [*train_docs, *dev], dev, progress=progress,
-                    score_every_epoch=not keeps_last(config))
+        refit = fit(config, [*train_docs, *dev], dev, progress=progress)
     trained = evidence(config, refit, holdout, [*train_docs, *dev])
     seeds = int(config["training"]["estimate_seeds"])
     if seeds > 1:
         trained.unseen["estimate"] = seeds_estimate(
             [trained.unseen["estimate"], *_more_holdout_runs(held_config, data_dir, seeds, jobs)])
     return trained
-
-
-def keeps_last(config: dict) -> bool:
-    """Whether a fit of ``config`` keeps its last epoch whatever dev says (``training.select:
-    last``, no early stopping): its refit then needs dev scored after the last epoch only."""
-    cfg = config["training"]
-    return cfg["select"] == "last" and not cfg["early_stopping_patience"]
 
 
 def evidence(config: dict, refit: FitResult, holdout: FitResult,
@@ -220,8 +211,8 @@ def train_members(recipes: Sequence[dict], data_dir: Path | str | None, progress
         while (key := take()) is not None:
             config, out = config_of(*key), f"{tmp}/{key[0]}-{'refit' if key[1] else 'held-out'}"
             try:
-                history, best_epoch, best_metrics = pool.submit(
-                    _fit_and_save, config, source, out, not (key[1] and keeps_last(config))).result()
+                history, best_epoch, best_metrics = pool.submit(_fit_and_save, config, source,
+                                                                out).result()
                 done[key] = FitResult(artifacts.load(out, keep_states=True), history, best_epoch,
                                       best_metrics)
             except Exception as error:  # raised again in the main thread
@@ -236,8 +227,7 @@ def train_members(recipes: Sequence[dict], data_dir: Path | str | None, progress
         while (key := take()) is not None:
             config = config_of(*key)
             train_docs, dev = load_task_data(config, data_dir)
-            done[key] = fit(config, train_docs, dev, progress=progress,
-                            score_every_epoch=not (key[1] and keeps_last(config)))
+            done[key] = fit(config, train_docs, dev, progress=progress)
         for thread in feeders:
             thread.join()
     if errors:
@@ -329,10 +319,9 @@ def _exit_with(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _fit_and_save(config: dict, data_dir: str | None, out: str, score_every_epoch: bool = True
-                  ) -> tuple[list, int, dict]:
+def _fit_and_save(config: dict, data_dir: str | None, out: str) -> tuple[list, int, dict]:
     train_docs, dev = load_task_data(config, data_dir)
-    result = fit(config, train_docs, dev, progress=False, score_every_epoch=score_every_epoch)
+    result = fit(config, train_docs, dev, progress=False)
     artifacts.save(result.model, out)
     return result.history, result.best_epoch, result.best_metrics
 

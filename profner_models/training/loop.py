@@ -62,16 +62,15 @@ class FitResult:
 
 def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         callbacks: Sequence[Callable[[EpochEnd], bool | None]] = (), progress: bool = True,
-        resume_from: str | Path | None = None, score_every_epoch: bool = True) -> FitResult:
-    """Train on ``train``, select on ``dev``; see the module docstring. ``score_every_epoch``
-    False: ``dev`` scored after the last epoch only (a refit, which trains on its dev split and
-    keeps its last epoch: scores on text it learns from choose nothing); the other epochs'
-    rows hold the training figures alone."""
+        resume_from: str | Path | None = None) -> FitResult:
+    """Train on ``train``, select on ``dev``; see the module docstring. A refit that keeps its
+    last epoch (``data.train_on_dev``, ``training.select: last``, no early stopping) scores dev
+    after that epoch only: scores on text it learns from choose nothing; the other epochs' rows
+    hold the training figures alone."""
     config = validate(config)
     cfg = config["training"]
-    if not score_every_epoch and (cfg["select"] != "last" or cfg["early_stopping_patience"]):
-        raise ValueError("score_every_epoch=False: only a fit that keeps its last epoch "
-                         "(training.select: last, no early stopping) can skip scoring epochs")
+    score_every_epoch = not (config["data"]["train_on_dev"] and cfg["select"] == "last"
+                             and not cfg["early_stopping_patience"])
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     device = resolve_device(cfg["device"], cfg["precision"])
