@@ -37,6 +37,16 @@ def test_a_resumed_fit_repeats_the_uninterrupted_one(tmp_path):
         torch.testing.assert_close(resumed.model.network.state_dict()[name], value)
 
 
+def test_a_fit_resumed_inside_its_weight_averaging_window_keeps_the_same_mean(tmp_path):
+    train, dev = sample_data()
+    config = smoke_config(epochs=EPOCHS, select="last", average_last=3)
+    whole = fit(config, list(train), list(dev), callbacks=[checkpointing(tmp_path)], progress=False)
+    resumed = fit(config, list(train), list(dev), progress=False, resume_from=tmp_path / "epoch3")
+    assert {k: resumed.best_metrics[k] for k in KEYS} == {k: whole.best_metrics[k] for k in KEYS}
+    for name, value in whole.model.network.state_dict().items():
+        torch.testing.assert_close(resumed.model.network.state_dict()[name], value)
+
+
 def test_the_optimizer_state_is_restored_not_started_afresh(tmp_path):
     train, dev = sample_data()
     config = smoke_config(epochs=3)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 from rnn_support import sample_data, smoke_config, trained
 
+from profner_models.config import ConfigError
 from profner_models.training import EpochEnd, fit, load_task_data
 
 METRIC_KEYS = {"f1_7a", "precision_7a", "recall_7a", "f1_7b", "precision_7b", "recall_7b",
@@ -77,7 +79,6 @@ def test_extra_training_corpora_add_their_sentences_to_train_never_to_dev():
     """``data.extra_train``: MEDDOPROF's sentences with a PROFESION / SITUACION_LABORAL mention
     join the training documents (ACTIVIDAD dropped, offsets into the sentence); dev is the
     same split as without them."""
-    from profner_models.config import ConfigError
     from profner_models.sample import MEDDOPROF_SAMPLE
     from profner_models.training.data import extra_documents
 
@@ -127,6 +128,32 @@ def test_refit_trains_on_train_plus_dev_and_keeps_the_last_epoch():
     result = fit(config, train, dev, progress=False)
     assert result.best_epoch == len(result.history) == 2
     assert result.history[0]["train_docs"] == len(train)
+
+
+def trainable_weights(network) -> dict:
+    return {k: v.detach().clone() for k, v in network.named_parameters() if v.requires_grad}
+
+
+def test_average_last_keeps_the_mean_of_the_last_epochs_weights():
+    train, dev = sample_data()
+    after: dict[int, dict] = {}
+    fit(smoke_config(epochs=4, select="last"), list(train), list(dev), progress=False,
+        callbacks=[lambda end: after.update({end.epoch: trainable_weights(end.model.network)})])
+    averaged = fit(smoke_config(epochs=4, select="last", average_last=3), list(train), list(dev),
+                   progress=False)
+    kept = trainable_weights(averaged.model.network)
+    assert kept.keys() == after[4].keys()
+    for name, weight in kept.items():
+        torch.testing.assert_close(weight, (after[2][name] + after[3][name] + after[4][name]) / 3)
+    assert any(not torch.equal(kept[name], after[4][name]) for name in kept)
+    # dev scores the averaged weights: the kept epoch's row is theirs, not the last epoch's
+    assert averaged.best_epoch == 4 and averaged.best_metrics == averaged.model.metrics
+
+
+def test_average_last_needs_select_last():
+    train, dev = sample_data()
+    with pytest.raises(ConfigError, match=r"training.average_last: .* training.select: last \(got 'f1_7b'\)"):
+        fit(smoke_config(epochs=2, select="f1_7b", average_last=2), list(train), list(dev), progress=False)
 
 
 def test_interleave_positive_trains_odd_epochs_on_tweets_with_an_entity():

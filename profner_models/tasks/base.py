@@ -49,6 +49,9 @@ class TrainingConfig(Schema):
     """Per head role; a role not listed weighs 1."""
     select: str | None = None
     """The dev metric that picks the kept epoch, or ``last``; None: the task's metric."""
+    average_last: int | None = Field(None, ge=2)
+    """With ``select: last``: the kept weights are the mean of the last this-many epochs'
+    trainable weights (weight averaging over epochs); None: the last epoch's own."""
     eval_batch_size: int = Field(128, ge=1)
     max_steps: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1)
@@ -230,6 +233,10 @@ def validate(config: dict) -> dict:
         task.labels(checked)
     except ValueError as error:
         raise ConfigError(f"model.heads: {error}") from None
-    if checked["training"]["select"] is None:
-        checked["training"]["select"] = task.metric
+    training = checked["training"]
+    if training["select"] is None:
+        training["select"] = task.metric
+    if training["average_last"] and training["select"] != "last":
+        raise ConfigError(f"training.average_last: averages the last epochs' weights, which needs "
+                          f"training.select: last (got {training['select']!r})")
     return checked

@@ -1,5 +1,6 @@
 """The training loop: ``fit`` and the ``Trainer`` that holds one fit's state, evaluation after
-each epoch, the kept epoch (``training.select``), callbacks with an ``EpochEnd`` event."""
+each epoch, the kept epoch (``training.select``) or the mean of the last epochs' weights
+(``training.average_last``), callbacks with an ``EpochEnd`` event."""
 
 from __future__ import annotations
 
@@ -92,7 +93,9 @@ def fit(config: dict, train: Sequence[Document], dev: Sequence[Document],
         losses, trained_on = run.train_epoch(epoch, shown)
         train_seconds = time.perf_counter() - started
         train_cpu_seconds = time.process_time() - cpu_started
-        scored = score_every_epoch or epoch == int(cfg["epochs"]) or run.step >= run.total
+        final = epoch == int(cfg["epochs"]) or run.step >= run.total
+        run.average_weights(epoch, final)
+        scored = score_every_epoch or final
         metrics = evaluate(model, dev_gold, dev_encoded, run.recipe.eval_batch_size) if scored else {}
         metrics.update(train_loss=float(np.mean(losses)) if losses else float("nan"),
                        epoch_seconds=train_seconds, epoch_cpu_seconds=train_cpu_seconds,
@@ -143,6 +146,8 @@ class Trainer:
         self.history: list[dict] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_metrics: dict = {}
+        self.weight_sum: dict[str, torch.Tensor] = {}  # training.average_last: summed weights
+        self.weight_epochs = 0
 
     def begin_epoch(self, epoch: int) -> None:
         """Training mode (dropout on) and the backbone's per-epoch state (what it trains)."""
@@ -207,6 +212,24 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return loss.detach()
+
+    def average_weights(self, epoch: int, final: bool) -> None:
+        """``training.average_last`` K: the trainable weights after each of the last K epochs
+        are summed; after the ``final`` epoch the network holds their mean, which is then what
+        dev scores and what is kept (``select: last``)."""
+        last = self.cfg["average_last"]
+        if not last or epoch <= int(self.cfg["epochs"]) - int(last):
+            return
+        with torch.no_grad():
+            for name, weight in self.model.network.named_parameters():
+                if weight.requires_grad:
+                    total = self.weight_sum.get(name)
+                    self.weight_sum[name] = weight.detach().clone() if total is None else total + weight
+            self.weight_epochs += 1
+            if final:
+                for name, weight in self.model.network.named_parameters():
+                    if name in self.weight_sum:
+                        weight.copy_(self.weight_sum[name] / self.weight_epochs)
 
     def memory(self) -> dict[str, float]:
         if self.device.type != "cuda":
