@@ -46,7 +46,7 @@ def _state(trainer: Trainer) -> dict:
         "epoch": trainer.epoch, "step": trainer.step, "stale": trainer.stale,
         "best_epoch": trainer.best_epoch, "best_metrics": trainer.best_metrics,
         "history": trainer.history,
-        "weight_sum": trainer.weight_sum, "weight_epochs": trainer.weight_epochs,
+        "weight_sum": trainer.weight_sum,
         "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
         "scaler": trainer.scaler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "batches": _plain(trainer.batches_rng.getstate()),
@@ -71,7 +71,7 @@ def restore(trainer: Trainer, directory: Path) -> None:
     trainer.epoch, trainer.step, trainer.stale = state["epoch"], state["step"], state["stale"]
     trainer.best_epoch, trainer.best_metrics = state["best_epoch"], state["best_metrics"]
     trainer.history = state["history"]
-    trainer.weight_sum, trainer.weight_epochs = state.get("weight_sum", {}), state.get("weight_epochs", 0)
+    trainer.weight_sum = state.get("weight_sum", {})
     best = load_file(str(directory / artifacts.WEIGHTS), device=str(trainer.device))
     trainer.best_state = best if trainer.best_epoch != trainer.epoch else {
         k: v.detach().clone() for k, v in network.state_dict().items()}

@@ -147,7 +147,6 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_metrics: dict = {}
         self.weight_sum: dict[str, torch.Tensor] = {}  # training.average_last: summed weights
-        self.weight_epochs = 0
 
     def begin_epoch(self, epoch: int) -> None:
         """Training mode (dropout on) and the backbone's per-epoch state (what it trains)."""
@@ -218,18 +217,18 @@ class Trainer:
         are summed; after the ``final`` epoch the network holds their mean, which is then what
         dev scores and what is kept (``select: last``)."""
         last = self.cfg["average_last"]
-        if not last or epoch <= int(self.cfg["epochs"]) - int(last):
+        summed = epoch - (int(self.cfg["epochs"]) - int(last or 0))  # epochs in the sum so far
+        if not last or summed < 1:
             return
         with torch.no_grad():
             for name, weight in self.model.network.named_parameters():
                 if weight.requires_grad:
                     total = self.weight_sum.get(name)
-                    self.weight_sum[name] = weight.detach().clone() if total is None else total + weight
-            self.weight_epochs += 1
+                    self.weight_sum[name] = weight.detach().clone() if total is None else total.add_(weight)
             if final:
                 for name, weight in self.model.network.named_parameters():
                     if name in self.weight_sum:
-                        weight.copy_(self.weight_sum[name] / self.weight_epochs)
+                        weight.copy_(self.weight_sum[name] / summed)
 
     def memory(self) -> dict[str, float]:
         if self.device.type != "cuda":
