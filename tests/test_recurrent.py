@@ -175,6 +175,28 @@ def test_the_stepped_bigru_follows_its_weights_when_they_change(loops) -> None:
     torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_the_weights_kept_for_prediction_follow_a_fused_adamw_step(loops) -> None:
+    """Fused AdamW updates the weights in place without bumping their versions: after a step in
+    training mode, prediction reads the new weights, not the ones it kept before."""
+    torch.manual_seed(0)
+    rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True).eval()
+    x, lengths = torch.randn(2, 7, 6), torch.tensor([7, 4])
+    with torch.inference_mode():
+        before, _ = bidirectional(rnn, x, lengths)
+    optimizer = torch.optim.AdamW(rnn.parameters(), lr=0.1, fused=True)
+    rnn.train()
+    bidirectional(rnn, x, lengths)[0].sum().backward()
+    versions = [w._version for w in rnn.parameters()]
+    optimizer.step()
+    assert [w._version for w in rnn.parameters()] == versions  # what makes this test needed
+    rnn.eval()
+    with torch.inference_mode():
+        after, _ = bidirectional(rnn, x, lengths)
+        expected, _ = packed_reference(rnn, x, lengths)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_an_lstm_under_cpu_bf16_autocast_runs_in_fp32_where_the_cpu_lacks_bf16(monkeypatch) -> None:
     """oneDNN has no bf16 LSTM on AVX2-only CPUs (nn.LSTM itself fails there under autocast)."""
     monkeypatch.setattr(recurrent, "_cpu_has_bf16", lambda: False)
@@ -263,12 +285,15 @@ def test_the_training_kernel_names_a_wrong_length() -> None:
 def test_the_kernel_names_a_wrong_buffer() -> None:
     if kernels.native is None:
         pytest.skip("the kernel is not built here")
-    gates_in, w_hidden = np.zeros((3, 2, 1, 6), np.float32), np.zeros((2, 2, 6), np.float32)
-    b_new, out = np.zeros((2, 2), np.float32), np.zeros((2, 1, 3, 2), np.float32)
+    hidden, rows, steps = 2, 1, 3
+    buffers = [np.zeros((rows, steps, 6 * hidden), np.float32), np.array([3]),
+               np.zeros((2, hidden, 3 * hidden), np.float32), np.zeros((2, 3 * hidden), np.float32),
+               np.zeros((rows, steps, 2 * hidden), np.float32), np.zeros((rows, 2 * hidden), np.float32),
+               np.zeros((2, rows, steps, 5 * hidden), np.float32)]
+    wrong = list(buffers)
+    wrong[2] = buffers[2].astype(np.float64)
     with pytest.raises(ValueError, match="w_hidden: expected a C-contiguous float32"):
-        kernels.native.gru_steps(gates_in, w_hidden.astype(np.float64), b_new, out)
-    with pytest.raises(ValueError, match="shapes"):
-        kernels.native.gru_steps(gates_in, w_hidden, b_new, out[:, :, :2].copy())
+        kernels.native.gru_train_forward(*wrong)
     with pytest.raises(ValueError, match="not writable|read-only|writable"):
-        out.flags.writeable = False
-        kernels.native.gru_steps(gates_in, w_hidden, b_new, out)
+        buffers[4].flags.writeable = False
+        kernels.native.gru_train_forward(*buffers)

@@ -166,3 +166,12 @@ def test_the_chunk_memo_is_bounded(monkeypatch):
     assert [t.text for t in tokenize("uno dos tres cuatro, cinco")] == [
         "uno", "dos", "tres", "cuatro", ",", "cinco"]
     assert 1 <= len(tokenize_module._chunk_spans) <= 3
+
+
+def test_new_chunks_split_in_one_pass_do_not_join_into_a_special_case(monkeypatch):
+    """A text's new chunks go to spaCy in one pass, joined by spaces: "EE." and "UU." must not
+    become the special case "EE. UU." that they never were in the text."""
+    monkeypatch.setattr(tokenize_module, "_chunk_spans", {})
+    tokenize("x")
+    assert [t.text for t in tokenize("x EE. x UU.")] == ["x", "EE", ".", "x", "UU", "."]
+    assert tokenize("x EE. x UU.") == _whole_text("x EE. x UU.")

@@ -3,30 +3,20 @@
    C compiler (pyproject.toml, optional); without it the same maths runs in NumPy (prediction)
    or in PyTorch's packed GRU (training).
 
-   gru_steps: the recurrence of a bidirectional GRU layer (profner_models.models.recurrent).
-   gru_train_forward, gru_train_backward: the same layer in training, with what its backward
-   needs saved, and its gradients (recurrent.gru_layer_steps; documented where defined). The
-   rows step together, longest first, so the hidden products of four rows share each load of
-   W (add_product4); a row's sums are the same as stepped alone, bit for bit.
+   gru_train_forward, gru_train_backward: the recurrence of a bidirectional GRU layer, with
+   what its backward needs saved, and its gradients (recurrent.gru_layer_steps, in training and
+   at prediction; documented where defined). The rows step together, longest first, so the
+   hidden products of four rows share each load of W (add_product4); a row's sums are the same
+   as stepped alone, bit for bit.
    viterbi: a linear-chain CRF's best paths (profner_models.models.heads.viterbi).
 
-   gru_steps(gates_in, w_hidden, b_new, out) with float32 C-contiguous buffers:
-     gates_in  [T, 2, B, 3H]  each step's input projection, both directions (the backward one
-                              already read in its own order), biases and the reset/update
-                              gates' signs folded in as recurrent._numpy_weights lays them out
-     w_hidden  [2, H, 3H]     hidden weights (reset/update columns negated)
-     b_new     [2, H]         the new gate's hidden bias
-     out       [2, B, T, H]   written: every step's state, per direction and row
-   Per step, direction and row (the maths of _gru_layer's NumPy loop and of nn.GRU):
-     g = h @ W;  r, z = 1 / (1 + exp(gates_in[:2H] + g[:2H]))   (signs folded: the sigmoids)
-     n = tanh(gates_in[2H:] + r * (g[2H:] + b_new));  h = n + z * (h - n)
    viterbi(emissions, lengths, start, transitions, end, out):
      emissions [B, W, T] float32, lengths [B] int64 (each 1..W), start [T], transitions
      [from, to] [T, T], end [T] float32; out [B, W] int64 written: each row's best tags in its
      first lengths[b] places. NumPy's order of additions and first-maximum ties, so the paths
      are those of the NumPy loop bit for bit.
    The GIL is released while they run. One translation unit, no NumPy headers: the buffer
-   protocol gives the shapes. On x86-64 with GCC the GRU step loop is also built for AVX2 + FMA
+   protocol gives the shapes. On x86-64 with GCC the GRU step loops are also built for AVX2 + FMA
    (x86-64-v3) and picked at load time where the CPU has them. */
 
 #define PY_SSIZE_T_CLEAN
@@ -153,46 +143,6 @@ static inline void add_product4(const float *const *h, const float *w, float *co
     for (int r = 0; r < 4; r++) add_product(h[r], w, g[r], m, n);
 }
 #endif
-
-CLONES
-static void steps(const float *gates_in, const float *w_hidden, const float *b_new, float *out,
-                  Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, float *g, const float *zeros) {
-    /* g: [B, 3H], the hidden products of one step and direction for every row, four rows at
-       a time (add_product4), the rest one by one (add_product) */
-    const Py_ssize_t G = 3 * H;
-    for (Py_ssize_t t = 0; t < T; t++) {
-        for (Py_ssize_t d = 0; d < 2; d++) {
-            const float *w = w_hidden + d * H * G;
-            const float *bn = b_new + d * H;
-            memset(g, 0, (size_t)(B * G) * sizeof(float));
-            if (t) {
-                Py_ssize_t b = 0;
-                for (; b + 4 <= B; b += 4) {
-                    const float *hs[4];
-                    float *gs[4];
-                    for (int r = 0; r < 4; r++) {
-                        hs[r] = out + ((d * B + b + r) * T + t - 1) * H;
-                        gs[r] = g + (b + r) * G;
-                    }
-                    add_product4(hs, w, gs, H, G);
-                }
-                for (; b < B; b++) add_product(out + ((d * B + b) * T + t - 1) * H, w, g + b * G, H, G);
-            }
-            for (Py_ssize_t b = 0; b < B; b++) {
-                const float *given = gates_in + ((t * 2 + d) * B + b) * G;
-                float *gb = g + b * G;
-                float *h = out + ((d * B + b) * T + t) * H;
-                const float *prev = t ? h - H : zeros;
-                for (Py_ssize_t j = 0; j < 2 * H; j++) gb[j] = 1.0f / (1.0f + exp_poly(given[j] + gb[j]));
-                for (Py_ssize_t j = 0; j < H; j++) {  /* tanh(v) = 1 - 2 / (1 + exp(2v)) */
-                    const float v = given[2 * H + j] + gb[j] * (gb[2 * H + j] + bn[j]);
-                    const float n = 1.0f - 2.0f / (1.0f + exp_poly(2.0f * v));
-                    h[j] = n + gb[H + j] * (prev[j] - n);
-                }
-            }
-        }
-    }
-}
 
 /* One step's gates and state (train_forward), each array apart: restrict lets the loops vectorize */
 static inline void forward_gates(const float *restrict x, const float *restrict g,
@@ -404,41 +354,6 @@ static int take_all(PyObject *args, Py_buffer *v, Py_ssize_t count, const char *
     return 0;
 }
 
-static PyObject *gru_steps(PyObject *self, PyObject *args) {
-    static const char *const names[4] = {"gates_in", "w_hidden", "b_new", "out"};
-    static const int dims[4] = {4, 3, 2, 4};
-    Py_buffer v[4];
-    if (take_all(args, v, 4, names, dims, "ffff", 1) < 0) return NULL;
-    PyObject *result = NULL;
-    {
-        const Py_ssize_t T = v[0].shape[0], B = v[0].shape[2], H = v[1].shape[1];
-        if (v[0].shape[1] != 2 || v[0].shape[3] != 3 * H || v[1].shape[0] != 2
-            || v[1].shape[2] != 3 * H || v[2].shape[0] != 2 || v[2].shape[1] != H
-            || v[3].shape[0] != 2 || v[3].shape[1] != B || v[3].shape[2] != T
-            || v[3].shape[3] != H) {
-            PyErr_SetString(PyExc_ValueError,
-                            "shapes: gates_in [T, 2, B, 3H], w_hidden [2, H, 3H], b_new [2, H], "
-                            "out [2, B, T, H]");
-            goto done;
-        }
-        /* the gates of one step's rows [B, 3H], then H zeros (the state before the first) */
-        float *g = PyMem_RawCalloc((size_t)(B * 3 * H + H > 0 ? B * 3 * H + H : 1), sizeof(float));
-        if (!g) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        steps(v[0].buf, v[1].buf, v[2].buf, v[3].buf, T, B, H, g, g + B * 3 * H);
-        Py_END_ALLOW_THREADS
-        PyMem_RawFree(g);
-        result = Py_NewRef(Py_None);
-    }
-done:
-    for (int i = 0; i < 4; i++) PyBuffer_Release(&v[i]);
-    return result;
-}
-
-
 /* whether ``v`` has shape (a, b, c, d) in its first dims (-1: any), or is absent */
 static int shaped(const Py_buffer *v, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, Py_ssize_t d) {
     const Py_ssize_t want[4] = {a, b, c, d};
@@ -627,8 +542,6 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"gru_steps", gru_steps, METH_VARARGS,
-     "gru_steps(gates_in, w_hidden, b_new, out): a bidirectional GRU layer's steps (module doc)"},
     {"gru_train_forward", gru_train_forward, METH_VARARGS,
      "gru_train_forward(gates_in, lengths, w_hidden, b_hidden, out, last, saved): a BiGRU "
      "layer in training"},

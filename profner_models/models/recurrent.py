@@ -19,22 +19,20 @@ output and the last states of both directions, as a packed ``nn.GRU``/``nn.LSTM`
   training step of ``rnn`` where the packed GRU dispatched ~6,000 (one per time step and
   direction, ~11 each), and the step 82 -> 73 ms (``bench/README.md``). Elsewhere (a GPU: cuDNN;
   bf16 autocast; no kernel built) a GRU runs packed when rows differ in length, as is when none
-  is padded. A few rows (``few_rows``) on a CPU out of training (the latency of ``profner
+  is padded. Out of training, a few rows (``few_rows``) on a CPU (the latency of ``profner
   predict`` and of a server's lone request: one text's words, the new words of a text through
-  the char encoder), its steps run in C (``_kernels.c``, built at install where there is a
-  C compiler; ~2.7 us a word for a BiGRU of hidden 96) or, without it, in NumPy (~18 us):
-  PyTorch's CPU GRU dispatches ~11 ops per step and direction (an ``addmm`` alone ~4 us), these
-  step both directions of every row at once, the reset/update gates' signs and biases folded
-  into the weights once (cached per module until a weight changes). Over more rows the packed
-  GRU's bigger products win. Same maths (``tests/test_recurrent.py``: outputs equal to
-  ``nn.GRU``'s to 1e-5, both step paths); ``bench/README.md`` has the timing.
+  the char encoder) step in the same C kernel, the joined weights kept per module until one
+  changes; without the kernel, in NumPy (~18 us a word for hidden 96, against ~11 ops per step
+  and direction for PyTorch's CPU GRU, an ``addmm`` alone ~4 us), both directions of every row
+  at once, the reset/update gates' signs and biases folded into the weights once. Over more
+  rows the packed GRU's bigger products win. Same maths (``tests/test_recurrent.py``: outputs
+  equal to ``nn.GRU``'s to 1e-5, both step paths); ``bench/README.md`` has the timing.
 Outputs at padding are zeros, as ``pad_packed_sequence`` gives.
 """
 
 from __future__ import annotations
 
 import functools
-import weakref
 from typing import Literal
 
 import numpy as np
@@ -45,7 +43,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from profner_models.config import Schema
 from profner_models.models.dropout import dropout
+from profner_models.models.gru_numpy import BLAS_SERIAL, NUMPY_ROWS, gru_numpy
 from profner_models.models.kernels import compiled
+from profner_models.models.memo import forget, kept
 
 
 class EncoderConfig(Schema):
@@ -58,13 +58,10 @@ class EncoderConfig(Schema):
 
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
-# A GRU over this many rows x hidden units at most, out of training, steps in C: the kernel
-# beats the packed GRU up to ~8 rows of hidden 96 and ~32 of hidden 32 (bench/README.md)
-KERNEL_ROW_UNITS = 768
-NUMPY_ROWS = 8  # without the kernel: at most this many rows step in NumPy
-# ... while one step's product (m * n * k) stays under OpenBLAS's threading threshold
-# (65536 * 4): its threads ignore torch.set_num_threads and spin on a busy machine
-BLAS_SERIAL = 65536 * 4
+# Out of training a GRU steps in C over at most this many rows x hidden^2 (its hidden products'
+# size per step): past it the packed GRU's matrix products win (hidden 96: ~64 rows, hidden 32:
+# > 128, hidden 256: ~6; bench/README.md)
+KERNEL_PRODUCT = 400_000
 
 
 def rnn_cell(cell: str) -> type[nn.RNNBase]:
@@ -85,13 +82,16 @@ def bidirectional(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
 
 def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(rnn, nn.GRU) and rnn.training and _trains_in_c(x, lengths):
-        return _gru_trained(rnn, x, lengths)
-    if (isinstance(rnn, nn.GRU) and not rnn.training and few_rows(x.shape[0], rnn.hidden_size)
-            and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()):
+    if rnn.training:  # its weights change while it trains: what it kept for prediction goes
+        forget(rnn)
+    if isinstance(rnn, nn.GRU) and _steps_in_c(rnn, x, lengths):
+        return _gru_in_c(rnn, x, lengths)
+    if (isinstance(rnn, nn.GRU) and compiled() is None and not rnn.training
+            and few_rows(x.shape[0], rnn.hidden_size) and x.device.type == "cpu"
+            and x.dtype == torch.float32 and not torch.is_grad_enabled()):
         row_lengths = lengths.cpu().numpy()
         if len(row_lengths) and row_lengths.min() > 0:
-            return _gru_numpy(rnn, x.detach().numpy(), row_lengths)
+            return gru_numpy(rnn, x.detach().numpy(), row_lengths)
     if bool((lengths == x.shape[1]).all()):
         out, state = rnn(x)
     else:
@@ -102,51 +102,99 @@ def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
     return out, torch.cat([h[-2], h[-1]], dim=-1)
 
 
-def _trains_in_c(x: torch.Tensor, lengths: torch.Tensor) -> bool:
+def _steps_in_c(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> bool:
+    """Whether the C kernel runs this GRU: on a CPU in float32 without autocast, in training
+    (any batch) or out of it over few rows (``few_rows``)."""
     return (compiled() is not None and x.device.type == "cpu" and x.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu") and x.shape[0] > 0
+            and (rnn.training or few_rows(x.shape[0], rnn.hidden_size))
             and bool(lengths.min() > 0))
 
 
-def _gru_trained(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``_packed`` for a GRU in training on a CPU: per layer, one matrix product for the input
-    projections of both directions, then the recurrence over each row's length as one op
-    forward and one backward, in C (``gru_layer_steps``)."""
-    hidden = rnn.hidden_size
+def _gru_in_c(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_packed`` in C: per layer, one matrix product for the input projections of both
+    directions, then the recurrence over each row's length (``layer_steps``): as one op with
+    its backward where autograd records (``gru_layer_steps``), else called directly on the
+    weights kept for prediction (``_kept_weights``; the op's dispatch and the weights' joining
+    cost a tweet's word BiGRU ~0.1 ms, a third of its time)."""
+    if not torch.is_grad_enabled():
+        return _gru_predicting(rnn, x, lengths)
     lengths = lengths.cpu().long()
     layer_input = x
-    for layer in range(rnn.num_layers):
+    for layer, (w_in, b_in, w_hidden, b_hidden) in enumerate(_joined_weights(rnn)):
         if layer:
             layer_input = dropout(layer_input, rnn.dropout, rnn.training)
-        directions = [f"_l{layer}", f"_l{layer}_reverse"]
-        projected = nn.functional.linear(
-            layer_input, torch.cat([getattr(rnn, "weight_ih" + d) for d in directions]),
-            torch.cat([getattr(rnn, "bias_ih" + d) for d in directions]) if rnn.bias else None)
-        w_hidden = torch.stack([getattr(rnn, "weight_hh" + d).t() for d in directions])
-        b_hidden = (torch.stack([getattr(rnn, "bias_hh" + d) for d in directions]) if rnn.bias
-                    else x.new_zeros(2, 3 * hidden))
+        projected = nn.functional.linear(layer_input, w_in, b_in)
         layer_input, last, _ = gru_layer_steps(projected, lengths, w_hidden, b_hidden)
     return layer_input, last
+
+
+def _gru_predicting(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    row_lengths = np.ascontiguousarray(lengths.cpu().numpy(), np.int64)
+    layer_input, last = x, None
+    for layer, (w_in, b_in, w_hidden, b_hidden) in enumerate(_kept_weights(rnn)):
+        if layer:
+            layer_input = dropout(layer_input, rnn.dropout, rnn.training)
+        projected = nn.functional.linear(layer_input, w_in, b_in)
+        states, last, _ = layer_steps(projected.numpy(), row_lengths, w_hidden, b_hidden)
+        layer_input = torch.from_numpy(states)
+    return layer_input, torch.from_numpy(last)
+
+
+LayerWeights = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]
+
+
+def _joined_weights(rnn: nn.GRU) -> list[LayerWeights]:
+    """Per layer: ``W_ih`` ``[6H, D]`` and ``b_ih`` ``[6H]`` of both directions, ``W_hh^T`` per
+    direction ``[2, H, 3H]`` and ``b_hh`` ``[2, 3H]``."""
+    layers = []
+    for layer in range(rnn.num_layers):
+        directions = [f"_l{layer}", f"_l{layer}_reverse"]
+        layers.append((
+            torch.cat([getattr(rnn, "weight_ih" + d) for d in directions]),
+            torch.cat([getattr(rnn, "bias_ih" + d) for d in directions]) if rnn.bias else None,
+            torch.stack([getattr(rnn, "weight_hh" + d).t() for d in directions]),
+            (torch.stack([getattr(rnn, "bias_hh" + d) for d in directions]) if rnn.bias
+             else rnn.weight_hh_l0.new_zeros(2, 3 * rnn.hidden_size))))
+    return layers
+
+
+def _kept_weights(rnn: nn.GRU) -> list[tuple[torch.Tensor, torch.Tensor | None, np.ndarray, np.ndarray]]:
+    """``_joined_weights`` out of autograd, the hidden ones as NumPy arrays, kept until a weight
+    changes (``memo.kept``)."""
+    def build() -> list:
+        with torch.inference_mode(False), torch.no_grad():  # read in and out of inference mode
+            return [(w_in, b_in, w_hidden.numpy(), b_hidden.numpy())
+                    for w_in, b_in, w_hidden, b_hidden in _joined_weights(rnn)]
+    return kept(rnn, "c", build)
+
+
+def layer_steps(gates_in: np.ndarray, lengths: np.ndarray, w_hidden: np.ndarray,
+                b_hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bidirectional GRU layer's recurrence over each row's length (``_kernels.c``,
+    ``train_forward``): the states ``[B, T, 2H]`` (zeros at padding), each direction's last
+    ``[B, 2H]`` and what the backward needs ``[2, B, T, 5H]``, from the input projections of
+    both directions ``gates_in`` ``[B, T, 6H]``, ``lengths`` ``[B]`` int64, ``W_hh^T`` per
+    direction ``[2, H, 3H]`` and ``b_hh`` ``[2, 3H]`` (float32, C-contiguous)."""
+    rows, steps, gates = gates_in.shape
+    hidden = gates // 6
+    states = np.empty((rows, steps, 2 * hidden), np.float32)
+    last = np.empty((rows, 2 * hidden), np.float32)
+    saved = np.empty((2, rows, steps, 5 * hidden), np.float32)
+    compiled().gru_train_forward(np.ascontiguousarray(gates_in), lengths, w_hidden, b_hidden,
+                                 states, last, saved)
+    return states, last, saved
 
 
 @torch.library.custom_op("profner::gru_layer_steps", mutates_args=())
 def gru_layer_steps(gates_in: torch.Tensor, lengths: torch.Tensor, w_hidden: torch.Tensor,
                     b_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A bidirectional GRU layer's recurrence over each row's length (``_kernels.c``,
-    ``train_forward``): the states ``[B, T, 2H]`` (zeros at padding), each direction's last
-    ``[B, 2H]`` and what the backward needs ``[2, B, T, 5H]``, from the input projections of
-    both directions ``gates_in`` ``[B, T, 6H]``, ``lengths`` ``[B]``, ``W_hh^T`` per direction
-    ``[2, H, 3H]`` and ``b_hh`` ``[2, 3H]``. One op to the dispatcher, as cuDNN's GRU is on a
-    GPU."""
-    rows, steps, gates = gates_in.shape
-    hidden = gates // 6
-    states = gates_in.new_empty(rows, steps, 2 * hidden)
-    last = gates_in.new_empty(rows, 2 * hidden)
-    saved = gates_in.new_empty(2, rows, steps, 5 * hidden)
-    compiled().gru_train_forward(*(t.contiguous().numpy() for t in (gates_in, lengths, w_hidden, b_hidden)),
-                                 states.numpy(), last.numpy(), saved.numpy())
-    return states, last, saved
+    """``layer_steps`` as one op to the dispatcher, as cuDNN's GRU is on a GPU, with its
+    backward (``register_autograd`` below)."""
+    return tuple(torch.from_numpy(a) for a in layer_steps(
+        *(t.contiguous().numpy() for t in (gates_in, lengths, w_hidden, b_hidden))))
 
 
 @torch.library.custom_op("profner::gru_layer_steps_backward", mutates_args=())
@@ -186,7 +234,7 @@ gru_layer_steps.register_autograd(_backward, setup_context=_keep_for_backward)
 def few_rows(rows: int, hidden: int) -> bool:
     """Whether a GRU over ``rows`` rows steps faster in C (or, unbuilt, in NumPy) than packed."""
     if compiled() is not None:
-        return rows * hidden <= KERNEL_ROW_UNITS
+        return rows * hidden ** 2 <= KERNEL_PRODUCT
     return rows <= NUMPY_ROWS and (rows == 1 or rows * 3 * hidden ** 2 < BLAS_SERIAL)
 
 
@@ -237,124 +285,3 @@ def _cpu_has_bf16() -> bool:
 def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[b, index[b, t]]`` for every row ``b``."""
     return x.gather(1, index.unsqueeze(-1).expand(*index.shape, x.shape[-1]))
-
-
-# NumPy weights of a GRU per module: (the weights' identity and versions, per-layer weights)
-_NUMPY_GRUS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _gru_numpy(rnn: nn.GRU, x: np.ndarray, lengths: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """``_packed`` for a few rows on a CPU, in eval mode and without autograd."""
-    hidden = rnn.hidden_size
-    width, shortest = int(lengths.max()), int(lengths.min())
-    real = backwards = None  # rows of one length (one text): a row reversed is a slice
-    if shortest < width:
-        positions = np.arange(width)[None, :]
-        real = (positions < lengths[:, None])[..., None]
-        # each row read backwards within its length (padding stays after the real steps)
-        backwards = np.where(real[..., 0], lengths[:, None] - 1 - positions, positions)
-    layer_input = x[:, :width]
-    with np.errstate(over="ignore"):  # exp overflowing to inf gives a gate of exactly 0
-        for weights in _numpy_weights(rnn):
-            layer_input = _gru_layer(layer_input, backwards, *weights, hidden)
-            if real is not None:
-                layer_input *= real
-    rows = np.arange(len(lengths))
-    last = np.concatenate([layer_input[rows, lengths - 1, :hidden], layer_input[:, 0, hidden:]],
-                          axis=1)
-    out = np.zeros((x.shape[0], x.shape[1], 2 * hidden), np.float32)
-    out[:, :width] = layer_input
-    return torch.from_numpy(out), torch.from_numpy(last)
-
-
-def _numpy_weights(rnn: nn.GRU) -> list[tuple[np.ndarray, ...]]:
-    """Per layer: input weights ``[D, 6H]`` and biases ``[6H]`` of both directions (forward
-    then backward; reset/update columns negated so a gate is ``1 / (1 + exp(.))``, the hidden
-    biases of those gates added in), hidden weights ``[2, H, 3H]`` and the new gate's hidden
-    bias ``[2, 1, H]``."""
-    key = tuple((w.data_ptr(), w._version) for w in rnn._flat_weights)
-    cached = _NUMPY_GRUS.get(rnn)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    hidden = rnn.hidden_size
-    sign = np.concatenate([-np.ones(2 * hidden), np.ones(hidden)]).astype(np.float32)
-    gates_only = np.concatenate([np.ones(2 * hidden), np.zeros(hidden)]).astype(np.float32)
-
-    def weight(name: str) -> np.ndarray:
-        tensor = getattr(rnn, name, None)
-        return (np.zeros(3 * hidden, np.float32) if tensor is None
-                else tensor.detach().float().cpu().numpy())
-
-    layers = []
-    for layer in range(rnn.num_layers):
-        ins, biases, hiddens, hidden_biases = [], [], [], []
-        for suffix in (f"_l{layer}", f"_l{layer}_reverse"):
-            ins.append(weight("weight_ih" + suffix).T * sign)
-            biases.append((weight("bias_ih" + suffix) + weight("bias_hh" + suffix) * gates_only) * sign)
-            hiddens.append(weight("weight_hh" + suffix).T * sign)
-            hidden_biases.append(weight("bias_hh" + suffix)[None, 2 * hidden:])
-        layers.append(tuple(np.ascontiguousarray(a, np.float32) for a in (
-            np.concatenate(ins, axis=1), np.concatenate(biases), np.stack(hiddens),
-            np.stack(hidden_biases))))
-    _NUMPY_GRUS[rnn] = (key, layers)
-    return layers
-
-
-def _gru_layer(x: np.ndarray, backwards: np.ndarray | None, w_in: np.ndarray, b_in: np.ndarray,
-               w_hidden: np.ndarray, b_new: np.ndarray, hidden: int) -> np.ndarray:
-    """One bidirectional GRU layer over ``x`` ``[B, T, D]`` -> ``[B, T, 2H]`` (garbage past a
-    row's length); ``backwards[b, t]``: the step the backward direction reads at ``t`` (the row
-    reversed within its length; None: rows without padding, reversed whole). Both directions
-    step together as a batch of ``2B`` (``h = n + z * (h - n)``, ``n = tanh(x_n + r * (W_hn h +
-    b_hn))``), in C where the kernel is built, else in NumPy."""
-    rows, steps, _ = x.shape
-    # torch, not numpy, for the one matrix product big enough for NumPy's BLAS to spread over
-    # threads of its own: those ignore torch.set_num_threads and, on a busy machine, spin
-    # against the other processes (a tweet's GRU 9 ms instead of 1.3 ms at load 2; as in
-    # vectors/compose.py)
-    projected = torch.from_numpy(np.ascontiguousarray(x)) @ torch.from_numpy(w_in)
-    projected = projected.numpy() + b_in
-    gates_in = np.empty((steps, 2, rows, 3 * hidden), np.float32)
-    gates_in[:, 0] = projected[..., : 3 * hidden].transpose(1, 0, 2)
-    reverse = projected[:, ::-1, 3 * hidden:] if backwards is None else np.take_along_axis(
-        projected[..., 3 * hidden:], backwards[..., None], axis=1)
-    gates_in[:, 1] = reverse.transpose(1, 0, 2)
-    out = (_numpy_steps if compiled() is None else _kernel_steps)(gates_in, w_hidden, b_new)
-    backward = out[1][:, ::-1] if backwards is None else np.take_along_axis(
-        out[1], backwards[..., None], axis=1)
-    return np.concatenate([out[0], backward], axis=2)
-
-
-def _kernel_steps(gates_in: np.ndarray, w_hidden: np.ndarray, b_new: np.ndarray) -> np.ndarray:
-    """``_numpy_steps`` in C (``_kernels.c``; ~2.7 us a word for hidden 96 against ~18)."""
-    steps, _, rows, _ = gates_in.shape
-    hidden = w_hidden.shape[1]
-    out = np.empty((2, rows, steps, hidden), np.float32)
-    compiled().gru_steps(gates_in, w_hidden, b_new.reshape(2, hidden), out)
-    return out
-
-
-def _numpy_steps(gates_in: np.ndarray, w_hidden: np.ndarray, b_new: np.ndarray) -> np.ndarray:
-    """Every step's state ``[2, B, T, H]`` of both directions from their input projections
-    ``gates_in`` ``[T, 2, B, 3H]``. Every per-step array is contiguous and every call counts:
-    this loop is the latency."""
-    hidden = w_hidden.shape[1]
-    given_reset_update = list(np.ascontiguousarray(gates_in[..., : 2 * hidden]))
-    given_new = list(np.ascontiguousarray(gates_in[..., 2 * hidden:]))
-    h = np.zeros(gates_in.shape[1:3] + (hidden,), np.float32)
-    states = []
-    for step in range(len(given_new)):
-        gates = np.matmul(h, w_hidden)
-        reset_update = given_reset_update[step] + gates[..., : 2 * hidden]
-        np.exp(reset_update, out=reset_update)
-        reset_update += 1.0
-        np.reciprocal(reset_update, out=reset_update)
-        new = gates[..., 2 * hidden:] + b_new
-        new *= reset_update[..., :hidden]
-        new += given_new[step]
-        np.tanh(new, out=new)
-        h = h - new
-        h *= reset_update[..., hidden:]
-        h += new
-        states.append(h)
-    return np.stack(states, axis=2)

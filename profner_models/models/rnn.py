@@ -61,6 +61,7 @@ from profner_models.models.base import (
 )
 from profner_models.models.dropout import Dropout
 from profner_models.models.frozen import MEMO_DIR
+from profner_models.models.memo import RowMemo
 from profner_models.models.recurrent import EncoderConfig, bidirectional, rnn_cell
 from profner_models.text.features import Vocab, char_ids, pad_ids
 from profner_models.vectors import VectorSpace, space_from_config
@@ -150,7 +151,7 @@ class RNNBackbone(Backbone):
         self.extends = self.mode != "full" and space is not None and space.extends
         self._memo: dict[str, np.ndarray] = {}
         self._unknown_table: torch.Tensor | None = None
-        self._char_memo: dict[tuple[int, ...], torch.Tensor] = {}
+        self._char_memo = RowMemo(2 * self.char_cfg["hidden"] if self.char_cfg else 0, MEMO_SIZE)
         self.register_load_state_dict_post_hook(lambda module, keys: module._char_memo.clear())
 
         width = dim
@@ -259,28 +260,24 @@ class RNNBackbone(Backbone):
         character sequence (a tweet's words are mostly ones met before: the GRU runs on the
         new ones only, ~0.7 ms of a 4 ms tweet saved); the memo is emptied whenever the weights
         may change (``train()``, ``load_state_dict``)."""
-        real = chars[mask]  # [N, C], real words only
         if self.training or torch.is_grad_enabled():  # the memo holds no autograd graph
             # each distinct word once (a batch's words repeat: "de", "la", punctuation); the
             # gradients of its uses add up in the index's backward, as they would apart
+            real = chars[mask]  # [N, C], real words only
             unique, index = distinct_rows(real)
             states = self._run_char_rnn(unique)[index]
-        else:
-            # a word's ids without the batch's padding: the same key whatever its batch
-            keys = [tuple(filter(None, row)) for row in real.tolist()]
-            new = list(dict.fromkeys(k for k in keys if k not in self._char_memo))
-            if new:
-                if len(self._char_memo) + len(new) > MEMO_SIZE:
-                    self._char_memo.clear()
-                    new = list(dict.fromkeys(keys))
-                width = max(1, max(map(len, new)))
-                rows = [key + (0,) * (width - len(key)) for key in new]
-                computed = self._run_char_rnn(torch.tensor(rows, dtype=real.dtype, device=real.device))
-                self._char_memo.update(zip(new, computed))
-            states = torch.stack([self._char_memo[k] for k in keys])
-        out = states.new_zeros((*mask.shape, states.shape[-1]))
-        out[mask] = states
-        return out
+            out = states.new_zeros((*mask.shape, states.shape[-1]))
+            out[mask] = states
+            return out
+        # a word's ids without the batch's padding: the same key whatever its batch (a padding
+        # position's key is empty: zeros)
+        flat = chars.reshape(-1, chars.shape[-1])
+        keys = [tuple(filter(None, row)) for row in flat.tolist()]
+        new = self._char_memo.missing(keys)
+        if new:
+            first = torch.tensor(list(new.values()), device=flat.device)
+            self._char_memo.add(list(new), self._run_char_rnn(flat[first]))
+        return self._char_memo.gather(keys, flat.device).view(*mask.shape, -1)
 
     def _run_char_rnn(self, rows: torch.Tensor) -> torch.Tensor:
         lengths = (rows != 0).sum(-1).clamp(min=1)

@@ -212,9 +212,17 @@ def _tokenize_piece(text: str, start: int, end: int) -> list[Token]:
     piece at once where a special case spans a space."""
     if _spanning_rules().search(text, start, end):
         return _tokens(text, start, _doc_spans(text[start:end]))
+    chunks = [(chunk.start(), chunk.group()) for chunk in _CHUNK.finditer(text, start, end)]
+    spans = {chunk: _chunk_spans.get(chunk) for _, chunk in chunks}
+    new = [chunk for chunk, found in spans.items() if found is None]
+    if new:
+        spans.update(_learn_chunks(new))
+        if len(_chunk_spans) + len(new) > CHUNKS:
+            _chunk_spans.clear()
+        _chunk_spans.update((chunk, spans[chunk]) for chunk in new[:CHUNKS])
     tokens = []
-    for chunk in _CHUNK.finditer(text, start, end):
-        tokens += _tokens(text, chunk.start(), _chunk(chunk.group()))
+    for first, chunk in chunks:
+        tokens += _tokens(text, first, spans[chunk])
     return tokens
 
 
@@ -222,14 +230,23 @@ def _tokens(text: str, base: int, spans: Sequence[tuple[int, int]]) -> list[Toke
     return [Token(text[base + first : base + last], base + first, base + last) for first, last in spans]
 
 
-def _chunk(chunk: str) -> tuple[tuple[int, int], ...]:
-    """The token spans of a whitespace-free ``chunk``, remembered."""
-    spans = _chunk_spans.get(chunk)
-    if spans is None:
-        if len(_chunk_spans) >= CHUNKS:
-            _chunk_spans.clear()
-        spans = _chunk_spans[chunk] = tuple(_doc_spans(chunk))
-    return spans
+def _learn_chunks(chunks: list[str]) -> dict[str, tuple[tuple[int, int], ...]]:
+    """The token spans of distinct whitespace-free ``chunks`` from one spaCy pass over them
+    joined by spaces (spaCy tokenises each space-delimited chunk on its own; a pass per chunk
+    cost ~30 us each, most of it the Doc's)."""
+    joined = " ".join(chunks)
+    if _spanning_rules().search(joined):  # chunks that joined make a special case (``EE. UU.``)
+        return {chunk: tuple(_doc_spans(chunk)) for chunk in chunks}
+    spans = iter(_doc_spans(joined))
+    span, first, learned = next(spans, None), 0, {}
+    for chunk in chunks:
+        mine, end = [], first + len(chunk)
+        while span is not None and span[0] < end:
+            mine.append((span[0] - first, span[1] - first))
+            span = next(spans, None)
+        learned[chunk] = tuple(mine)
+        first = end + 1
+    return learned
 
 
 def _doc_spans(text: str) -> list[tuple[int, int]]:
