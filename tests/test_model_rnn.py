@@ -16,6 +16,7 @@ from profner_models.models import (
 )
 from profner_models.models.heads import FORBIDDEN, transition_masks
 from profner_models.models.joint import JointModel
+from profner_models.models.rnn import spelling_keys
 from profner_models.tasks import task_of
 
 WORDS = [["Los", "médicos", "de", "guardia"], ["Enfermera"], ["la", "policía", "local", "ayuda", "hoy"]]
@@ -237,3 +238,13 @@ def test_the_viterbi_kernel_refuses_a_length_outside_the_row():
             kernels.native.viterbi(emissions, np.array(lengths), start, transitions, end, out)
     with pytest.raises(ValueError, match="lengths: expected a C-contiguous int64"):
         kernels.native.viterbi(emissions, np.array([4, 4], np.int32), start, transitions, end, out)
+
+
+def test_spelling_keys_do_not_depend_on_the_batch_width_and_tell_spellings_apart():
+    narrow = torch.tensor([[5, 0], [256, 7], [0, 0]])
+    wide = torch.tensor([[5, 0, 0, 0], [256, 7, 0, 0], [0, 0, 0, 0], [5, 256, 0, 0], [256, 0, 0, 0],
+                         [1, 0, 0, 0]])
+    keys = spelling_keys(wide)
+    assert spelling_keys(narrow) == keys[:3]
+    assert keys[2] == b""  # a padding position
+    assert len(set(keys)) == len(keys)  # 256 is not 1 followed by zeros, nor [5, 256] [5] + ...

@@ -10,7 +10,7 @@ from typing import Callable, Sequence, TypeVar
 import torch
 from torch import nn
 
-Key = tuple[int, ...]
+Key = bytes
 Value = TypeVar("Value")
 # per module: {kind: (its weights' identity and versions, the value built from them)}
 _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -37,7 +37,7 @@ def forget(module: nn.Module) -> None:
 
 
 class RowMemo:
-    """Rows of ``width`` floats per key in a table that grows by doubling; the empty key ``()``
+    """Rows of ``width`` floats per key in a table that grows by doubling; the empty key ``b""``
     (a padding position) reads row 0, zeros. At most ``limit`` keys: past it the memo starts
     afresh. A batch's rows come back as one index into the table, where a dict of tensors cost a
     stack and a scatter per call (~55 us of a 2 ms tweet)."""
@@ -47,7 +47,7 @@ class RowMemo:
         self.clear()
 
     def clear(self) -> None:
-        self.rows: dict[Key, int] = {(): 0}
+        self.rows: dict[Key, int] = {b"": 0}
         self.table: torch.Tensor | None = None
 
     def __len__(self) -> int:
