@@ -18,11 +18,10 @@ _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def kept(module: nn.Module, kind: str, build: Callable[[], Value]) -> Value:
     """``build()``, a value derived from ``module``'s weights, kept until one of them changes,
-    and only out of training: in training mode it is built afresh each time, and what the
-    module kept is dropped (fused AdamW updates a weight in place without bumping its version,
-    so versions alone would miss the steps; they run in training mode, scoring in eval mode)."""
+    and only out of training: in training mode it is built afresh each time. Fused AdamW
+    updates a weight in place without bumping its version, so versions alone miss its steps:
+    whoever runs ``module`` in training calls ``forget`` (``recurrent._packed`` does)."""
     if module.training:
-        _KEPT.pop(module, None)
         return build()
     key = tuple((w.data_ptr(), w._version) for w in module.parameters())
     entries = _KEPT.setdefault(module, {})
