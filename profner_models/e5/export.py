@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 MAX_LENGTH = 512
 NAME = "multilingual-e5-small"
 DEFAULT_CACHE = Path("~/.cache/profner-hpo")
+SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # the pieces the tokenizer never splits
 _ROW_CHUNK = 32768  # dequantize the 250k-row embedding matrix in chunks (bounded memory)
 _LAYER_TENSORS = {  # file suffix -> BertModel parameter under encoder.layer.{l}.
     "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
@@ -153,7 +154,7 @@ def build_tokenizer(source: E5File) -> Tokenizer:
         single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, source.bos_id), (eos, source.eos_id)],
     )
-    specials = [p for p in source.pieces if p in ("<s>", "<pad>", "</s>", "<unk>", "<mask>")]
+    specials = [p for p in source.pieces if p in SPECIALS]
     tokenizer.add_special_tokens(specials)
     return tokenizer
 

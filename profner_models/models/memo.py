@@ -1,6 +1,7 @@
 """What a model computes once and keeps out of training: rows per key read back with one
 gather (``RowMemo``: the char encoder's states of a word's spelling, ``rnn.RNNBackbone``) and
-values derived from a module's weights (``kept``: a GRU's joined weights, ``recurrent``)."""
+values derived from a module's weights (``kept``: a GRU's joined weights and the char
+encoder's input projections of each character, ``recurrent``)."""
 
 from __future__ import annotations
 
@@ -16,18 +17,27 @@ Value = TypeVar("Value")
 _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def kept(module: nn.Module, kind: str, build: Callable[[], Value]) -> Value:
-    """``build()``, a value derived from ``module``'s weights, kept until one of them changes,
-    and only out of training: in training mode it is built afresh each time. Fused AdamW
-    updates a weight in place without bumping its version, so versions alone miss its steps:
-    whoever runs ``module`` in training calls ``forget`` (``recurrent._packed`` does)."""
+def kept(module: nn.Module, kind: str, build: Callable[[], Value],
+         also: nn.Module | None = None) -> Value:
+    """``build()``, a value derived from ``module``'s weights (and ``also``'s, a module trained
+    with it), kept until one of them changes, and only out of training: in training mode it is
+    built afresh each time. Fused AdamW updates a weight in place without bumping its version,
+    so versions alone miss its steps: whoever runs ``module`` in training calls ``forget``
+    (``recurrent._packed`` does)."""
     if module.training:
         return build()
-    key = tuple((w.data_ptr(), w._version) for w in module.parameters())
+    key = _identity(module) + (_identity(also) if also is not None else ())
     entries = _KEPT.setdefault(module, {})
     if kind not in entries or entries[kind][0] != key:
         entries[kind] = (key, build())
     return entries[kind][1]
+
+
+def _identity(module: nn.Module) -> tuple:
+    """Each weight's storage and version; a module without children read directly (a tweet
+    asks twice, and ``parameters()``' walk cost 4 of the 9 us a call took)."""
+    weights = module.parameters() if module._modules else module._parameters.values()
+    return tuple((w.data_ptr(), w._version) for w in weights if w is not None)
 
 
 def forget(module: nn.Module) -> None:

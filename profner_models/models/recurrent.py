@@ -22,7 +22,8 @@ output and the last states of both directions, as a packed ``nn.GRU``/``nn.LSTM`
   is padded. Out of training, a few rows (``few_rows``) on a CPU (the latency of ``profner
   predict`` and of a server's lone request: one text's words, the new words of a text through
   the char encoder) step in the same C kernel, the joined weights kept per module until one
-  changes; without the kernel, in NumPy (~18 us a word for hidden 96, against ~11 ops per step
+  changes (the char encoder's first-layer input projections too, one row per character:
+  ``embedded_bidirectional``); without the kernel, in NumPy (~18 us a word for hidden 96, against ~11 ops per step
   and direction for PyTorch's CPU GRU, an ``addmm`` alone ~4 us), both directions of every row
   at once, the reset/update gates' signs and biases folded into the weights once. Over more
   rows the packed GRU's bigger products win. Same maths (``tests/test_recurrent.py``: outputs
@@ -80,11 +81,30 @@ def bidirectional(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
     return _packed(rnn, x, lengths)
 
 
+def embedded_bidirectional(rnn: nn.RNNBase, embedding: nn.Embedding, ids: torch.Tensor,
+                           lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``bidirectional(rnn, embedding(ids), lengths)``. A GRU predicting in C reads its first
+    layer's input projections from the embedding's rows projected once (kept until a weight of
+    either changes): a gather where a tweet's new words paid a matrix product."""
+    if (isinstance(rnn, nn.GRU) and not rnn.training and not torch.is_grad_enabled()
+            and _steps_in_c(rnn, ids.shape[0], embedding.weight, lengths)):
+        table = kept(rnn, "embedded", lambda: _projected_rows(rnn, embedding.weight), also=embedding)
+        return _gru_predicting(rnn, None, lengths, table[ids])
+    return bidirectional(rnn, embedding(ids), lengths)
+
+
+def _projected_rows(rnn: nn.GRU, rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` through both directions' first-layer input projections ``[N, 6H]``."""
+    with torch.inference_mode(False), torch.no_grad():  # read in and out of inference mode
+        w_in, b_in, _, _ = _kept_weights(rnn)[0]
+        return nn.functional.linear(rows, w_in, b_in)
+
+
 def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
     if rnn.training:  # its weights change while it trains: what it kept for prediction goes
         forget(rnn)
-    if isinstance(rnn, nn.GRU) and _steps_in_c(rnn, x, lengths):
+    if isinstance(rnn, nn.GRU) and _steps_in_c(rnn, x.shape[0], x, lengths):
         return _gru_in_c(rnn, x, lengths)
     if (isinstance(rnn, nn.GRU) and compiled() is None and not rnn.training
             and few_rows(x.shape[0], rnn.hidden_size) and x.device.type == "cpu"
@@ -102,12 +122,13 @@ def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
     return out, torch.cat([h[-2], h[-1]], dim=-1)
 
 
-def _steps_in_c(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> bool:
-    """Whether the C kernel runs this GRU: on a CPU in float32 without autocast, in training
-    (any batch) or out of it over few rows (``few_rows``)."""
-    return (compiled() is not None and x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu") and x.shape[0] > 0
-            and (rnn.training or few_rows(x.shape[0], rnn.hidden_size))
+def _steps_in_c(rnn: nn.GRU, rows: int, like: torch.Tensor, lengths: torch.Tensor) -> bool:
+    """Whether the C kernel runs this GRU over ``rows`` rows of ``like``'s device and dtype: on
+    a CPU in float32 without autocast, in training (any batch) or out of it over few rows
+    (``few_rows``)."""
+    return (compiled() is not None and like.device.type == "cpu" and like.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu") and rows > 0
+            and (rnn.training or few_rows(rows, rnn.hidden_size))
             and bool(lengths.min() > 0))
 
 
@@ -130,14 +151,16 @@ def _gru_in_c(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor
     return layer_input, last
 
 
-def _gru_predicting(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def _gru_predicting(rnn: nn.GRU, x: torch.Tensor | None, lengths: torch.Tensor,
+                    first_gates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``first_gates``: the first layer's input projections, given in place of ``x``."""
     row_lengths = np.ascontiguousarray(lengths.cpu().numpy(), np.int64)
     layer_input, last = x, None
     for layer, (w_in, b_in, w_hidden, b_hidden) in enumerate(_kept_weights(rnn)):
         if layer:
             layer_input = dropout(layer_input, rnn.dropout, rnn.training)
-        projected = nn.functional.linear(layer_input, w_in, b_in)
+        projected = (first_gates if layer == 0 and first_gates is not None
+                     else nn.functional.linear(layer_input, w_in, b_in))
         states, last, _ = layer_steps(projected.numpy(), row_lengths, w_hidden, b_hidden)
         layer_input = torch.from_numpy(states)
     return layer_input, torch.from_numpy(last)

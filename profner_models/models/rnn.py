@@ -62,7 +62,7 @@ from profner_models.models.base import (
 from profner_models.models.dropout import Dropout
 from profner_models.models.frozen import MEMO_DIR
 from profner_models.models.memo import RowMemo
-from profner_models.models.recurrent import EncoderConfig, bidirectional, rnn_cell
+from profner_models.models.recurrent import EncoderConfig, bidirectional, embedded_bidirectional, rnn_cell
 from profner_models.text.features import Vocab, char_ids, pad_ids
 from profner_models.vectors import VectorSpace, space_from_config
 from profner_models.vectors.compose import VectorsConfig
@@ -279,7 +279,7 @@ class RNNBackbone(Backbone):
 
     def _run_char_rnn(self, rows: torch.Tensor) -> torch.Tensor:
         lengths = (rows != 0).sum(-1).clamp(min=1)
-        return bidirectional(self.char_rnn, self.char_embedding(rows), lengths)[1]
+        return embedded_bidirectional(self.char_rnn, self.char_embedding, rows, lengths)[1]
 
     def train(self, mode: bool = True) -> "RNNBackbone":
         if mode:

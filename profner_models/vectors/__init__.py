@@ -4,7 +4,7 @@ Holds the vector tables and files (``base``), the texts vectors learn from with 
 documents left out (``sources``), gensim skip-gram / CBOW / FastText (``gensim``),
 multilingual-e5-small static vectors (``e5``) and the composed space a backbone uses
 (``compose``: concat, PCA, unknown words). Imports ``config``, ``documents``, ``tokenize``,
-``e5_format`` only.
+``e5`` only.
 """
 
 from profner_models.vectors.base import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -114,7 +114,8 @@ class Part:
     words: list[str]
     dim: int
     extends: bool = False
-    """Whether ``unknown_vectors`` gives more than zeros (e5 pieces, FastText n-grams)."""
+    """Whether ``unknown_vectors`` gives more than zeros. Such a part gives an unknown word
+    the mean of the rows of a table the word picks (``bags``: e5 pieces, FastText n-grams)."""
 
     def vectors(self, words: Sequence[str]) -> np.ndarray:
         """``[len(words), dim]``: each word's own vector, or its unknown-word vector."""
@@ -122,11 +123,37 @@ class Part:
 
     def unknown_vectors(self, words: Sequence[str]) -> np.ndarray:
         """``[len(words), dim]``: the vectors the words would get had the part never seen them."""
-        return np.zeros((len(words), self.dim), np.float32)
+        if not self.extends:
+            return np.zeros((len(words), self.dim), np.float32)
+        return bag_means(self.bags(words), self.bag_rows, self.dim)
+
+    def bags(self, words: Sequence[str]) -> list[list[int]]:
+        """A part that ``extends``: the table rows each word's unknown vector averages."""
+        raise NotImplementedError
+
+    def bag_rows(self, ids: np.ndarray) -> np.ndarray:
+        """A part that ``extends``: its table's rows ``ids``, float32 ``[len(ids), dim]``."""
+        raise NotImplementedError
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """What ``unknown_vectors`` needs after a restore: arrays and JSON settings."""
         return {}, {"kind": self.kind, "dim": self.dim}
+
+
+def bag_means(bags: Sequence[Sequence[int]], rows: Callable[[np.ndarray], np.ndarray],
+              dim: int) -> np.ndarray:
+    """``[len(bags), dim]``: each bag's mean row (``ndarray.mean``), zeros for an empty bag;
+    ``rows(ids)`` gives the rows of ``ids``, all bags' in one call."""
+    out = np.zeros((len(bags), dim), np.float32)
+    flat = [i for bag in bags for i in bag]
+    if not flat:
+        return out
+    table, end = rows(np.array(flat, np.int64)), 0
+    for n, bag in enumerate(bags):
+        if len(bag):
+            start, end = end, end + len(bag)
+            out[n] = table[start:end].mean(axis=0)
+    return out
 
 
 class StaticPart(Part):

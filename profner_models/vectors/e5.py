@@ -16,15 +16,17 @@ CLI: ``python -m profner_models.vectors.e5 OUT.vec SOURCE...`` writes word2vec t
 from __future__ import annotations
 
 import argparse
+import re
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from profner_models.e5.export import build_tokenizer
+from profner_models.e5.export import SPECIALS, build_tokenizer
 from profner_models.e5.format import META, E5File, default_weights_path, weights_sha256
-from profner_models.vectors.base import Part, VectorsError, WordVectors, write_word2vec
+from profner_models.vectors.base import Part, VectorsError, WordVectors, bag_means, write_word2vec
 from profner_models.vectors.sources import NOTHING, HeldOut, corpus_words
 
 DIM = 384
@@ -37,23 +39,31 @@ class E5Static:
         self.file = E5File(path)
         self.tokenizer = build_tokenizer(self.file)
         self.bare = self.file.pieces.index(META)
+        self._unigram = self.tokenizer.model
+        # a word holding none of these (blanks, the normalizer's map, the piece separator, special
+        # pieces) is split by the Unigram model alone, as the whole tokenizer would split it
+        self._not_plain = re.compile(
+            "[\\s" + re.escape(META) + "".join(re.escape(ch) for ch in self.file.norm_map) + "]|"
+            + "|".join(re.escape(piece) for piece in SPECIALS))
 
     def pieces(self, word: str) -> list[int]:
-        ids = self.tokenizer.encode(word, add_special_tokens=False).ids
+        if word.isprintable() and unicodedata.is_normalized("NFKC", word) \
+                and not self._not_plain.search(word):
+            ids = [token.id for token in self._unigram.tokenize(META + word)]
+        else:
+            ids = self.tokenizer.encode(word, add_special_tokens=False).ids
         return [i for i in ids if i != self.bare] or ids
 
+    def bags(self, words: Sequence[str]) -> list[list[int]]:
+        """Each word's pieces (none for an empty or blank word)."""
+        return [self.pieces(w) if w and not w.isspace() else [] for w in words]
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The dequantized input embeddings of pieces ``ids``."""
+        return self.file.q4_rows("emb.word", self.file.config.hidden, ids)
+
     def vectors(self, words: Sequence[str]) -> np.ndarray:
-        pieces = [self.pieces(w) if w and not w.isspace() else [] for w in words]
-        out = np.zeros((len(words), DIM), np.float32)
-        rows = np.unique(np.fromiter((i for ids in pieces for i in ids), np.int64))
-        if not len(rows):
-            return out
-        table = self.file.q4_rows("emb.word", self.file.config.hidden, rows)
-        where = {int(r): k for k, r in enumerate(rows)}
-        for n, ids in enumerate(pieces):
-            if ids:
-                out[n] = table[[where[i] for i in ids]].mean(axis=0)
-        return out
+        return bag_means(self.bags(words), self.rows, DIM)
 
 
 @lru_cache(maxsize=2)
@@ -82,10 +92,16 @@ class E5Part(Part):
             self._memo.clear()
         new = [w for w in unique if w not in self._memo]
         if new:
-            self._memo.update(zip(new, e5_static(self.weights).vectors(new)))
+            self._memo.update(zip(new, self.unknown_vectors(new)))
         return np.stack([self._memo[w] for w in words]) if words else np.zeros((0, DIM), np.float32)
 
-    unknown_vectors = vectors  # a function of the string alone: seen or not, the same vector
+    def bags(self, words: Sequence[str]) -> list[list[int]]:
+        """Each word's pieces: a function of the string alone, so a word seen or not gets the
+        same vector (``Part.unknown_vectors``)."""
+        return e5_static(self.weights).bags(words)
+
+    def bag_rows(self, ids: np.ndarray) -> np.ndarray:
+        return e5_static(self.weights).rows(ids)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         return {}, {"kind": self.kind, "dim": self.dim, "sha256": weights_sha256(self.weights)}

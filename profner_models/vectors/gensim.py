@@ -58,16 +58,15 @@ class FastTextPart(Part):
                 out[i] = self.matrix[row]
         return out
 
-    def unknown_vectors(self, words: Sequence[str]) -> np.ndarray:
+    def bags(self, words: Sequence[str]) -> list[list[int]]:
+        """Each word's n-gram buckets (Part.unknown_vectors averages their rows)."""
         from gensim.models.fasttext import ft_ngram_hashes  # lazy: gensim costs ~1 s to import
 
-        out = np.zeros((len(words), self.dim), np.float32)
         bucket = int(self.ngrams.shape[0])
-        for i, word in enumerate(words):
-            hashes = ft_ngram_hashes(word, self.min_n, self.max_n, bucket)
-            if hashes:
-                out[i] = self.ngrams[hashes].astype(np.float32).mean(axis=0)
-        return out
+        return [ft_ngram_hashes(word, self.min_n, self.max_n, bucket) for word in words]
+
+    def bag_rows(self, ids: np.ndarray) -> np.ndarray:
+        return self.ngrams[ids].astype(np.float32)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         return ({"ngrams": self.ngrams.astype(np.float16)},
