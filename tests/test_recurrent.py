@@ -329,3 +329,19 @@ def test_the_kernel_names_a_wrong_buffer() -> None:
     with pytest.raises(ValueError, match="not writable|read-only|writable"):
         buffers[4].flags.writeable = False
         kernels.native.gru_train_forward(*buffers)
+
+def test_host_reads_a_cpu_tensor_in_place_and_converts_the_rest() -> None:
+    values = torch.arange(6, dtype=torch.float32).view(2, 3)
+    read = kernels.host(values)
+    values[0, 0] = 7.0  # the same memory: no copy was made
+    assert read[0, 0] == 7.0 and read.dtype == np.float32
+    weight = nn.Parameter(torch.ones(3))
+    assert kernels.host(weight).tolist() == [1.0, 1.0, 1.0]  # out of autograd
+    halves = torch.tensor([0.5, 1.5], dtype=torch.bfloat16)
+    assert kernels.host(halves).dtype == np.float32 and kernels.host(halves).tolist() == [0.5, 1.5]
+    assert kernels.host(torch.tensor([3, 4])).dtype == np.int64
+    with OpCounter() as counter:
+        kernels.host(values)
+    with OpCounter() as chained:
+        values.detach().float().cpu().numpy()
+    assert counter.total < chained.total

@@ -33,7 +33,7 @@ from profner_models.models.base import (
 )
 from profner_models.models.crf import LinearChainCRF
 from profner_models.models.dropout import Dropout
-from profner_models.models.kernels import compiled
+from profner_models.models.kernels import compiled, host
 from profner_models.models.recurrent import bidirectional, rnn_cell
 from profner_models.text.tags import allowed_end_tags, allowed_start_tags, allowed_transitions
 
@@ -199,10 +199,9 @@ class CRFTagger(EmissionTagger):
         if self._decoding is None or self.training:
             self._forbid()
             crf = self.crf
-            self._decoding = tuple(t.detach().float().cpu().numpy() for t in (
+            self._decoding = tuple(host(t) for t in (
                 crf.start_transitions, crf.transitions, crf.end_transitions))
-        return viterbi(scores.detach().float().cpu().numpy(), mask.sum(-1).cpu().numpy(),
-                       *self._decoding)
+        return viterbi(host(scores), host(mask.sum(-1)), *self._decoding)
 
     def train(self, mode: bool = True) -> "CRFTagger":
         self._release()

@@ -129,10 +129,15 @@ def scored_batches(network: JointModel, encoded: Sequence[Encoded], batch_size: 
             for batch in bucket_batches([len(e.words) for e in encoded], batch_size, False):
                 items = [encoded[i] for i in batch]
                 features, targets = collate(network, items, with_targets=with_targets)
-                moved = {k: v.to(device) for k, v in features.items()}
-                output, heads = network(moved, {k: v.to(device) for k, v in targets.items()}
-                                        if with_targets else None)
+                output, heads = network(_on(features, device),
+                                        _on(targets, device) if with_targets else None)
                 yield batch, items, output, heads
     finally:
         if was_training:
             network.train()
+
+
+def _on(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """``tensors`` on ``device``; one already there is not moved (``.to`` is a dispatched op
+    even then: five a tweet)."""
+    return {k: v if v.device == device else v.to(device) for k, v in tensors.items()}

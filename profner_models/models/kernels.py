@@ -5,12 +5,15 @@ and in training, CRF Viterbi).
 built where there is a C compiler), else None; ``compiled()`` reads it at each call (tests set
 it to None), and where it gives None the callers run the same maths in NumPy or, in training,
 in PyTorch's packed GRU (``models.recurrent``, ``models.heads.viterbi``; the paths tested
-equal).
+equal). ``host`` gives a tensor as the NumPy array those loops read.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+
+import numpy as np
+import torch
 
 native: ModuleType | None
 try:
@@ -22,3 +25,14 @@ except ImportError:  # pragma: no cover - an install without a C compiler
 def compiled() -> ModuleType | None:
     """The compiled loops, or None: run the NumPy ones."""
     return native
+
+
+def host(tensor: torch.Tensor) -> np.ndarray:
+    """``tensor``'s values as a NumPy array, float32 for a floating tensor. A CPU tensor already
+    float32 (or not floating) and outside autograd is read in place: ``.detach()``, ``.float()``
+    and ``.cpu()`` each dispatch an op even when they change nothing (~25 of a tweet's ops)."""
+    if tensor.requires_grad or tensor.device.type != "cpu":
+        tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype != torch.float32:
+        tensor = tensor.float()
+    return tensor.numpy()

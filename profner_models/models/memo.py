@@ -8,6 +8,7 @@ from __future__ import annotations
 import weakref
 from typing import Callable, Sequence, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,7 +89,8 @@ class RowMemo:
     def gather(self, keys: Sequence[Key], device: torch.device) -> torch.Tensor:
         """The rows of ``keys`` (all held) ``[len(keys), width]``."""
         self._reserve(1, device)
-        return self.table[torch.tensor([self.rows[key] for key in keys], device=device)]
+        index = torch.from_numpy(np.array([self.rows[key] for key in keys], np.int64))
+        return self.table[index if device.type == "cpu" else index.to(device)]
 
     def _reserve(self, rows: int, device: torch.device) -> None:
         held = 0 if self.table is None else len(self.table)

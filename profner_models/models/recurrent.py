@@ -45,7 +45,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from profner_models.config import Schema
 from profner_models.models.dropout import dropout
 from profner_models.models.gru_numpy import BLAS_SERIAL, NUMPY_ROWS, gru_numpy
-from profner_models.models.kernels import compiled
+from profner_models.models.kernels import compiled, host
 from profner_models.models.memo import forget, kept
 
 
@@ -109,7 +109,7 @@ def _packed(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor
     if (isinstance(rnn, nn.GRU) and compiled() is None and not rnn.training
             and few_rows(x.shape[0], rnn.hidden_size) and x.device.type == "cpu"
             and x.dtype == torch.float32 and not torch.is_grad_enabled()):
-        row_lengths = lengths.cpu().numpy()
+        row_lengths = host(lengths)
         if len(row_lengths) and row_lengths.min() > 0:
             return gru_numpy(rnn, x.detach().numpy(), row_lengths)
     if bool((lengths == x.shape[1]).all()):
@@ -129,7 +129,7 @@ def _steps_in_c(rnn: nn.GRU, rows: int, like: torch.Tensor, lengths: torch.Tenso
     return (compiled() is not None and like.device.type == "cpu" and like.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu") and rows > 0
             and (rnn.training or few_rows(rows, rnn.hidden_size))
-            and bool(lengths.min() > 0))
+            and bool(host(lengths).min() > 0))
 
 
 def _gru_in_c(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor
@@ -154,7 +154,7 @@ def _gru_in_c(rnn: nn.GRU, x: torch.Tensor, lengths: torch.Tensor
 def _gru_predicting(rnn: nn.GRU, x: torch.Tensor | None, lengths: torch.Tensor,
                     first_gates: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``first_gates``: the first layer's input projections, given in place of ``x``."""
-    row_lengths = np.ascontiguousarray(lengths.cpu().numpy(), np.int64)
+    row_lengths = np.ascontiguousarray(host(lengths), np.int64)
     layer_input, last = x, None
     for layer, (w_in, b_in, w_hidden, b_hidden) in enumerate(_kept_weights(rnn)):
         if layer:

@@ -182,7 +182,7 @@ class RNNBackbone(Backbone):
                   gazetteer: Sequence[Sequence[int]] | None = None) -> dict[str, torch.Tensor]:
         ids = [[self.words.id(self._norm(w)) for w in doc] for doc in words]
         features = {"word_ids": pad_ids(ids),
-                    "lengths": torch.tensor([len(doc) for doc in words], dtype=torch.long)}
+                    "lengths": torch.from_numpy(np.array([len(doc) for doc in words], np.int64))}
         if self.extends:
             unknown = [self._norm(w) for doc, row in zip(words, ids)
                        for w, i in zip(doc, row) if i == UNK_ID]
@@ -273,7 +273,7 @@ class RNNBackbone(Backbone):
         keys = spelling_keys(flat)
         new = self._char_memo.missing(keys)
         if new:
-            first = torch.tensor(list(new.values()), device=flat.device)
+            first = torch.from_numpy(np.array(list(new.values()), np.int64)).to(flat.device)
             self._char_memo.add(list(new), self._run_char_rnn(flat[first]))
         return self._char_memo.gather(keys, flat.device).view(*mask.shape, -1)
 

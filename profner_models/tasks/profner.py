@@ -171,9 +171,9 @@ def decode_batch(model: TrainedModel, batch: Sequence[Encoded], output: Backbone
     network = model.network
     scheme = model.config["data"]["scheme"]
     from_entities = model.config["model"]["label_from_entities"]
-    probs = torch.zeros(len(batch))
-    if "classify" in heads:
-        probs = network.heads["classify"].probabilities(heads["classify"].scores)[:, 1].float().cpu()
+    probs = [0.0] * len(batch)
+    if "classify" in heads:  # a list: reading a tensor row by row dispatched ops per row
+        probs = network.heads["classify"].probabilities(heads["classify"].scores)[:, 1].tolist()
     tags = (network.heads["tag"].decode(heads["tag"].scores, output.mask)
             if "tag" in heads else None)
     predictions = []
