@@ -191,12 +191,15 @@ def train_members(recipes: Sequence[dict], data_dir: Path | str | None, progress
     the dev split is held out), its fits on ``jobs`` processes at once: this one (with
     progress) and ``jobs - 1`` workers, each taking the next fit when its last one ends, the
     refits (the most text) first. A worker's model comes back through a model dir, loaded with
-    the frozen encoder's states store (``keep_states``), so scoring it encodes no window twice."""
+    the frozen encoder's states store (``keep_states``: no window encoded twice), once every fit
+    has ended: building a model draws from torch's generator, so a load beside a fit here
+    shifted its dropout masks (a held-out run scored 0.774 in the job, 0.780 alone)."""
     refits = bool(recipes[0]["data"]["train_on_dev"])
     fits = [(i, True) for i in range(len(recipes))] if refits else []
     fits += [(i, False) for i in range(len(recipes))]
     pending, lock = list(fits), threading.Lock()
     done: dict[tuple[int, bool], FitResult] = {}
+    saved: dict[tuple[int, bool], tuple[str, list, int, dict]] = {}  # a worker's: dir and fit
     errors: list[Exception] = []
     source = str(data_dir) if data_dir else None
 
@@ -211,10 +214,7 @@ def train_members(recipes: Sequence[dict], data_dir: Path | str | None, progress
         while (key := take()) is not None:
             config, out = config_of(*key), f"{tmp}/{key[0]}-{'refit' if key[1] else 'held-out'}"
             try:
-                history, best_epoch, best_metrics = pool.submit(_fit_and_save, config, source,
-                                                                out).result()
-                done[key] = FitResult(artifacts.load(out, keep_states=True), history, best_epoch,
-                                      best_metrics)
+                saved[key] = (out, *pool.submit(_fit_and_save, config, source, out).result())
             except Exception as error:  # raised again in the main thread
                 errors.append(error)
 
@@ -230,6 +230,9 @@ def train_members(recipes: Sequence[dict], data_dir: Path | str | None, progress
             done[key] = fit(config, train_docs, dev, progress=progress)
         for thread in feeders:
             thread.join()
+        for key, (out, history, best_epoch, best_metrics) in saved.items():
+            done[key] = FitResult(artifacts.load(out, keep_states=True), history, best_epoch,
+                                  best_metrics)
     if errors:
         raise errors[0]
     trained = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
+import time
 
 import pytest
 import yaml
@@ -326,19 +328,45 @@ def test_profner_combine_takes_each_members_roles(member_dirs, members, tmp_path
     assert "one entry per member" in capsys.readouterr().err
 
 
-def test_members_fit_in_two_processes_and_a_refit_scores_dev_after_its_last_epoch() -> None:
+def test_members_fit_in_two_processes_and_a_refit_scores_dev_after_its_last_epoch(
+        tmp_path, monkeypatch) -> None:
     """``jobs=2``: the members' refits and held-out runs go through this process and a worker,
     the next fit to whichever is free; each member gets its own held-out run (dev out of its
     training: its estimate) and check. A refit that keeps its last epoch scores dev, text it
-    learns from, only after that epoch."""
+    learns from, only after that epoch. A worker's model is loaded only once this process
+    fits no more (a load draws from torch's generator, which this process's fit reads): the
+    first fit here waits until the worker has saved one, so a load beside it would be seen."""
+    from profner_models import unseen
     from profner_models.unseen import member_recipes, train_members
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the workers' dirs go
+    fits: list[tuple[float, float]] = []
+    loads: list[float] = []
+
+    def fit_here(*args, **kwargs):
+        started = time.monotonic()
+        result = fit(*args, **kwargs)
+        while not fits and not list(tmp_path.glob("profner-members-*/*/meta.json")):
+            assert time.monotonic() - started < 300, "no worker saved a model"
+            time.sleep(0.2)
+        time.sleep(1.0 if not fits else 0.0)  # a feeder thread that loads at once would, now
+        fits.append((started, time.monotonic()))
+        return result
+
+    def load(*args, **kwargs):
+        loads.append(time.monotonic())
+        return artifacts_load(*args, **kwargs)
+
+    artifacts_load = artifacts.load
+    monkeypatch.setattr(unseen, "fit", fit_here)
+    monkeypatch.setattr(artifacts, "load", load)
     refit = {"training": {"epochs": 2, "select": "last"}, "data": {"train_on_dev": True}}
     seeded = copy.deepcopy(refit)
     seeded["training"]["seed"] = 14
     config = {"task": "profner", "ensemble": {"members": [
         {"config": "smoke_rnn", "override": refit}, {"config": "smoke_rnn", "override": seeded}]}}
     members = train_members(member_recipes(config), None, progress=False, jobs=2)
+    assert fits and loads and min(loads) > max(end for _, end in fits)
     for member, seed in zip(members, (13, 14)):
         held, shipped = member.holdout.model.config, member.result.model.config
         assert held["data"]["train_on_dev"] is False and shipped["data"]["train_on_dev"] is True
