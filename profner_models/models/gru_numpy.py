@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from profner_models.models.kernels import host
 from profner_models.models.memo import kept
 
 NUMPY_ROWS = 8  # at most this many rows step in NumPy
@@ -53,8 +54,7 @@ def _numpy_weights(rnn: nn.GRU) -> list[tuple[np.ndarray, ...]]:
 
     def weight(name: str) -> np.ndarray:
         tensor = getattr(rnn, name, None)
-        return (np.zeros(3 * hidden, np.float32) if tensor is None
-                else tensor.detach().float().cpu().numpy())
+        return np.zeros(3 * hidden, np.float32) if tensor is None else host(tensor)
 
     layers = []
     for layer in range(rnn.num_layers):
