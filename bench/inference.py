@@ -12,7 +12,7 @@ common words; each measured text is timed once, so it is new to both: with fewer
 ``cpu_ms_*`` is the calling thread's CPU time per text (``time.thread_time``): on a shared
 machine it stays close to the uncontended latency when the wall clock does not (see
 ``load_avg_1min``; with threads > 1 it misses the helper threads' share).
-``compiled_loops``: whether the GRU steps and Viterbi ran in C (``models/_kernels.c``, built by
+``compiled_loops``: whether the GRU steps and Viterbi ran in C (``_kernels.c``, built by
 the install where there is a C compiler) or in NumPy.
 ``unknown_word_rate``: the texts' words outside the model's vocabulary (new text costs more:
 unknown words get computed vectors, and spaCy's vocabulary grows).
@@ -39,8 +39,8 @@ from stats import percentile
 
 from profner_models.config import data_root
 from profner_models.corpus import read_text_dir
+from profner_models.kernels import compiled
 from profner_models.models import encode_text, joint
-from profner_models.models.kernels import compiled
 from profner_models.predict import Predictor
 from profner_models.training import word_novelty
 

@@ -29,9 +29,9 @@ def real_data_dir() -> Path:
 
 @pytest.fixture(params=["compiled", "numpy"])
 def loops(request, monkeypatch) -> str:
-    """Runs a test on each path of the models' step loops: C (``models/_kernels.c``, skipped
-    where the install could not build it) and NumPy (``models.kernels.native`` set to None)."""
-    from profner_models.models import kernels
+    """Runs a test on each path of the models' step loops: C (``_kernels.c``, skipped
+    where the install could not build it) and NumPy (``kernels.native`` set to None)."""
+    from profner_models import kernels
 
     if request.param == "numpy":
         monkeypatch.setattr(kernels, "native", None)

@@ -108,6 +108,34 @@ def test_bag_means_are_the_rows_means_to_the_bit():
             assert np.array_equal(row, table[bag].mean(axis=0))
 
 
+def test_the_bag_means_kernel_gives_numpys_means_to_the_bit(monkeypatch):
+    """``E5Static.bag_means`` in C against the NumPy path (the kernels off): words with one to
+    many pieces, empty bags, random rows of the whole table; and ids out of the table refused."""
+    from profner_models import kernels
+    from profner_models.vectors.e5 import e5_static
+
+    static = e5_static()
+    rows = int(static.file.config.vocab_rows)
+    rng = np.random.default_rng(0)
+    words = ["médico", "", "x" * 60, "😷", "trepidancista", "a▁b", "<s>x", "EE.UU."]
+    bags = static.bags(words) + [[int(i)] for i in rng.integers(0, rows, 500)] + [
+        [int(i) for i in rng.integers(0, rows, n)] for n in rng.integers(0, 40, 300)]
+    assert any(len(bag) > 20 for bag in bags) and [] in bags
+    native = kernels.compiled()
+    if native is None:
+        pytest.skip("built without the C kernels")
+    fast = static.bag_means(bags)
+    monkeypatch.setattr(kernels, "native", None)
+    slow = static.bag_means(bags)
+    assert fast.dtype == slow.dtype == np.float32 and fast.tobytes() == slow.tobytes()
+    assert not fast[1].any() and fast[0].any()
+    out = np.empty((1, 384), np.float32)
+    with pytest.raises(ValueError, match=rf"ids\[1\] = {rows}: must be in 0..{rows - 1}"):
+        native.q4_bag_means(static._blocks, np.array([0, rows], np.int64), np.array([2], np.int64), out)
+    with pytest.raises(ValueError, match="ends must rise"):
+        native.q4_bag_means(static._blocks, np.array([0, 1], np.int64), np.array([1], np.int64), out)
+
+
 def test_vectors_shapes_and_determinism(vectors):
     assert list(vectors) == ["médico", "doctor", "médica", "mesa", "enfermera", "😷"]
     assert all(v.shape == (384,) and v.dtype == np.float32 and np.isfinite(v).all()

@@ -16,7 +16,8 @@ ROOT = REPO / "profner_models"
 
 # Bottom to top: a room may import rooms below it, and itself. docs/design.md draws the same.
 LAYERS = [
-    {"__init__", "documents", "spans", "config", "registry", "sample", "progress", "opcount", "digest"},
+    {"__init__", "documents", "spans", "config", "registry", "sample", "progress", "opcount", "digest",
+     "kernels"},
     {"text"},
     {"corpus"},
     {"e5"},

@@ -226,7 +226,7 @@ def test_joint_model_is_assembled_from_the_config_and_weights_the_losses():
 
 
 def test_the_viterbi_kernel_refuses_a_length_outside_the_row():
-    from profner_models.models import kernels
+    from profner_models import kernels
 
     if kernels.native is None:
         pytest.skip("the kernels are not built here")

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from profner_models.models import kernels, recurrent
+from profner_models import kernels
+from profner_models.models import recurrent
 from profner_models.models.recurrent import bidirectional, embedded_bidirectional
 from profner_models.models.rnn import distinct_rows
 from profner_models.opcount import OpCounter
@@ -247,7 +248,7 @@ def test_the_kernel_is_built_where_there_is_a_c_compiler() -> None:
     """The install compiles ``_kernels.c`` (optional: without a compiler, NumPy steps)."""
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler on this machine: the NumPy steps serve")
-    assert kernels.native is not None, "profner_models/models/_kernels.c was not built"
+    assert kernels.native is not None, "profner_models/_kernels.c was not built"
 
 
 def test_the_kernel_saturates_like_nn_gru_on_extreme_inputs(loops) -> None:

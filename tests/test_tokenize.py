@@ -160,6 +160,23 @@ def test_chunk_by_chunk_equals_the_whole_text_on_the_real_corpora(real_data_dir)
             assert tokenize(text) == _whole_text(text), text[:80]
 
 
+def test_a_chunk_taken_whole_without_spacy_is_one_spacy_keeps_whole():
+    """``plain_word`` chunks skip spaCy's pass: every letter of Unicode that it admits, alone,
+    between letters and at either end of a word, is kept whole by the pass; the letters that
+    are emoji (``ℹ``) and the special cases of letters alone (``pal``) are not admitted."""
+    letters = [chr(i) for i in range(0x110000) if chr(i).isalpha()]
+    plain = [ch for ch in letters if tokenize_module.plain_word(ch)]
+    assert "ℹ" in letters and "ℹ" not in plain and len(plain) > 100_000
+    assert not tokenize_module.plain_word("pal") and words("pal") == ["pa", "l"]
+    for form in ("{}", "a{}b", "ab{}", "{}ab"):
+        chunks = [form.format(ch) for ch in plain]
+        joined, first, whole = " ".join(chunks), 0, []
+        for chunk in chunks:
+            whole.append((first, first + len(chunk)))
+            first += len(chunk) + 1
+        assert tokenize_module._doc_spans(joined) == whole
+
+
 def test_the_chunk_memo_is_bounded(monkeypatch):
     monkeypatch.setattr(tokenize_module, "CHUNKS", 3)
     monkeypatch.setattr(tokenize_module, "_chunk_spans", {})

@@ -117,7 +117,12 @@ def test_unseen_words_get_computed_vectors_and_prediction_uses_them(vectors, tmp
     assert not torch.allclose(unknown[0], unknown[1])
     with torch.inference_mode():
         words = backbone(features).words
+        gathered = backbone._embed_words(features["word_ids"], unknown)  # NumPy's gathers
     assert not torch.allclose(words[0, 1], words[1, 1])  # the unknown word's own state differs
+    # out of autograd the rows and sums come from NumPy: the same as the ops' to the bit
+    backbone.eval()
+    assert backbone.word_delta.weight.abs().sum() > 0
+    assert torch.equal(gathered, backbone._embed_words(features["word_ids"], unknown).detach())
     # and the saved model computes the same vectors after a reload
     artifacts.save(result.model, tmp_path / "m")
     from profner_models.artifacts import load

@@ -159,6 +159,13 @@ class E5File:
             return flat.reshape(-1, cols)
         return self.q4_rows(name, cols)
 
+    def q4_bytes(self, name: str) -> np.ndarray:
+        """A Q4_0 tensor's blocks as they lie in the file, uint8 (read in place)."""
+        entry = self._entry(name)
+        if entry.dtype != "q4_0":
+            raise E5FormatError(f"{self.path}: tensor {name!r} is {entry.dtype}, not q4_0")
+        return np.frombuffer(self._map, np.uint8, entry.nbytes, entry.offset)
+
     def q4_rows(self, name: str, cols: int, rows: np.ndarray | None = None) -> np.ndarray:
         """Rows ``rows`` (default all) of a Q4_0 matrix with ``cols`` columns, dequantized."""
         entry = self._entry(name)

@@ -13,7 +13,7 @@ the log-likelihood to pytorch-crf's), but without a loop over time steps:
 pytorch-crf's forward algorithm dispatches ~10 ops per word forward and more backward (~1,500
 for a 50-word batch); on a GPU each is a kernel launch. Here: about 10 ops per tree level.
 Decoding is Viterbi on the host after inference (``heads.viterbi``: the C loop of
-``models/_kernels.c``, or NumPy where it is not built).
+``_kernels.c``, or NumPy where it is not built).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from profner_models.models.kernels import host
+from profner_models.kernels import host
 from profner_models.models.memo import kept
 
 NUMPY_ROWS = 8  # at most this many rows step in NumPy

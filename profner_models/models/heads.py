@@ -24,6 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from profner_models.config import Schema
+from profner_models.kernels import compiled, host
 from profner_models.models.base import (
     BackboneOutput,
     DocumentHead,
@@ -33,7 +34,6 @@ from profner_models.models.base import (
 )
 from profner_models.models.crf import LinearChainCRF
 from profner_models.models.dropout import Dropout
-from profner_models.models.kernels import compiled, host
 from profner_models.models.recurrent import bidirectional, rnn_cell
 from profner_models.text.tags import allowed_end_tags, allowed_start_tags, allowed_transitions
 
@@ -113,9 +113,13 @@ class PooledLinear(DocumentHead):
         self.linear = nn.Linear(2 * context.word_dim, len(context.labels))
 
     def scores(self, output: BackboneOutput) -> torch.Tensor:
-        mask = output.mask.unsqueeze(-1)
-        largest = output.words.masked_fill(~mask, float("-inf")).amax(dim=1)
-        mean = (output.words * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        words = output.words
+        if words.shape[0] == 1:  # one text has no padding: the same sums, a third of the ops
+            largest, mean = words.amax(dim=1), words.sum(dim=1) / words.shape[1]
+        else:
+            mask = output.mask.unsqueeze(-1)
+            largest = words.masked_fill(~mask, float("-inf")).amax(dim=1)
+            mean = (words * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
         return self.linear(self.dropout(torch.cat([largest, mean], dim=-1)))
 
     def loss(self, scores: torch.Tensor, targets: torch.Tensor, output: BackboneOutput) -> torch.Tensor:
@@ -261,8 +265,8 @@ def viterbi(emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, trans
     ``end`` scores, all float32.
 
     ``torchcrf.CRF.decode``'s algorithm, step for step, in C where the install built it
-    (``models.kernels``: ~2 us for a tweet), else in NumPy (~0.1 ms; pytorch-crf's loop of small
-    torch ops took 0.8 ms of a 3-4 ms tweet). ``tests/test_model_rnn.py`` pins both paths to
+    (``profner_models.kernels``: ~2 us for a tweet), else in NumPy (~0.1 ms; pytorch-crf's loop
+    of small torch ops took 0.8 ms of a 3-4 ms tweet). ``tests/test_model_rnn.py`` pins both paths to
     ``CRF.decode``'s. The likelihood is ``models.crf.LinearChainCRF``'s.
     """
     native = compiled()

@@ -43,9 +43,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from profner_models.config import Schema
+from profner_models.kernels import compiled, host
 from profner_models.models.dropout import dropout
 from profner_models.models.gru_numpy import BLAS_SERIAL, NUMPY_ROWS, gru_numpy
-from profner_models.models.kernels import compiled, host
 from profner_models.models.memo import forget, kept
 
 

@@ -125,14 +125,19 @@ class Part:
         """``[len(words), dim]``: the vectors the words would get had the part never seen them."""
         if not self.extends:
             return np.zeros((len(words), self.dim), np.float32)
-        return bag_means(self.bags(words), self.bag_rows, self.dim)
+        return self.bag_vectors(self.bags(words))
 
     def bags(self, words: Sequence[str]) -> list[list[int]]:
         """A part that ``extends``: the table rows each word's unknown vector averages."""
         raise NotImplementedError
 
+    def bag_vectors(self, bags: Sequence[Sequence[int]]) -> np.ndarray:
+        """``[len(bags), dim]``: each bag's mean row (``bag_means`` over ``bag_rows``)."""
+        return bag_means(bags, self.bag_rows, self.dim)
+
     def bag_rows(self, ids: np.ndarray) -> np.ndarray:
-        """A part that ``extends``: its table's rows ``ids``, float32 ``[len(ids), dim]``."""
+        """A part that ``extends`` without its own ``bag_vectors``: its table's rows ``ids``,
+        float32 ``[len(ids), dim]``."""
         raise NotImplementedError
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:

@@ -9,6 +9,8 @@
    hidden products of four rows share each load of W (add_product4); a row's sums are the same
    as stepped alone, bit for bit.
    viterbi: a linear-chain CRF's best paths (profner_models.models.heads.viterbi).
+   q4_bag_means: means of bags of rows of a 4-bit (Q4_0) table, the e5 piece vectors of words a
+   model never saw (profner_models.vectors.e5.E5Static.bag_means; documented where defined).
 
    viterbi(emissions, lengths, start, transitions, end, out):
      emissions [B, W, T] float32, lengths [B] int64 (each 1..W), start [T], transitions
@@ -313,7 +315,7 @@ static void train_backward(const int64_t *lengths, const float *w_hidden, const 
     }
 }
 
-/* ``obj``'s buffer as ``view``: C-contiguous, ``ndim`` dims, of ``kind`` 'f' (float32) or 'i'
+/* ``obj``'s buffer as ``view``: C-contiguous, ``ndim`` dims, of ``kind`` 'f' (float32), 'u' (uint8) or 'i'
    (int64, which NumPy writes 'l' or 'q' by platform); else -1 with a ValueError naming it */
 static int take(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *name,
                 char kind) {
@@ -321,19 +323,20 @@ static int take(PyObject *obj, Py_buffer *view, int ndim, int writable, const ch
     if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
     const char *format = view->format ? view->format : "";
     if (*format == '<' || *format == '=' || *format == '@') format++;
-    const int ok = kind == 'f' ? view->itemsize == 4 && !strcmp(format, "f")
-                               : view->itemsize == 8 && (!strcmp(format, "l") || !strcmp(format, "q"));
+    const int ok = kind == 'f'   ? view->itemsize == 4 && !strcmp(format, "f")
+                   : kind == 'u' ? view->itemsize == 1 && !strcmp(format, "B")
+                                 : view->itemsize == 8 && (!strcmp(format, "l") || !strcmp(format, "q"));
     if (view->ndim != ndim || !ok) {
         PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous %s array of %d dims", name,
-                     kind == 'f' ? "float32" : "int64", ndim);
+                     kind == 'f' ? "float32" : kind == 'u' ? "uint8" : "int64", ndim);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
 }
 
-/* The buffers of the ``count`` arguments in ``args``: ``kinds[i]`` 'f' float32, 'i' int64, 'o'
-   float32 or None (then v[i].buf is NULL); the last ``writable`` of them written. */
+/* The buffers of the ``count`` arguments in ``args``: ``kinds[i]`` 'f' float32, 'i' int64, 'u'
+   uint8, 'o' float32 or None (then v[i].buf is NULL); the last ``writable`` of them written. */
 static int take_all(PyObject *args, Py_buffer *v, Py_ssize_t count, const char *const *names,
                     const int *dims, const char *kinds, Py_ssize_t writable) {
     if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != count) {
@@ -346,7 +349,8 @@ static int take_all(PyObject *args, Py_buffer *v, Py_ssize_t count, const char *
             memset(&v[i], 0, sizeof v[i]);
             continue;
         }
-        if (take(obj, &v[i], dims[i], i >= count - writable, names[i], kinds[i] == 'i' ? 'i' : 'f') < 0) {
+        const char kind = kinds[i] == 'o' ? 'f' : kinds[i];
+        if (take(obj, &v[i], dims[i], i >= count - writable, names[i], kind) < 0) {
             while (i-- > 0) PyBuffer_Release(&v[i]);
             return -1;
         }
@@ -541,6 +545,95 @@ done:
     return result;
 }
 
+/* An IEEE half's value as a float (exact: every half is a float) */
+static inline float half_value(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1Fu,
+                   mantissa = h & 0x3FFu;
+    if (exponent == 0) {  /* zero or subnormal: mantissa * 2^-24 */
+        const float v = ldexpf((float)mantissa, -24);
+        return sign ? -v : v;
+    }
+    const uint32_t bits = sign | (exponent == 31 ? 0x7F800000u | (mantissa << 13)
+                                                 : ((exponent + 112u) << 23) | (mantissa << 13));
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* out[b] = the mean of the dequantized Q4_0 rows ids[ends[b - 1]:ends[b]] of a matrix of cols
+   columns (blocks of 32 values: a half scale d, 16 bytes of nibbles, the low nibbles first;
+   value (nibble - 8) * d), zeros for an empty bag. The rows are added in order to zeros in float
+   and the sum divided by the count in double, as NumPy's ``mean(axis=0)`` of the dequantized
+   rows does, so the means are the same bit for bit: no contraction into fused multiply-adds, and
+   signed zeros kept here (0 + -0 is +0, as in NumPy's sum). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off", "signed-zeros")))
+#endif
+static void bag_means_q4(const uint8_t *blocks, const int64_t *ids, const int64_t *ends,
+                         Py_ssize_t B, Py_ssize_t cols, float *out) {
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+    const Py_ssize_t per_row = cols / 32;
+    int64_t start = 0;
+    for (Py_ssize_t b = 0; b < B; b++) {
+        float *mean = out + b * cols;
+        memset(mean, 0, (size_t)cols * sizeof(float));
+        for (int64_t i = start; i < ends[b]; i++) {
+            const uint8_t *block = blocks + ids[i] * per_row * 18;
+            for (Py_ssize_t k = 0; k < per_row; k++, block += 18) {
+                const float d = half_value((uint16_t)(block[0] | block[1] << 8));  /* little-endian */
+                float *into = mean + k * 32;
+                for (int j = 0; j < 16; j++) {
+                    const float low = ((float)(block[2 + j] & 0x0F) - 8.0f) * d;
+                    const float high = ((float)(block[2 + j] >> 4) - 8.0f) * d;
+                    into[j] += low;
+                    into[j + 16] += high;
+                }
+            }
+        }
+        const double count = (double)(ends[b] - start);
+        if (count > 0)
+            for (Py_ssize_t c = 0; c < cols; c++) mean[c] = (float)((double)mean[c] / count);
+        start = ends[b];
+    }
+}
+
+static PyObject *q4_bag_means(PyObject *self, PyObject *args) {
+    static const char *const names[4] = {"blocks", "ids", "ends", "out"};
+    static const int dims[4] = {1, 1, 1, 2};
+    Py_buffer v[4];
+    if (take_all(args, v, 4, names, dims, "uiif", 1) < 0) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t B = v[3].shape[0], cols = v[3].shape[1], N = v[1].shape[0];
+    const Py_ssize_t rows = cols > 0 && cols % 32 == 0 ? v[0].shape[0] / (cols / 32 * 18) : 0;
+    if (v[2].shape[0] != B || cols % 32 != 0 || rows * (cols / 32 * 18) != v[0].shape[0]) {
+        PyErr_SetString(PyExc_ValueError, "shapes: blocks [rows * cols / 32 * 18] bytes, ids [N], "
+                        "ends [B], out [B, cols] with cols a multiple of 32");
+        goto done;
+    }
+    const int64_t *ids = v[1].buf, *ends = v[2].buf;
+    for (Py_ssize_t i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= rows) {
+            PyErr_Format(PyExc_ValueError, "ids[%zd] = %lld: must be in 0..%zd", i,
+                         (long long)ids[i], rows - 1);
+            goto done;
+        }
+    for (Py_ssize_t b = 0; b < B; b++)
+        if (ends[b] < (b ? ends[b - 1] : 0) || ends[b] > N || (b == B - 1 && ends[b] != N)) {
+            PyErr_Format(PyExc_ValueError, "ends[%zd] = %lld: ends must rise from 0 to %zd", b,
+                         (long long)ends[b], N);
+            goto done;
+        }
+    Py_BEGIN_ALLOW_THREADS
+    bag_means_q4(v[0].buf, ids, ends, B, cols, v[3].buf);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    for (int i = 0; i < 4; i++) PyBuffer_Release(&v[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"gru_train_forward", gru_train_forward, METH_VARARGS,
      "gru_train_forward(gates_in, lengths, w_hidden, b_hidden, out, last, saved): a BiGRU "
@@ -550,11 +643,13 @@ static PyMethodDef methods[] = {
      "its gradients"},
     {"viterbi", viterbi, METH_VARARGS,
      "viterbi(emissions, lengths, start, transitions, end, out): best CRF paths (module doc)"},
+    {"q4_bag_means", q4_bag_means, METH_VARARGS,
+     "q4_bag_means(blocks, ids, ends, out): means of bags of Q4_0 rows (module doc)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
-                                    "The models' step loops in C (a BiGRU layer, CRF Viterbi).",
+                                    "Loops in C (a BiGRU layer, CRF Viterbi, Q4 bag means).",
                                     -1, methods};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

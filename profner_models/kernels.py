@@ -1,11 +1,12 @@
-"""The models' step loops compiled (``_kernels.c``: a BiGRU layer's recurrence at prediction
-and in training, CRF Viterbi).
+"""The loops compiled (``_kernels.c``: a BiGRU layer's recurrence at prediction and in
+training, CRF Viterbi, means of 4-bit e5 piece rows).
 
 ``native`` is the extension module where the install built it (``pyproject.toml``: optional,
 built where there is a C compiler), else None; ``compiled()`` reads it at each call (tests set
 it to None), and where it gives None the callers run the same maths in NumPy or, in training,
-in PyTorch's packed GRU (``models.recurrent``, ``models.heads.viterbi``; the paths tested
-equal). ``host`` gives a tensor as the NumPy array those loops read.
+in PyTorch's packed GRU (``models.recurrent``, ``models.heads.viterbi``,
+``vectors.e5.E5Static.bag_means``; the paths tested equal). ``host`` gives a tensor as the
+NumPy array those loops read.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 native: ModuleType | None
 try:
-    import profner_models.models._kernels as native
+    import profner_models._kernels as native
 except ImportError:  # pragma: no cover - an install without a C compiler
     native = None
 
