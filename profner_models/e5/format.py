@@ -168,11 +168,8 @@ class E5File:
 
     def q4_rows(self, name: str, cols: int, rows: np.ndarray | None = None) -> np.ndarray:
         """Rows ``rows`` (default all) of a Q4_0 matrix with ``cols`` columns, dequantized."""
-        entry = self._entry(name)
-        if entry.dtype != "q4_0":
-            raise E5FormatError(f"{self.path}: tensor {name!r} is {entry.dtype}, not q4_0")
-        blocks = np.frombuffer(self._map, Q4_BLOCK, entry.n // QK, entry.offset)
-        blocks = blocks.reshape(entry.n // cols, cols // QK)
+        blocks = self.q4_bytes(name).view(Q4_BLOCK)
+        blocks = blocks.reshape(len(blocks) * QK // cols, cols // QK)
         if rows is not None:
             blocks = blocks[np.asarray(rows)]
         return dequantize_q4(blocks)
