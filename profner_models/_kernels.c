@@ -1,14 +1,16 @@
 /* The models' step-by-step loops in C: where a small model's time goes when each step is a
    handful of NumPy calls or dispatched ops (bench/README.md). Built at install where there is a
    C compiler (pyproject.toml, optional); without it the same maths runs in NumPy (prediction)
-   or in PyTorch's packed GRU (training).
+   or in PyTorch's packed GRU and the CRF's tree (training).
 
    gru_train_forward, gru_train_backward: the recurrence of a bidirectional GRU layer, with
-   what its backward needs saved, and its gradients (recurrent.gru_layer_steps, in training and
+   what its backward needs saved (in training), and its gradients (recurrent.gru_layer_steps, in training and
    at prediction; documented where defined). The rows step together, longest first, so the
    hidden products of four rows share each load of W (add_product4); a row's sums are the same
    as stepped alone, bit for bit.
    viterbi: a linear-chain CRF's best paths (profner_models.models.heads.viterbi).
+   crf_forward, crf_backward: its log partition function and gradients, step by step
+   (profner_models.models.crf; documented where defined).
    q4_bag_means: means of bags of rows of a 4-bit (Q4_0) table, the e5 piece vectors of words a
    model never saw (profner_models.vectors.e5.E5Static.bag_means; documented where defined).
 
@@ -204,23 +206,25 @@ static void by_length(const int64_t *lengths, Py_ssize_t B, Py_ssize_t *order) {
                              length - 1, the backward one at 0)
      saved    [2, B, T, 5H]  r | z | n | W_hn h + b_hn | the state before: what the backward
                              needs (zeros at padding; only the padding is cleared, the rest
-                             written)
+                             written); None at prediction (nothing kept: the gates go through
+                             a 5H scratch)
    g = h W + b;  r, z = sigmoid(x_r + g_r), sigmoid(x_z + g_z);  n = tanh(x_n + r g_n);
    h' = n + z (h - n): nn.GRU's maths. */
 CLONES
 static void train_forward(const float *gates_in, const int64_t *lengths, const float *w_hidden,
                           const float *b_hidden, float *out, float *last, float *saved,
                           Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, float *g, const float *zeros,
-                          Py_ssize_t *order) {
+                          float *scratch, Py_ssize_t *order) {
     /* g [B, 3H]: the hidden products of one step, a row per active row; order: the rows
        longest first, so the rows still stepping at step i are order[0 .. active) and their
-       products run four rows at a time (add_product4) */
+       products run four rows at a time (add_product4); scratch [5H]: a step's gates where
+       saved is NULL */
     const Py_ssize_t G = 3 * H;
     by_length(lengths, B, order);
     for (Py_ssize_t b = 0; b < B; b++) {
         const Py_ssize_t n = (Py_ssize_t)lengths[b];
         memset(out + (b * T + n) * 2 * H, 0, (size_t)((T - n) * 2 * H) * sizeof(float));
-        for (Py_ssize_t d = 0; d < 2; d++)
+        for (Py_ssize_t d = 0; saved && d < 2; d++)
             memset(saved + ((d * B + b) * T + n) * 5 * H, 0, (size_t)((T - n) * 5 * H) * sizeof(float));
     }
     for (Py_ssize_t d = 0; d < 2; d++) {
@@ -246,8 +250,9 @@ static void train_forward(const float *gates_in, const int64_t *lengths, const f
                 const Py_ssize_t b = order[q], n = (Py_ssize_t)lengths[b];
                 const Py_ssize_t p = d ? n - 1 - i : i;
                 const float *before = i ? out + (b * T + (d ? n - i : i - 1)) * 2 * H + d * H : zeros;
-                float *s = saved + ((d * B + b) * T + p) * 5 * H, *h = out + (b * T + p) * 2 * H + d * H;
-                memcpy(s + 4 * H, before, (size_t)H * sizeof(float));
+                float *s = saved ? saved + ((d * B + b) * T + p) * 5 * H : scratch;
+                float *h = out + (b * T + p) * 2 * H + d * H;
+                if (saved) memcpy(s + 4 * H, before, (size_t)H * sizeof(float));
                 forward_gates(gates_in + (b * T + p) * 2 * G + d * G, g + q * G, before, s, s + H,
                               s + 2 * H, s + 3 * H, h, H);
             }
@@ -315,8 +320,9 @@ static void train_backward(const int64_t *lengths, const float *w_hidden, const 
     }
 }
 
-/* ``obj``'s buffer as ``view``: C-contiguous, ``ndim`` dims, of ``kind`` 'f' (float32), 'u' (uint8) or 'i'
-   (int64, which NumPy writes 'l' or 'q' by platform); else -1 with a ValueError naming it */
+/* ``obj``'s buffer as ``view``: C-contiguous, ``ndim`` dims, of ``kind`` 'f' (float32), 'd'
+   (float64), 'u' (uint8) or 'i' (int64, which NumPy writes 'l' or 'q' by platform); else -1
+   with a ValueError naming it */
 static int take(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *name,
                 char kind) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
@@ -324,19 +330,25 @@ static int take(PyObject *obj, Py_buffer *view, int ndim, int writable, const ch
     const char *format = view->format ? view->format : "";
     if (*format == '<' || *format == '=' || *format == '@') format++;
     const int ok = kind == 'f'   ? view->itemsize == 4 && !strcmp(format, "f")
+                   : kind == 'd' ? view->itemsize == 8 && !strcmp(format, "d")
                    : kind == 'u' ? view->itemsize == 1 && !strcmp(format, "B")
                                  : view->itemsize == 8 && (!strcmp(format, "l") || !strcmp(format, "q"));
     if (view->ndim != ndim || !ok) {
         PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous %s array of %d dims", name,
-                     kind == 'f' ? "float32" : kind == 'u' ? "uint8" : "int64", ndim);
+                     kind == 'f'   ? "float32"
+                     : kind == 'd' ? "float64"
+                     : kind == 'u' ? "uint8"
+                                   : "int64",
+                     ndim);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
 }
 
-/* The buffers of the ``count`` arguments in ``args``: ``kinds[i]`` 'f' float32, 'i' int64, 'u'
-   uint8, 'o' float32 or None (then v[i].buf is NULL); the last ``writable`` of them written. */
+/* The buffers of the ``count`` arguments in ``args``: ``kinds[i]`` 'f' float32, 'd' float64,
+   'i' int64, 'u' uint8, 'o' float32 or None (then v[i].buf is NULL); the last ``writable`` of
+   them written. */
 static int take_all(PyObject *args, Py_buffer *v, Py_ssize_t count, const char *const *names,
                     const int *dims, const char *kinds, Py_ssize_t writable) {
     if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) != count) {
@@ -383,7 +395,7 @@ static PyObject *gru_train_forward(PyObject *self, PyObject *args) {
                                          "last", "saved"};
     static const int dims[7] = {3, 1, 3, 2, 3, 2, 4};
     Py_buffer v[7];
-    if (take_all(args, v, 7, names, dims, "fifffff", 3) < 0) return NULL;
+    if (take_all(args, v, 7, names, dims, "fiffffo", 3) < 0) return NULL;
     PyObject *result = NULL;
     const Py_ssize_t B = v[0].shape[0], T = v[0].shape[1], H = v[2].shape[1];
     if (!shaped(&v[0], B, T, 6 * H, -1) || !shaped(&v[1], B, -1, -1, -1)
@@ -397,8 +409,8 @@ static PyObject *gru_train_forward(PyObject *self, PyObject *args) {
     }
     if (!lengths_within(&v[1], T)) goto done;
     {
-        /* the rows' hidden products [B, 3H], H zeros, the rows' order */
-        float *g = PyMem_RawCalloc((size_t)(B * 3 * H + H + 1), sizeof(float));
+        /* the rows' hidden products [B, 3H], H zeros, a 5H scratch, the rows' order */
+        float *g = PyMem_RawCalloc((size_t)(B * 3 * H + 6 * H + 1), sizeof(float));
         Py_ssize_t *order = PyMem_RawMalloc((size_t)(B + 1) * sizeof(Py_ssize_t));
         if (!g || !order) {
             PyMem_RawFree(g);
@@ -408,7 +420,7 @@ static PyObject *gru_train_forward(PyObject *self, PyObject *args) {
         }
         Py_BEGIN_ALLOW_THREADS
         train_forward(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, T, B,
-                      H, g, g + B * 3 * H, order);
+                      H, g, g + B * 3 * H, g + B * 3 * H + H, order);
         Py_END_ALLOW_THREADS
         PyMem_RawFree(g);
         PyMem_RawFree(order);
@@ -545,6 +557,203 @@ done:
     return result;
 }
 
+/* A linear-chain CRF's log partition function and its gradients, row by row over time (the
+   forward-backward algorithm in the log domain), for a CPU where the tree of batched log-matrix
+   products (models/crf.py) costs T^3 per word against T^2 here. In each step the sums are
+   scaled: a row's largest value out of the exp, and each column (forward) or row (backward) of
+   the transitions by its largest, so no term of a sum underflows unless it is ~1e-38 of the
+   largest. Buffers:
+     emissions [B, W, T], lengths [B] int64 (each 1..W), start [T], transitions [from, to] [T, T],
+     end [T] float32;
+     crf_forward writes log_z [B] and alpha [B, W, T] float64 (each prefix's log-sum of its
+     paths ending in each tag, emission included; zeros past a row's length). The sums run in
+     double: a row's log-sums grow with its length, and in float their rounding would add up
+     step after step (marginals ~3e-4 off over 128 words, against ~3e-5 for the tree in float);
+     crf_backward reads those and the gradient of the loss at log_z (d_log_z [B]) and writes the
+     gradients at emissions [B, W, T] (zeros at padding), start [T], transitions [T, T], end
+     [T]: each tag's (and pair of tags') marginal probability times d_log_z[b], summed over the
+     rows. Work (double): [T, T] exp(transitions - column or row max), [T] shifts, [T] scratch,
+     [W, T] beta of a row, [T, T] a row's pair probabilities. */
+static void crf_alpha(const float *emissions, const int64_t *lengths, const float *start,
+                      const float *transitions, const float *end, float *log_z, double *alpha,
+                      Py_ssize_t B, Py_ssize_t W, Py_ssize_t T, double *scaled, double *shift,
+                      double *p) {
+    for (Py_ssize_t j = 0; j < T; j++) {
+        double top = transitions[j];
+        for (Py_ssize_t i = 1; i < T; i++) top = fmax(top, transitions[i * T + j]);
+        shift[j] = top;
+        for (Py_ssize_t i = 0; i < T; i++) scaled[i * T + j] = exp(transitions[i * T + j] - top);
+    }
+    for (Py_ssize_t b = 0; b < B; b++) {
+        const float *e = emissions + b * W * T;
+        double *a = alpha + b * W * T;
+        const Py_ssize_t n = (Py_ssize_t)lengths[b];
+        for (Py_ssize_t j = 0; j < T; j++) a[j] = (double)start[j] + e[j];
+        for (Py_ssize_t t = 1; t < n; t++) {
+            const double *before = a + (t - 1) * T;
+            double top = before[0];
+            for (Py_ssize_t i = 1; i < T; i++) top = fmax(top, before[i]);
+            for (Py_ssize_t i = 0; i < T; i++) p[i] = exp(before[i] - top);
+            for (Py_ssize_t j = 0; j < T; j++) {
+                double sum = 0.0;
+                for (Py_ssize_t i = 0; i < T; i++) sum += p[i] * scaled[i * T + j];
+                a[t * T + j] = top + shift[j] + log(sum) + e[t * T + j];
+            }
+        }
+        memset(a + n * T, 0, (size_t)((W - n) * T) * sizeof(double));
+        const double *last = a + (n - 1) * T;
+        double top = last[0] + end[0];
+        for (Py_ssize_t j = 1; j < T; j++) top = fmax(top, last[j] + end[j]);
+        double sum = 0.0;
+        for (Py_ssize_t j = 0; j < T; j++) sum += exp(last[j] + end[j] - top);
+        log_z[b] = (float)(top + log(sum));
+    }
+}
+
+static void crf_gradients(const float *emissions, const int64_t *lengths,
+                          const float *transitions, const float *end, const double *alpha,
+                          const float *log_z,
+                          const float *d_log_z, float *d_emissions, float *d_start,
+                          float *d_transitions, float *d_end, Py_ssize_t B, Py_ssize_t W,
+                          Py_ssize_t T, double *scaled, double *shift, double *beta, double *q,
+                          double *pairs) {
+    for (Py_ssize_t i = 0; i < T; i++) {
+        double top = transitions[i * T];
+        for (Py_ssize_t j = 1; j < T; j++) top = fmax(top, transitions[i * T + j]);
+        shift[i] = top;
+        for (Py_ssize_t j = 0; j < T; j++) scaled[i * T + j] = exp(transitions[i * T + j] - top);
+    }
+    memset(d_start, 0, (size_t)T * sizeof(float));
+    memset(d_end, 0, (size_t)T * sizeof(float));
+    memset(d_transitions, 0, (size_t)(T * T) * sizeof(float));
+    memset(pairs, 0, (size_t)(T * T) * sizeof(double));
+    memset(d_emissions, 0, (size_t)(B * W * T) * sizeof(float));
+    for (Py_ssize_t b = 0; b < B; b++) {
+        const float *e = emissions + b * W * T;
+        const double *a = alpha + b * W * T;
+        const Py_ssize_t n = (Py_ssize_t)lengths[b];
+        const double g = d_log_z[b];
+        /* beta[t][i]: log-sum of the scores after position t of the paths through tag i there */
+        for (Py_ssize_t i = 0; i < T; i++) beta[(n - 1) * T + i] = end[i];
+        for (Py_ssize_t t = n - 2; t >= 0; t--) {
+            const double *after = beta + (t + 1) * T;
+            const float *next = e + (t + 1) * T;
+            double top = after[0] + next[0];
+            for (Py_ssize_t j = 1; j < T; j++) top = fmax(top, after[j] + next[j]);
+            for (Py_ssize_t j = 0; j < T; j++) q[j] = exp(after[j] + next[j] - top);
+            for (Py_ssize_t i = 0; i < T; i++) {
+                double sum = 0.0;
+                for (Py_ssize_t j = 0; j < T; j++) sum += scaled[i * T + j] * q[j];
+                beta[t * T + i] = top + shift[i] + log(sum);
+            }
+        }
+        /* log_z again from the row's alpha in double (the float one is rounded) */
+        const double *last = a + (n - 1) * T;
+        double top = last[0] + end[0];
+        for (Py_ssize_t j = 1; j < T; j++) top = fmax(top, last[j] + end[j]);
+        double sum = 0.0;
+        for (Py_ssize_t j = 0; j < T; j++) sum += exp(last[j] + end[j] - top);
+        const double z = top + log(sum);
+        float *d = d_emissions + b * W * T;
+        for (Py_ssize_t t = 0; t < n; t++)
+            for (Py_ssize_t j = 0; j < T; j++)
+                d[t * T + j] = (float)(g * exp(a[t * T + j] + beta[t * T + j] - z));
+        for (Py_ssize_t j = 0; j < T; j++) {
+            d_start[j] += d[j];
+            d_end[j] += d[(n - 1) * T + j];
+        }
+        for (Py_ssize_t t = 1; t < n; t++) {
+            const double *before = a + (t - 1) * T;
+            for (Py_ssize_t j = 0; j < T; j++) q[j] = e[t * T + j] + beta[t * T + j] - z;
+            for (Py_ssize_t i = 0; i < T; i++)
+                for (Py_ssize_t j = 0; j < T; j++)
+                    pairs[i * T + j] += exp(before[i] + transitions[i * T + j] + q[j]);
+        }
+        for (Py_ssize_t i = 0; i < T * T; i++) {
+            d_transitions[i] += (float)(g * pairs[i]);
+            pairs[i] = 0.0;
+        }
+    }
+}
+
+static int crf_shapes(const Py_buffer *v, Py_ssize_t *B, Py_ssize_t *W, Py_ssize_t *T) {
+    *B = v[0].shape[0], *W = v[0].shape[1], *T = v[0].shape[2];
+    if (*T < 1 || !shaped(&v[1], *B, -1, -1, -1) || !shaped(&v[2], *T, -1, -1, -1)
+        || !shaped(&v[3], *T, *T, -1, -1) || !shaped(&v[4], *T, -1, -1, -1)) {
+        PyErr_SetString(PyExc_ValueError, "shapes: emissions [B, W, T], lengths [B], start [T], "
+                        "transitions [T, T], end [T]");
+        return 0;
+    }
+    return lengths_within(&v[1], *W);
+}
+
+static PyObject *crf_forward(PyObject *self, PyObject *args) {
+    static const char *const names[7] = {"emissions", "lengths", "start", "transitions", "end",
+                                         "log_z", "alpha"};
+    static const int dims[7] = {3, 1, 1, 2, 1, 1, 3};
+    Py_buffer v[7];
+    if (take_all(args, v, 7, names, dims, "fiffffd", 2) < 0) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t B, W, T;
+    if (!crf_shapes(v, &B, &W, &T)) goto done;
+    if (!shaped(&v[5], B, -1, -1, -1) || !shaped(&v[6], B, W, T, -1)) {
+        PyErr_SetString(PyExc_ValueError, "shapes: log_z [B], alpha [B, W, T]");
+        goto done;
+    }
+    {
+        double *work = PyMem_RawMalloc((size_t)(T * T + 2 * T) * sizeof(double));
+        if (!work) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        crf_alpha(v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, B, W, T,
+                  work, work + T * T, work + T * T + T);
+        Py_END_ALLOW_THREADS
+        PyMem_RawFree(work);
+        result = Py_NewRef(Py_None);
+    }
+done:
+    for (int i = 0; i < 7; i++) PyBuffer_Release(&v[i]);
+    return result;
+}
+
+static PyObject *crf_backward(PyObject *self, PyObject *args) {
+    static const char *const names[12] = {"emissions", "lengths", "start", "transitions", "end",
+                                          "alpha", "log_z", "d_log_z", "d_emissions", "d_start",
+                                          "d_transitions", "d_end"};
+    static const int dims[12] = {3, 1, 1, 2, 1, 3, 1, 1, 3, 1, 2, 1};
+    Py_buffer v[12];
+    if (take_all(args, v, 12, names, dims, "fifffdffffff", 4) < 0) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t B, W, T;
+    if (!crf_shapes(v, &B, &W, &T)) goto done;
+    if (!shaped(&v[5], B, W, T, -1) || !shaped(&v[6], B, -1, -1, -1) || !shaped(&v[7], B, -1, -1, -1)
+        || !shaped(&v[8], B, W, T, -1) || !shaped(&v[9], T, -1, -1, -1)
+        || !shaped(&v[10], T, T, -1, -1) || !shaped(&v[11], T, -1, -1, -1)) {
+        PyErr_SetString(PyExc_ValueError, "shapes: alpha [B, W, T], log_z [B], d_log_z [B], "
+                        "d_emissions [B, W, T], d_start [T], d_transitions [T, T], d_end [T]");
+        goto done;
+    }
+    {
+        double *work = PyMem_RawMalloc((size_t)(2 * T * T + 2 * T + W * T) * sizeof(double));
+        if (!work) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        crf_gradients(v[0].buf, v[1].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, v[7].buf,
+                      v[8].buf, v[9].buf, v[10].buf, v[11].buf, B, W, T, work, work + T * T,
+                      work + T * T + 2 * T, work + T * T + T, work + T * T + 2 * T + W * T);
+        Py_END_ALLOW_THREADS
+        PyMem_RawFree(work);
+        result = Py_NewRef(Py_None);
+    }
+done:
+    for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
+    return result;
+}
+
 /* An IEEE half's value as a float (exact: every half is a float) */
 static inline float half_value(uint16_t h) {
     const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1Fu,
@@ -643,13 +852,19 @@ static PyMethodDef methods[] = {
      "its gradients"},
     {"viterbi", viterbi, METH_VARARGS,
      "viterbi(emissions, lengths, start, transitions, end, out): best CRF paths (module doc)"},
+    {"crf_forward", crf_forward, METH_VARARGS,
+     "crf_forward(emissions, lengths, start, transitions, end, log_z, alpha): a CRF's log "
+     "partition function (module doc)"},
+    {"crf_backward", crf_backward, METH_VARARGS,
+     "crf_backward(emissions, lengths, start, transitions, end, alpha, log_z, d_log_z, "
+     "d_emissions, d_start, d_transitions, d_end): its gradients"},
     {"q4_bag_means", q4_bag_means, METH_VARARGS,
      "q4_bag_means(blocks, ids, ends, out): means of bags of Q4_0 rows (module doc)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
-                                    "Loops in C (a BiGRU layer, CRF Viterbi, Q4 bag means).",
+                                    "Loops in C (a BiGRU layer, a CRF's partition function and Viterbi, Q4 bag means).",
                                     -1, methods};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

@@ -1,11 +1,13 @@
 """The loops compiled (``_kernels.c``: a BiGRU layer's recurrence at prediction and in
-training, CRF Viterbi, means of 4-bit e5 piece rows).
+training, a CRF's partition function with its gradients and its Viterbi paths, means of 4-bit
+e5 piece rows).
 
 ``native`` is the extension module where the install built it (``pyproject.toml``: optional,
 built where there is a C compiler), else None; ``compiled()`` reads it at each call (tests set
 it to None), and where it gives None the callers run the same maths in NumPy or, in training,
-in PyTorch's packed GRU (``models.recurrent``, ``models.heads.viterbi``,
-``vectors.e5.E5Static.bag_means``; the paths tested equal). ``host`` gives a tensor as the
+in PyTorch's packed GRU and the CRF's tree of log-matrix products (``models.recurrent``,
+``models.crf``, ``models.heads.viterbi``, ``vectors.e5.E5Static.bag_means``; the paths tested
+equal). ``host`` gives a tensor as the
 NumPy array those loops read.
 """
 

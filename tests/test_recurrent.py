@@ -269,7 +269,8 @@ def test_the_kernel_saturates_like_nn_gru_on_extreme_inputs(loops) -> None:
 def test_a_rows_training_steps_are_the_same_in_any_batch_bit_for_bit(hidden) -> None:
     """The training kernel steps four rows at a time while four or more are left: a row's
     states and gradients are exactly those of the row stepped alone (the same additions in the
-    same order), so training does not change with the batch a text falls in."""
+    same order), so training does not change with the batch a text falls in; without the
+    buffer a backward needs (prediction) the states are the same too."""
     if kernels.native is None:
         pytest.skip("the kernel is not built here")
     rng = np.random.default_rng(hidden)
@@ -297,6 +298,10 @@ def test_a_rows_training_steps_are_the_same_in_any_batch_bit_for_bit(hidden) -> 
     for row in range(rows):
         for batch, alone in zip(together, run([row])):
             assert np.array_equal(batch[row], alone[0]), row
+    # at prediction nothing is kept for a backward (saved None): the same states, bit for bit
+    states, last, saved = recurrent.layer_steps(gates_in, lengths, w_hidden, b_hidden, keep=False)
+    assert saved is None
+    assert np.array_equal(states, together[0]) and np.array_equal(last, together[1])
 
 
 def test_the_training_kernel_names_a_wrong_length() -> None:

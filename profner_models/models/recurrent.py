@@ -89,7 +89,7 @@ def embedded_bidirectional(rnn: nn.RNNBase, embedding: nn.Embedding, ids: torch.
     if (isinstance(rnn, nn.GRU) and not rnn.training and not torch.is_grad_enabled()
             and _steps_in_c(rnn, ids.shape[0], embedding.weight, lengths)):
         table = kept(rnn, "embedded", lambda: _projected_rows(rnn, embedding.weight), also=embedding)
-        return _gru_predicting(rnn, None, lengths, table[ids])
+        return _gru_predicting(rnn, None, lengths, torch.from_numpy(host(table)[host(ids)]))
     return bidirectional(rnn, embedding(ids), lengths)
 
 
@@ -161,7 +161,7 @@ def _gru_predicting(rnn: nn.GRU, x: torch.Tensor | None, lengths: torch.Tensor,
             layer_input = dropout(layer_input, rnn.dropout, rnn.training)
         projected = (first_gates if layer == 0 and first_gates is not None
                      else nn.functional.linear(layer_input, w_in, b_in))
-        states, last, _ = layer_steps(projected.numpy(), row_lengths, w_hidden, b_hidden)
+        states, last, _ = layer_steps(projected.numpy(), row_lengths, w_hidden, b_hidden, keep=False)
         layer_input = torch.from_numpy(states)
     return layer_input, torch.from_numpy(last)
 
@@ -195,17 +195,19 @@ def _kept_weights(rnn: nn.GRU) -> list[tuple[torch.Tensor, torch.Tensor | None, 
 
 
 def layer_steps(gates_in: np.ndarray, lengths: np.ndarray, w_hidden: np.ndarray,
-                b_hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                b_hidden: np.ndarray, keep: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """A bidirectional GRU layer's recurrence over each row's length (``_kernels.c``,
     ``train_forward``): the states ``[B, T, 2H]`` (zeros at padding), each direction's last
-    ``[B, 2H]`` and what the backward needs ``[2, B, T, 5H]``, from the input projections of
-    both directions ``gates_in`` ``[B, T, 6H]``, ``lengths`` ``[B]`` int64, ``W_hh^T`` per
-    direction ``[2, H, 3H]`` and ``b_hh`` ``[2, 3H]`` (float32, C-contiguous)."""
+    ``[B, 2H]`` and what the backward needs ``[2, B, T, 5H]`` (``keep``; else None: nothing
+    written for it), from the input projections of both directions ``gates_in`` ``[B, T, 6H]``,
+    ``lengths`` ``[B]`` int64, ``W_hh^T`` per direction ``[2, H, 3H]`` and ``b_hh`` ``[2, 3H]``
+    (float32, C-contiguous)."""
     rows, steps, gates = gates_in.shape
     hidden = gates // 6
     states = np.empty((rows, steps, 2 * hidden), np.float32)
     last = np.empty((rows, 2 * hidden), np.float32)
-    saved = np.empty((2, rows, steps, 5 * hidden), np.float32)
+    saved = np.empty((2, rows, steps, 5 * hidden), np.float32) if keep else None
     compiled().gru_train_forward(np.ascontiguousarray(gates_in), lengths, w_hidden, b_hidden,
                                  states, last, saved)
     return states, last, saved

@@ -290,12 +290,16 @@ class RNNBackbone(Backbone):
         keys = spelling_keys(flat)
         new = self._char_memo.missing(keys)
         if new:
-            first = torch.from_numpy(np.array(list(new.values()), np.int64)).to(flat.device)
-            self._char_memo.add(list(new), self._run_char_rnn(flat[first]))
+            first = np.array(list(new.values()), np.int64)
+            rows = (torch.from_numpy(host(flat)[first]) if flat.device.type == "cpu"
+                    else flat[torch.from_numpy(first).to(flat.device)])
+            self._char_memo.add(list(new), self._run_char_rnn(rows))
         return self._char_memo.gather(keys, flat.device).view(*mask.shape, -1)
 
     def _run_char_rnn(self, rows: torch.Tensor) -> torch.Tensor:
-        lengths = (rows != 0).sum(-1).clamp(min=1)
+        on_host = rows.device.type == "cpu" and not torch.is_grad_enabled()  # NumPy: no op
+        lengths = (torch.from_numpy(np.maximum(np.count_nonzero(host(rows), axis=-1), 1)) if on_host
+                   else (rows != 0).sum(-1).clamp(min=1))
         return embedded_bidirectional(self.char_rnn, self.char_embedding, rows, lengths)[1]
 
     def train(self, mode: bool = True) -> "RNNBackbone":
@@ -375,11 +379,7 @@ def _contextual(block: dict | None, context: BackboneContext) -> TransformerBack
     if block is None:
         return None
     # imported here: an RNN without a contextual block never loads the transformer stack
-    from profner_models.models.transformer import (
-        TransformerBackbone,
-        encoder_and_tokenizer,
-        memo,
-    )
+    from profner_models.models.transformer import TransformerBackbone, encoder_and_tokenizer, memo
 
     encoder, tokenizer = encoder_and_tokenizer(
         block, None if context.model_dir is None else Path(context.model_dir) / CONTEXTUAL_DIR)
