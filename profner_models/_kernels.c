@@ -561,7 +561,7 @@ done:
    forward-backward algorithm in the log domain), for a CPU where the tree of batched log-matrix
    products (models/crf.py) costs T^3 per word against T^2 here. In each step the sums are
    scaled: a row's largest value out of the exp, and each column (forward) or row (backward) of
-   the transitions by its largest, so no term of a sum underflows unless it is ~1e-38 of the
+   the transitions by its largest, so no term of a sum underflows unless it is ~1e-308 of the
    largest. Buffers:
      emissions [B, W, T], lengths [B] int64 (each 1..W), start [T], transitions [from, to] [T, T],
      end [T] float32;
@@ -569,7 +569,7 @@ done:
      paths ending in each tag, emission included; zeros past a row's length). The sums run in
      double: a row's log-sums grow with its length, and in float their rounding would add up
      step after step (marginals ~3e-4 off over 128 words, against ~3e-5 for the tree in float);
-     crf_backward reads those and the gradient of the loss at log_z (d_log_z [B]) and writes the
+     crf_backward reads alpha and the gradient of the loss at log_z (d_log_z [B]) and writes the
      gradients at emissions [B, W, T] (zeros at padding), start [T], transitions [T, T], end
      [T]: each tag's (and pair of tags') marginal probability times d_log_z[b], summed over the
      rows. Work (double): [T, T] exp(transitions - column or row max), [T] shifts, [T] scratch,
@@ -612,7 +612,6 @@ static void crf_alpha(const float *emissions, const int64_t *lengths, const floa
 
 static void crf_gradients(const float *emissions, const int64_t *lengths,
                           const float *transitions, const float *end, const double *alpha,
-                          const float *log_z,
                           const float *d_log_z, float *d_emissions, float *d_start,
                           float *d_transitions, float *d_end, Py_ssize_t B, Py_ssize_t W,
                           Py_ssize_t T, double *scaled, double *shift, double *beta, double *q,
@@ -647,7 +646,7 @@ static void crf_gradients(const float *emissions, const int64_t *lengths,
                 beta[t * T + i] = top + shift[i] + log(sum);
             }
         }
-        /* log_z again from the row's alpha in double (the float one is rounded) */
+        /* log Z from the row's alpha, in double (crf_forward's is rounded to float) */
         const double *last = a + (n - 1) * T;
         double top = last[0] + end[0];
         for (Py_ssize_t j = 1; j < T; j++) top = fmax(top, last[j] + end[j]);
@@ -719,20 +718,20 @@ done:
 }
 
 static PyObject *crf_backward(PyObject *self, PyObject *args) {
-    static const char *const names[12] = {"emissions", "lengths", "start", "transitions", "end",
-                                          "alpha", "log_z", "d_log_z", "d_emissions", "d_start",
+    static const char *const names[11] = {"emissions", "lengths", "start", "transitions", "end",
+                                          "alpha", "d_log_z", "d_emissions", "d_start",
                                           "d_transitions", "d_end"};
-    static const int dims[12] = {3, 1, 1, 2, 1, 3, 1, 1, 3, 1, 2, 1};
-    Py_buffer v[12];
-    if (take_all(args, v, 12, names, dims, "fifffdffffff", 4) < 0) return NULL;
+    static const int dims[11] = {3, 1, 1, 2, 1, 3, 1, 3, 1, 2, 1};
+    Py_buffer v[11];
+    if (take_all(args, v, 11, names, dims, "fifffdfffff", 4) < 0) return NULL;
     PyObject *result = NULL;
     Py_ssize_t B, W, T;
     if (!crf_shapes(v, &B, &W, &T)) goto done;
-    if (!shaped(&v[5], B, W, T, -1) || !shaped(&v[6], B, -1, -1, -1) || !shaped(&v[7], B, -1, -1, -1)
-        || !shaped(&v[8], B, W, T, -1) || !shaped(&v[9], T, -1, -1, -1)
-        || !shaped(&v[10], T, T, -1, -1) || !shaped(&v[11], T, -1, -1, -1)) {
-        PyErr_SetString(PyExc_ValueError, "shapes: alpha [B, W, T], log_z [B], d_log_z [B], "
-                        "d_emissions [B, W, T], d_start [T], d_transitions [T, T], d_end [T]");
+    if (!shaped(&v[5], B, W, T, -1) || !shaped(&v[6], B, -1, -1, -1) || !shaped(&v[7], B, W, T, -1)
+        || !shaped(&v[8], T, -1, -1, -1) || !shaped(&v[9], T, T, -1, -1)
+        || !shaped(&v[10], T, -1, -1, -1)) {
+        PyErr_SetString(PyExc_ValueError, "shapes: alpha [B, W, T], d_log_z [B], d_emissions "
+                        "[B, W, T], d_start [T], d_transitions [T, T], d_end [T]");
         goto done;
     }
     {
@@ -743,14 +742,14 @@ static PyObject *crf_backward(PyObject *self, PyObject *args) {
         }
         Py_BEGIN_ALLOW_THREADS
         crf_gradients(v[0].buf, v[1].buf, v[3].buf, v[4].buf, v[5].buf, v[6].buf, v[7].buf,
-                      v[8].buf, v[9].buf, v[10].buf, v[11].buf, B, W, T, work, work + T * T,
+                      v[8].buf, v[9].buf, v[10].buf, B, W, T, work, work + T * T,
                       work + T * T + 2 * T, work + T * T + T, work + T * T + 2 * T + W * T);
         Py_END_ALLOW_THREADS
         PyMem_RawFree(work);
         result = Py_NewRef(Py_None);
     }
 done:
-    for (int i = 0; i < 12; i++) PyBuffer_Release(&v[i]);
+    for (int i = 0; i < 11; i++) PyBuffer_Release(&v[i]);
     return result;
 }
 
@@ -856,8 +855,8 @@ static PyMethodDef methods[] = {
      "crf_forward(emissions, lengths, start, transitions, end, log_z, alpha): a CRF's log "
      "partition function (module doc)"},
     {"crf_backward", crf_backward, METH_VARARGS,
-     "crf_backward(emissions, lengths, start, transitions, end, alpha, log_z, d_log_z, "
-     "d_emissions, d_start, d_transitions, d_end): its gradients"},
+     "crf_backward(emissions, lengths, start, transitions, end, alpha, d_log_z, d_emissions, "
+     "d_start, d_transitions, d_end): its gradients"},
     {"q4_bag_means", q4_bag_means, METH_VARARGS,
      "q4_bag_means(blocks, ids, ends, out): means of bags of Q4_0 rows (module doc)"},
     {NULL, NULL, 0, NULL},

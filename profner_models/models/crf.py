@@ -113,27 +113,25 @@ def crf_log_partition(emissions: torch.Tensor, lengths: torch.Tensor, start: tor
 @torch.library.custom_op("profner::crf_log_partition_backward", mutates_args=())
 def crf_log_partition_backward(emissions: torch.Tensor, lengths: torch.Tensor, start: torch.Tensor,
                                transitions: torch.Tensor, end: torch.Tensor, alpha: torch.Tensor,
-                               log_z: torch.Tensor, d_log_z: torch.Tensor
+                               d_log_z: torch.Tensor
                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of ``crf_log_partition``'s log Z at the emissions, start, transitions and end
     (the forward-backward algorithm: each tag's and pair of tags' marginal probability)."""
     d_emissions, d_start = torch.empty_like(emissions), torch.empty_like(start)
     d_transitions, d_end = torch.empty_like(transitions), torch.empty_like(end)
-    inputs = (emissions, lengths, start, transitions, end, alpha, log_z, d_log_z)
+    inputs = (emissions, lengths, start, transitions, end, alpha, d_log_z)
     compiled().crf_backward(*(t.contiguous().numpy() for t in inputs),
                             *(t.numpy() for t in (d_emissions, d_start, d_transitions, d_end)))
     return d_emissions, d_start, d_transitions, d_end
 
 
 def _keep_for_backward(ctx, inputs: tuple, output: tuple) -> None:
-    ctx.save_for_backward(*inputs, output[1], output[0])
+    ctx.save_for_backward(*inputs, output[1])
     ctx.mark_non_differentiable(output[1])
 
 
 def _backward(ctx, d_log_z: torch.Tensor, _: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-    emissions, lengths, start, transitions, end, alpha, log_z = ctx.saved_tensors
-    d_emissions, d_start, d_transitions, d_end = crf_log_partition_backward(
-        emissions, lengths, start, transitions, end, alpha, log_z, d_log_z)
+    d_emissions, d_start, d_transitions, d_end = crf_log_partition_backward(*ctx.saved_tensors, d_log_z)
     return d_emissions, None, d_start, d_transitions, d_end
 
 
