@@ -4,13 +4,14 @@ Every text of every request goes to a lane (``serve.lanes.Lane``): texts up to
 ``long_text_chars`` to the batches lane, so texts of concurrent requests share model calls (up
 to ``max_batch_size`` texts; a call takes what queued up while the previous one ran, waiting
 ``batch_wait_ms`` more when set, so by default a lone request never waits), longer ones one at
-a time to a lane of their own, so they never hold up the tweets. Each lane runs the model in
-its worker thread, which keeps the event loop free to parse and queue the next requests (and
-answer ``/health``) meanwhile; tokenisation is linear in the text
-(``profner_models.text.tokenize``), so no in-limits text holds the GIL for long. A request that is not answered within
-``request_timeout_s`` gets a 504 (its batch finishes in the background). Answers are
-``Prediction.to_dict()`` of the same ``Predictor`` that ``profner predict`` uses, so both give
-the same answer for the same text.
+a time to a lane of their own, so they never hold up the tweets. The batches lane runs the
+model on the event loop itself (a batch of short texts takes milliseconds; a hand-off to a
+thread cost more than it overlapped), the long lane on a worker thread of its own, so the loop
+keeps answering ``/health`` and queueing tweets while a long text runs; tokenisation is linear
+in the text (``profner_models.text.tokenize``), so no in-limits text holds the GIL for long. A
+request that is not answered within ``request_timeout_s`` gets a 504 (its batch finishes in the
+background). Answers are ``Prediction.to_dict()`` of the same ``Predictor`` that ``profner
+predict`` uses, so both give the same answer for the same text.
 
 Every answer of ours is JSON, errors too (``{"detail": message}``, also for an unexpected
 exception). ``/openapi.json`` is built per replica with its live limits (``request_schema``).
@@ -170,7 +171,7 @@ class ProfnerDetector:
         self._started = time.monotonic()
         self._openapi: dict[str, Any] | None = None
         self._batches = Lane(self._predict_isolated, self._settings.max_batch_size,
-                             self._settings.batch_wait_ms / 1000, "batches")
+                             self._settings.batch_wait_ms / 1000, "batches", inline=True)
         self._long = Lane(self._predict_isolated, 1, name="long")
 
     @api.post("/predict", response_model=PredictResponse, responses=_ERRORS)

@@ -1,13 +1,22 @@
-"""A lane: one worker thread that runs the model, and the texts that queue for it.
+"""A lane: the texts that queue for the model, and where its calls run.
 
-Texts that arrive while the lane's thread is busy go together into its next call (up to
-``max_batch_size``): a batch is formed when the thread becomes free, not when its first text
+Texts that arrive while the lane's call is running go together into its next call (up to
+``max_batch_size``): a batch is formed when the call before it ends, not when its first text
 arrives. Ray Serve's ``@serve.batch`` forms a batch at the arrival of its first text, so with
 no wait (``batch_wait_timeout_s=0``) and one model thread every batch held one text and the
 others queued behind it one by one (bench/serving.py, 2 cores: concurrency-32 throughput equal
 to concurrency 1's); waiting for a batch to fill instead costs every lone request that wait.
 Here a lone text runs at once, and under load each call takes everything that queued meanwhile.
 ``wait_s`` > 0 still lets a batch wait that long for more texts before it runs.
+
+A lane's calls run on a worker thread of its own, or ``inline`` on the event loop. Inline
+suits short calls (a batch of tweets: milliseconds): a hand-off to a thread and back costs two
+wake-ups and a GIL exchange per call, and while the model holds the GIL the loop could not
+parse much anyway (bench/README.md, 2026-12-08: one replica, 2 cores, inline against a thread,
+paired runs: concurrency-32 throughput +30%, the replica's CPU per request 0.77-0.88 against
+0.96-1.18 ms). After an inline call the loop runs a few rounds, so the requests that arrived
+meanwhile reach the queue before the next call is formed. A thread suits calls that may be
+long (a 10,000-character text): the loop keeps answering (``/health``, other lanes) meanwhile.
 
 Each text's answer comes back with when its call started and how long the call ran (the
 ``Server-Timing`` header's ``wait`` and ``model``). A text whose request gave up (its awaiting
@@ -22,13 +31,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 Answer = tuple[Any, float, float]  # (result, call start as perf_counter, call seconds)
+ARRIVAL_ROUNDS = 3  # loop rounds after an inline call: a request's socket read, its ASGI task, submit
 
 
 class Lane:
     def __init__(self, run: Callable[[list[str]], list[Any]], max_batch_size: int,
-                 wait_s: float = 0.0, name: str = "lane") -> None:
+                 wait_s: float = 0.0, name: str = "lane", inline: bool = False) -> None:
         self._run, self._max, self._wait_s = run, max_batch_size, wait_s
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"profner-{name}")
+        self._thread = None if inline else ThreadPoolExecutor(1, thread_name_prefix=f"profner-{name}")
         self._queue: list[tuple[str, asyncio.Future]] = []
         self._draining = False
 
@@ -52,14 +62,18 @@ class Lane:
                 if not batch:
                     continue
                 started = time.perf_counter()
+                texts = [text for text, _ in batch]
                 try:
-                    results = await loop.run_in_executor(self._thread, self._run,
-                                                         [text for text, _ in batch])
+                    results = (self._run(texts) if self._thread is None else
+                               await loop.run_in_executor(self._thread, self._run, texts))
                 except Exception as error:  # noqa: BLE001 - every waiting request gets it
                     results = [error] * len(batch)
                 seconds = time.perf_counter() - started
                 for (_, future), result in zip(batch, results):
                     if not future.done():
                         future.set_result((result, started, seconds))
+                if self._thread is None:
+                    for _ in range(ARRIVAL_ROUNDS):
+                        await asyncio.sleep(0)
         finally:
             self._draining = False

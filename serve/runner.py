@@ -32,10 +32,15 @@ from serve.schemas import ServeSettings
 # A local instance runs Serve's user code and router on each process's main event loop, not on
 # extra threads: on a small machine every hop between threads waits for the GIL
 # (bench/serving.py: one-tweet p50 18.2 -> 16.8 ms, concurrency-32 throughput 112 -> 155 req/s
-# on 2 cores). The model still runs in a worker thread (serve/app.py), so /health answers.
+# on 2 cores). Tweets run on that loop too, long texts on a thread (serve/app.py).
 LOCAL_SERVE_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
                    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
                    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# Ray starts its workers at nice 15, below the driver. For a server the replica is the work: at
+# nice 15 it waits behind every process of the machine, the clients' too (bench/README.md,
+# 2026-12-08, 2 cores: concurrency-1 throughput +40-70% at nice 0). A local instance starts its
+# workers without that offset.
+LOCAL_SYSTEM_CONFIG = {"worker_niceness": 0}
 DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
 TIME_WAIT_S = 65.0  # Linux holds a closed TCP connection's port 60 s
 _session: dict[str, object] = {}  # whether this process started its Ray; a direct-ingress port
@@ -137,7 +142,8 @@ def start(settings: ServeSettings, host: str, port: int, ray_temp_dir: str | Non
         profner_ray.start(ray_address, max(os.cpu_count() or 1,
                                            math.ceil(settings.replicas * settings.num_cpus)),
                           temp_dir, env=env, log_to_driver=False,
-                          **({} if ray_address else {"object_store_memory": 256 * 1024**2}))
+                          **({} if ray_address else {"object_store_memory": 256 * 1024**2,
+                                                     "_system_config": LOCAL_SYSTEM_CONFIG}))
         _session["port"] = (host, port) if direct else None
         # With direct ingress the replica answers on `port` itself; Serve's proxy, which it
         # starts anyway, is left on a free port of its own

@@ -1,5 +1,6 @@
 """serve.lanes.Lane: a lone text runs at once; texts that queue while the model runs go
-together into its next call; a request that gave up is left out."""
+together into its next call; a request that gave up is left out; an inline lane runs its calls
+on the event loop and still batches what arrived during a call."""
 
 from __future__ import annotations
 
@@ -80,3 +81,27 @@ def test_a_model_error_reaches_every_text_of_its_call() -> None:
 
     result, _, _ = asyncio.run(main())
     assert isinstance(result, RuntimeError)
+
+
+def test_an_inline_lane_runs_on_the_loop_and_batches_what_arrived_during_a_call() -> None:
+    model = Model(0.0)
+    arrivals: list[asyncio.Future] = []
+
+    async def arrive(lane: Lane, text: str) -> str:
+        await asyncio.sleep(0)  # a request's socket read and ASGI task come first
+        return (await lane.submit(text))[0]
+
+    def calls(lane: Lane, texts: list[str]) -> list[str]:
+        if not arrivals:  # three requests come in while the first call holds the loop
+            arrivals.extend(asyncio.ensure_future(arrive(lane, t)) for t in "def")
+        return model(texts)
+
+    async def main():
+        lane = Lane(lambda texts: calls(lane, texts), max_batch_size=2, name="t", inline=True)
+        queued = await asyncio.gather(*(lane.submit(t) for t in "abc"))
+        return [r[0] for r in queued] + await asyncio.gather(*arrivals)
+
+    assert asyncio.run(main()) == list("ABCDEF")
+    # "c" waited in the queue: the next call also takes what arrived meanwhile
+    assert model.calls == [["a", "b"], ["c", "d"], ["e", "f"]]
+    assert model.threads == {threading.main_thread().name}

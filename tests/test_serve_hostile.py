@@ -9,6 +9,7 @@ of 10,000 ``!`` held the GIL for ~100 s: ``/health`` froze and Serve killed the 
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -103,6 +104,15 @@ def test_a_tweet_is_not_held_up_by_long_texts_in_flight(server):
     # Batched with (or queued behind) the long texts, it would wait for them: a 504 at the
     # 0.5 s budget.
     assert status == 200 and seconds < BUDGET_S, (status, seconds, answer)
+
+
+def test_the_replica_runs_at_the_servers_priority(server):
+    """Ray starts workers at nice 15: a replica there waits behind its own clients."""
+    tree = descendants(server.pid)
+    replicas = [pid for pid in tree if any("ServeRepl" in name for name in names({pid}))]
+    assert replicas, names(tree)
+    assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in replicas} == {
+        os.getpriority(os.PRIO_PROCESS, server.pid)}
 
 
 def test_the_server_and_its_ray_listen_on_loopback_only(server):
