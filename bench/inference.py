@@ -128,7 +128,7 @@ def _timed_tokenizer(record: list[float]) -> Iterator[None]:
     ``record``."""
     plain = joint.tokenize
 
-    def timed(text: str):
+    def timed(text: str) -> list:
         started = time.perf_counter()
         tokens = plain(text)
         record.append((time.perf_counter() - started) * 1000)

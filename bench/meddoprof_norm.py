@@ -18,11 +18,14 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
 from profner_models.config import data_root, load_config
+from profner_models.norm.index import NormIndex
 from profner_models.norm.meddoprof import build_norm, norm_descriptions, norm_mentions
 from profner_models.training import load_task_data
 
@@ -48,8 +51,7 @@ class MemoEncoder:
     def __init__(self, encoder) -> None:
         self.encoder, self.memo = encoder, {}
 
-    def encode(self, sentences, **kwargs):
-        import numpy as np
+    def encode(self, sentences: list[str], **kwargs: Any) -> np.ndarray:
 
         new = [s for s in dict.fromkeys(sentences) if s not in self.memo]
         if new:
@@ -57,7 +59,7 @@ class MemoEncoder:
         return np.stack([self.memo[s] for s in sentences])
 
 
-def accuracy(index, gold) -> tuple[float, dict]:
+def accuracy(index: NormIndex, gold: list[tuple[str, str]]) -> tuple[float, dict]:
     predictions = index.predict([text for text, _ in gold])
     right = [p.code == code for p, (_, code) in zip(predictions, gold)]
     by_source = Counter(p.source for p in predictions)

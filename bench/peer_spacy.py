@@ -20,6 +20,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import spacy
 import torch
@@ -36,7 +37,7 @@ from profner_models.tasks.metrics import score_7a, score_7b  # noqa: E402
 from profner_models.training import load_task_data  # noqa: E402
 
 
-def scores(gold: list[Document], predicted: list[Document], types) -> dict[str, float]:
+def scores(gold: list[Document], predicted: list[Document], types: Sequence[str]) -> dict[str, float]:
     predicted = [Document(g.id, g.text, p.spans, p.label) for g, p in zip(gold, predicted)]
     out = {f"{k}_7b": round(v, 4) for k, v in score_7b(gold, predicted, types=types).items()
            if k in ("precision", "recall", "f1")}

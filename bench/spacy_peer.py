@@ -16,18 +16,20 @@ from typing import Sequence
 
 import spacy
 from spacy.cli.init_config import init_config
+from spacy.language import Language
 from spacy.tokens import DocBin
+from thinc.api import Config
 
 from profner_models.documents import Document, Span
 
 LABELS = ("PROFESION", "SITUACION_LABORAL")
 
 
-def config():
+def config() -> Config:
     return init_config(lang="es", pipeline=["ner"], optimize="efficiency", gpu=False)
 
 
-def pipeline(labels: Sequence[str] = LABELS):
+def pipeline(labels: Sequence[str] = LABELS) -> Language:
     """The stock pipeline, initialised with ``labels`` and untrained."""
     nlp = spacy.util.load_model_from_config(config(), auto_fill=True, validate=True)
     ner = nlp.get_pipe("ner")
@@ -78,7 +80,7 @@ def train(train_docs: Sequence[Document], dev_docs: Sequence[Document], out: Pat
     return out / "model" / "model-best"
 
 
-def predict(nlp, texts: Sequence[str]) -> list[Document]:
+def predict(nlp: Language, texts: Sequence[str]) -> list[Document]:
     """Entities as our spans; 7a label = any entity found."""
     docs = []
     for i, doc in enumerate(nlp.pipe(texts)):

@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 
 from profner_models.config import apply_overrides, load_config
+from profner_models.documents import Document
+from profner_models.models.joint import TrainedModel
 from profner_models.opcount import OpCounter
 from profner_models.predict import Predictor
 from profner_models.tasks import validate
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def step_costs(config: dict, train, dev, steps: int) -> dict:
+def step_costs(config: dict, train: list[Document], dev: list[Document], steps: int) -> dict:
     """Ops (and on a GPU time, memory, busy share) of ``steps`` training steps of a fresh model,
     and ops of predicting one tweet at a time."""
     config = validate(config)
@@ -170,7 +172,7 @@ def step_costs(config: dict, train, dev, steps: int) -> dict:
     return result
 
 
-def tweet_costs(model, texts: list[str], device: torch.device) -> dict:
+def tweet_costs(model: TrainedModel, texts: list[str], device: torch.device) -> dict:
     """Ops dispatched to predict one tweet at a time (mean over ``texts``)."""
     predictor = Predictor(model, batch_size=1, device=device)
     predictor.predict(texts[:2])
@@ -196,7 +198,7 @@ def gpu_busy_share(trainer: Trainer, batches: list) -> float:
     return round(min(1.0, busy_us / wall_us), 3)
 
 
-def pad_share(docs, config: dict, bucketing: bool) -> float:
+def pad_share(docs: list[Document], config: dict, bucketing: bool) -> float:
     """Share of padded word positions in one epoch's training batches."""
     lengths = [max(1, len(tokenize(doc.text))) for doc in docs]
     batches = bucket_batches(lengths, int(config["training"]["batch_size"]), True,

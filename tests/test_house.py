@@ -1,5 +1,5 @@
 """The house: rooms import only downwards, the import graph has no cycle, the library never
-imports Ray, MLflow or HTTP code, and every room says what it holds."""
+imports Ray, MLflow or HTTP code, every room says what it holds, and public functions are typed."""
 
 from __future__ import annotations
 
@@ -157,6 +157,27 @@ def test_no_module_or_function_is_too_long(package):
                 if lines > MAX_FUNCTION_LINES:
                     too_long.append(f"{name}.{node.name}: {lines} lines")
     assert not too_long, "\n".join(too_long)
+
+
+@pytest.mark.parametrize("package", ["profner_models", "trainables", "serve", "profner_ray",
+                                     "search_spaces", "bench"])
+def test_every_public_function_is_typed(package):
+    """Every function or method whose name has no leading underscore (nested ones too) annotates
+    its parameters (``self`` and ``cls`` aside) and its return."""
+    untyped = []
+    for name, path in modules(REPO / package).items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
+                continue
+            arguments = node.args
+            params = [a for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs,
+                                  *filter(None, (arguments.vararg, arguments.kwarg)))
+                      if a.arg not in ("self", "cls")]
+            bare = [a.arg for a in params if a.annotation is None]
+            if bare or node.returns is None:
+                untyped.append(f"{name}:{node.lineno} {node.name}"
+                               + (f" ({', '.join(bare)})" if bare else " (return)"))
+    assert not untyped, "untyped public functions:\n" + "\n".join(untyped)
 
 
 def test_git_ignores_no_file_the_project_is_made_of():

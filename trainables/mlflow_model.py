@@ -31,10 +31,11 @@ MODEL_DIR = "model_dir"  # the artifact key (and folder) of the profner model di
 
 
 class ProfnerModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context) -> None:
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.predictor = Predictor(context.artifacts[MODEL_DIR])
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+    def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
+                params: dict | None = None) -> pd.DataFrame:
         return to_frame([p.to_dict() for p in self.predictor.predict(texts_of(model_input))])
 
 

@@ -316,10 +316,11 @@ class TrialTracker(tune.Callback):
         self._runs[trial_id] = run_id
         return run_id
 
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self.run_id(trial)
 
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial, result: dict,
+                        **info: Any) -> None:
         from mlflow.entities import Metric
 
         run_id = self.run_id(trial)
@@ -344,10 +345,10 @@ class TrialTracker(tune.Callback):
     def _better(self, value: float, than: float) -> bool:
         return value > than if self.mode == "max" else value < than
 
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._finish(trial, "FINISHED")
 
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._finish(trial, "FAILED")
 
     def _finish(self, trial, status: str) -> None:

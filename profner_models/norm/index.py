@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Literal, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, field_validator
@@ -46,7 +46,7 @@ KINDS = ("description", "mention", "centroid")
 
 
 class Encoder(Protocol):
-    def encode(self, sentences: list[str], **kwargs) -> np.ndarray: ...
+    def encode(self, sentences: list[str], **kwargs: Any) -> np.ndarray: ...
 
 
 class NormConfig(Schema):

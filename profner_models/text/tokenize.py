@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import regex
 import spacy
@@ -145,8 +145,8 @@ def _affix_rules(emoji: str) -> tuple[list[str], list[str], list[str]]:
 _URL_EVIDENCE = re.compile(r"://|^www\.|[/@]", re.IGNORECASE)
 
 
-def _url_matcher(stock_match):
-    def url_match(string: str):
+def _url_matcher(stock_match: Callable[[str], Any]) -> Callable[[str], Any]:
+    def url_match(string: str) -> Any:
         return stock_match(string) if _URL_EVIDENCE.search(string) else None
 
     return url_match
