@@ -9,11 +9,19 @@ server runs on a private local Ray instance on a free loopback port (one replica
 clients are threads of this process with keep-alive connections, one request = one tweet, so
 on a small machine they compete with the server for the same cores (reported as ``cpus``).
 
+Paired: the baseline stays up while each Serve run is measured, and the two take turns (the
+one-tweet requests one by one, each concurrency level in ``ROUNDS`` rounds, the order swapped
+each round, every level inside each round). A shared machine's speed moves from minute to
+minute (on one 2-core VM the same load read 910 and then 396 req/s half a minute apart), so a
+ratio of two figures measured a minute apart measured the machine; taken in turns, both sides
+of each ratio (Serve over the baseline, concurrency 32 over 1) see the same minutes.
+
 Printed per run: the one-tweet p50 over the baseline's (goal <= 1.5), throughput per
-concurrency and over its own concurrency-1 throughput (goal at 32: >= 3), and where a served
-request's time went, from the ``Server-Timing`` header (means, ms): parse, wait in the batch
-queue, model, replica total, and ``hops`` = client latency - replica total (proxy, router and
-the hops between them and the replica).
+concurrency, over its own concurrency-1 throughput (goal at 32: >= 3) and over the baseline's
+at the same concurrency (goal at 32: >= 1), and where a served request's time went, from the
+``Server-Timing`` header (means, ms): parse, wait in the batch queue, model, replica total, and
+``hops`` = client latency - replica total (proxy, router and the hops between them and the
+replica).
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 from stats import percentile
 
@@ -39,7 +49,9 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CONCURRENCY = (1, 8, 32, 64)
+ROUNDS = 3  # turns per concurrency level and server: each gets seconds / ROUNDS a turn
 TIMINGS = ("parse", "wait", "model", "replica")
+BASELINE = "plain_uvicorn"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         result = {"model": str(model_dir), "cpus": os.cpu_count(), "quick": args.quick,
                   "seconds_per_level": seconds,
                   "in_process": _in_process(model_dir, tweets, sequential)}
-        result["http"] = {"plain_uvicorn": _plain(model_dir, tweets, seconds, sequential),
-                          **_http(model_dir, tweets, scratch, seconds, sequential,
-                                  args.max_batch_size, args.batch_wait_ms, args.replicas,
-                                  quiet=args.json)}
+        with _plain(model_dir) as baseline_port:
+            result["http"] = _http(model_dir, tweets, scratch, seconds, sequential, baseline_port,
+                                   args.max_batch_size, args.batch_wait_ms, args.replicas,
+                                   quiet=args.json)
         _add_ratios(result)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -121,7 +133,11 @@ def _in_process(model_dir: Path, tweets: list[str], count: int) -> dict:
 
 
 def _http(model_dir: Path, tweets: list[str], scratch: Path, seconds: float, sequential: int,
-          max_batch_size: int, batch_wait_ms: float, replicas: int, quiet: bool) -> dict:
+          baseline_port: int, max_batch_size: int, batch_wait_ms: float, replicas: int,
+          quiet: bool) -> dict:
+    """Each Serve run measured in turns with the baseline on ``baseline_port``: the run's own
+    figures, plus its ``baseline`` (the baseline's, taken in the same turns); the baseline's
+    full figures (``plain_uvicorn``) are those taken beside the first run."""
     from serve import runner
     from serve.schemas import ServeSettings
 
@@ -134,24 +150,29 @@ def _http(model_dir: Path, tweets: list[str], scratch: Path, seconds: float, seq
             model=str(model_dir), max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
             replicas=replicas)
     bodies = [json.dumps({"text": t}).encode("utf-8") for t in tweets]
-    out = {}
+    out: dict = {}
     for name, settings in runs.items():  # each on a new local instance, as profner serve runs
         if not quiet:
             print(f"deploying ({name}) ...", file=sys.stderr)
         runner.start(settings, "127.0.0.1", port, ray_temp_dir=str(scratch / "ray"))
         try:
             _check_deployed(port, settings.max_batch_size)
-            out[name] = {"max_batch_size": settings.max_batch_size,
-                         "batch_wait_ms": settings.batch_wait_ms, "replicas": settings.replicas,
-                         "direct_ingress": runner.direct_ingress(settings),
-                         **_measure(port, bodies, seconds, sequential)}
+            figures = _measure({BASELINE: baseline_port, name: port}, bodies, seconds, sequential)
         finally:
             runner.stop()
+        out.setdefault(BASELINE, {"max_batch_size": 1, "batch_wait_ms": None, **figures[BASELINE]})
+        out[name] = {"max_batch_size": settings.max_batch_size,
+                     "batch_wait_ms": settings.batch_wait_ms, "replicas": settings.replicas,
+                     "direct_ingress": runner.direct_ingress(settings), **figures[name],
+                     "baseline": {"p50_ms": figures[BASELINE]["latency_ms"]["p50"],
+                                  "requests_per_s": {level: load["requests_per_s"] for level, load
+                                                     in figures[BASELINE]["throughput"].items()}}}
     return out
 
 
-def _plain(model_dir: Path, tweets: list[str], seconds: float, sequential: int) -> dict:
-    """The baseline: ``bench/plain_server.py`` in its own process on a free loopback port."""
+@contextmanager
+def _plain(model_dir: Path) -> Iterator[int]:
+    """The baseline, ``bench/plain_server.py``, in its own process on a free loopback port."""
     from serve import runner
 
     port = runner.free_port("127.0.0.1")
@@ -160,19 +181,28 @@ def _plain(model_dir: Path, tweets: list[str], seconds: float, sequential: int) 
                                str(model_dir), str(port)], env=env)
     try:
         runner.wait_ready(f"http://127.0.0.1:{port}", timeout_s=120)
-        bodies = [json.dumps({"text": t}).encode("utf-8") for t in tweets]
-        return {"max_batch_size": 1, "batch_wait_ms": None,
-                **_measure(port, bodies, seconds, sequential)}
+        yield port
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def _measure(port: int, bodies: list[bytes], seconds: float, sequential: int) -> dict:
-    _load(port, bodies, 1, 1.0)  # warm-up
-    latencies, timings = _sequential(port, bodies, sequential)
-    return {"latency_ms": percentiles(latencies), "server_timing_ms": _breakdown(latencies, timings),
-            "throughput": {str(c): _load(port, bodies, c, seconds) for c in CONCURRENCY}}
+def _measure(ports: dict[str, int], bodies: list[bytes], seconds: float, sequential: int) -> dict:
+    """Per server: one-tweet latency and ``Server-Timing`` breakdown, and throughput per
+    concurrency level, the servers taking turns (module docstring)."""
+    for port in ports.values():
+        _load(port, bodies, 1, 1.0)  # warm-up
+    latencies, timings = _sequential(ports, bodies, sequential)
+    loads: dict[str, dict[int, list[Load]]] = {name: {c: [] for c in CONCURRENCY} for name in ports}
+    for turn in range(ROUNDS):
+        for concurrency in CONCURRENCY:
+            for name in (list(ports) if turn % 2 == 0 else list(ports)[::-1]):
+                loads[name][concurrency].append(
+                    _load(ports[name], bodies, concurrency, seconds / ROUNDS))
+    return {name: {"latency_ms": percentiles(latencies[name]),
+                   "server_timing_ms": _breakdown(latencies[name], timings[name]),
+                   "throughput": {str(c): _throughput(parts) for c, parts in loads[name].items()}}
+            for name in ports}
 
 
 def _breakdown(latencies: list[float], timings: list[dict[str, float]]) -> dict | None:
@@ -185,15 +215,20 @@ def _breakdown(latencies: list[float], timings: list[dict[str, float]]) -> dict 
 
 
 def _add_ratios(result: dict) -> None:
-    """p50 over the baseline's; throughput over in-process and over the run's concurrency 1."""
+    """Per run: p50 and throughput over the baseline's taken in the same turns, throughput over
+    in-process and over the run's own concurrency 1."""
     single = result["in_process"]["single_text_per_s"]
-    baseline_p50 = result["http"]["plain_uvicorn"]["latency_ms"]["p50"]
     for run in result["http"].values():
-        run["p50_over_baseline"] = round(run["latency_ms"]["p50"] / baseline_p50, 3)
+        baseline = run.get("baseline") or {
+            "p50_ms": run["latency_ms"]["p50"],
+            "requests_per_s": {c: load["requests_per_s"] for c, load in run["throughput"].items()}}
+        run["p50_over_baseline"] = round(run["latency_ms"]["p50"] / baseline["p50_ms"], 3)
         one = run["throughput"]["1"]["requests_per_s"]
-        for level in run["throughput"].values():
-            level["ratio_to_in_process"] = round(level["requests_per_s"] / single, 3)
-            level["ratio_to_concurrency_1"] = round(level["requests_per_s"] / one, 3)
+        for level, load in run["throughput"].items():
+            load["ratio_to_in_process"] = round(load["requests_per_s"] / single, 3)
+            load["ratio_to_concurrency_1"] = round(load["requests_per_s"] / one, 3)
+            load["ratio_to_baseline"] = round(load["requests_per_s"]
+                                              / baseline["requests_per_s"][level], 3)
 
 
 def _check_deployed(port: int, max_batch_size: int) -> None:
@@ -226,16 +261,30 @@ def _post(connection: http.client.HTTPConnection, body: bytes) -> tuple[float, d
     return elapsed, timing
 
 
-def _sequential(port: int, bodies: list[bytes], count: int) -> tuple[list[float], list[dict]]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+def _sequential(ports: dict[str, int], bodies: list[bytes], count: int
+                ) -> tuple[dict[str, list[float]], dict[str, list[dict]]]:
+    """``count`` one-tweet requests to each server, one at a time, the servers in turn."""
+    connections = {name: http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                   for name, port in ports.items()}
+    answers: dict[str, list] = {name: [] for name in ports}
     try:
-        answers = [_post(connection, bodies[i % len(bodies)]) for i in range(count)]
+        for i in range(count):
+            for name, connection in connections.items():
+                answers[name].append(_post(connection, bodies[i % len(bodies)]))
     finally:
-        connection.close()
-    return [seconds for seconds, _ in answers], [t for _, t in answers if t is not None]
+        for connection in connections.values():
+            connection.close()
+    return ({name: [seconds for seconds, _ in mine] for name, mine in answers.items()},
+            {name: [t for _, t in mine if t is not None] for name, mine in answers.items()})
 
 
-def _load(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> dict:
+class Load(NamedTuple):
+    latencies: list[float]
+    seconds: float
+    client_cpu_s: float
+
+
+def _load(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> Load:
     """``concurrency`` clients posting back to back for ``seconds``."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -257,8 +306,14 @@ def _load(port: int, bodies: list[bytes], concurrency: int, seconds: float) -> d
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    # the clients share the server's CPUs: what they burn is taken from it
+    return Load(latencies, time.perf_counter() - started, time.process_time() - cpu)
+
+
+def _throughput(parts: list[Load]) -> dict:
+    """One concurrency level's turns together. The clients share the server's CPUs: what they
+    burn is taken from it."""
+    latencies = [seconds for part in parts for seconds in part.latencies]
+    elapsed, cpu = sum(p.seconds for p in parts), sum(p.client_cpu_s for p in parts)
     return {"requests": len(latencies), "requests_per_s": round(len(latencies) / elapsed, 1),
             "latency_ms": percentiles(latencies), "client_cpus": round(cpu / elapsed, 2),
             "client_cpu_ms_per_request": round(1000 * cpu / max(1, len(latencies)), 3)}
@@ -279,7 +334,7 @@ def _table(result: dict) -> str:
     for name, run in result["http"].items():
         lines.append(f"HTTP {name} (max_batch_size={run['max_batch_size']}): one tweet "
                      "p50 {p50} ms  p95 {p95} ms".format(**run["latency_ms"])
-                     + f"  x{run['p50_over_baseline']} of the baseline's p50")
+                     + f"  x{run['p50_over_baseline']} of the baseline's p50 (same turns)")
         if run["server_timing_ms"]:
             lines.append("  one tweet, mean ms: " + "  ".join(
                 f"{part} {ms}" for part, ms in run["server_timing_ms"].items()))
@@ -287,6 +342,7 @@ def _table(result: dict) -> str:
             lines.append(f"  concurrency {level:>2}: {figures['requests_per_s']:>7} req/s  "
                          f"p50 {figures['latency_ms']['p50']} ms  p95 {figures['latency_ms']['p95']}"
                          f" ms  x{figures['ratio_to_concurrency_1']} of concurrency 1"
+                         f"  x{figures['ratio_to_baseline']} of the baseline"
                          f"  x{figures['ratio_to_in_process']} of in-process"
                          f"  clients {figures['client_cpus']} CPUs")
     return "\n".join(lines)
